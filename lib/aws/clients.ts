@@ -1,0 +1,43 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { config } from '../config.ts';
+
+/**
+ * The one place AWS SDK clients are made. Each is created on first use and then reused for the life
+ * of the container, so connections stay warm across invocations.
+ */
+
+let s3: S3Client | undefined;
+let presigningS3: S3Client | undefined;
+let documents: DynamoDBDocumentClient | undefined;
+
+function s3Options() {
+  const { region, endpoints } = config();
+  // Emulators serve buckets by path, not by virtual host.
+  return { region, endpoint: endpoints.s3, forcePathStyle: endpoints.s3 !== undefined };
+}
+
+export function s3Client(): S3Client {
+  s3 ??= new S3Client(s3Options());
+  return s3;
+}
+
+/**
+ * Used only to presign. With the SDK's default checksum mode a presigned UploadPart URL carries the
+ * CRC32 of an empty body, which real S3 rejects once the client sends real bytes.
+ */
+export function presigningS3Client(): S3Client {
+  presigningS3 ??= new S3Client({ ...s3Options(), requestChecksumCalculation: 'WHEN_REQUIRED' });
+  return presigningS3;
+}
+
+export function documentClient(): DynamoDBDocumentClient {
+  if (!documents) {
+    const { region, endpoints } = config();
+    documents = DynamoDBDocumentClient.from(new DynamoDBClient({ region, endpoint: endpoints.dynamodb }), {
+      marshallOptions: { removeUndefinedValues: true },
+    });
+  }
+  return documents;
+}

@@ -1,0 +1,66 @@
+import { z } from './schema.ts';
+
+/**
+ * Configuration comes from the environment only: serverless.yml sets it in AWS, the local stack
+ * (scripts/local-stack.ts) sets it for serverless-offline and the tests. Parsed once per container.
+ */
+
+const seconds = (min: number, max: number) => z.coerce.number().check(z.int(), z.gte(min), z.lte(max));
+
+const envSchema = z.object({
+  STAGE: z._default(z.string().check(z.minLength(1)), 'local'),
+  AWS_REGION: z._default(z.string().check(z.minLength(1)), 'us-east-1'),
+  FILES_BUCKET: z.string().check(z.minLength(3)),
+  JOBS_TABLE: z.string().check(z.minLength(3)),
+  USERS_TABLE: z.string().check(z.minLength(3)),
+  AWS_ENDPOINT_URL: z.optional(z.url()),
+  AWS_ENDPOINT_URL_S3: z.optional(z.url()),
+  AWS_ENDPOINT_URL_DYNAMODB: z.optional(z.url()),
+  PRESIGN_TTL_SECONDS: z._default(seconds(60, 7 * 24 * 3600), 900),
+});
+
+export interface Config {
+  stage: string;
+  region: string;
+  bucket: string;
+  jobsTable: string;
+  usersTable: string;
+  /** Emulator or custom endpoints; undefined means the real AWS endpoint for the region. */
+  endpoints: { s3?: string | undefined; dynamodb?: string | undefined };
+  presignTtlSeconds: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // `${env:X, ''}` in serverless.yml yields empty strings for unset values: treat them as absent.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  return {
+    stage: e.STAGE,
+    region: e.AWS_REGION,
+    bucket: e.FILES_BUCKET,
+    jobsTable: e.JOBS_TABLE,
+    usersTable: e.USERS_TABLE,
+    endpoints: {
+      s3: e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL,
+      dynamodb: e.AWS_ENDPOINT_URL_DYNAMODB ?? e.AWS_ENDPOINT_URL,
+    },
+    presignTtlSeconds: e.PRESIGN_TTL_SECONDS,
+  };
+}
+
+let current: Config | undefined;
+
+/** The process-wide configuration, parsed from `process.env` on first use. */
+export function config(): Config {
+  current ??= loadConfig();
+  return current;
+}

@@ -1,0 +1,40 @@
+/**
+ * Errors a route answers on purpose. Anything else that escapes a handler is a fault: it is logged
+ * with its stack and answered as a bare 500 (see error-response.ts).
+ */
+export class HttpError extends Error {
+  override name = 'HttpError';
+  readonly status: number;
+  readonly code: string;
+  readonly details: unknown;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    options: { details?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = options.details;
+    this.headers = options.headers ?? {};
+  }
+}
+
+export const badRequest = (code: string, message: string, details?: unknown) =>
+  new HttpError(400, code, message, { details });
+
+export const unauthorized = (message = 'a valid token is required') =>
+  new HttpError(401, 'Unauthorized', message, { headers: { 'www-authenticate': 'Bearer' } });
+
+export const notFound = (code: string, message: string) => new HttpError(404, code, message);
+
+export const conflict = (code: string, message: string, details?: unknown) =>
+  new HttpError(409, code, message, { details });
+
+export const tooManyRequests = (message: string, retryAfterSeconds: number) =>
+  new HttpError(429, 'TooManyRequests', message, {
+    headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))) },
+  });

@@ -1,0 +1,87 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import httpHeaderNormalizer from '@middy/http-header-normalizer';
+import httpJsonBodyParser from '@middy/http-json-body-parser';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { logger } from '../log.ts';
+import type { z } from '../schema.ts';
+import { errorResponse } from './error-response.ts';
+import { parseInput } from './validation.ts';
+
+export type HttpEvent = APIGatewayProxyEventV2;
+export type HttpResponse = APIGatewayProxyStructuredResultV2;
+
+export interface RouteResult {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+type Schema = z.ZodMiniType | undefined;
+type Parsed<S extends Schema> = S extends z.ZodMiniType ? z.output<S> : undefined;
+
+export interface RouteSpec<B extends Schema, Q extends Schema, P extends Schema> {
+  /** JSON body schema; when set the body must be `application/json`. */
+  body?: B;
+  query?: Q;
+  path?: P;
+}
+
+export interface RouteRequest<B extends Schema, Q extends Schema, P extends Schema> {
+  body: Parsed<B>;
+  query: Parsed<Q>;
+  path: Parsed<P>;
+  requestId: string;
+  sourceIp: string;
+  event: HttpEvent;
+  context: Context;
+}
+
+export const requestIdOf = (event: HttpEvent, context: Context): string =>
+  event.requestContext?.requestId ?? context.awsRequestId;
+
+export const jsonResponse = (requestId: string, result: RouteResult): HttpResponse => ({
+  statusCode: result.status,
+  headers: { 'content-type': 'application/json', 'x-request-id': requestId, ...result.headers },
+  body: result.body === undefined ? '' : JSON.stringify(result.body),
+});
+
+/** Outermost middleware: whatever failed inside becomes the JSON error shape, never a stack trace. */
+const errorMapper = (): middy.MiddlewareObj<HttpEvent, HttpResponse> => ({
+  onError: (request) => {
+    request.response = errorResponse(request.error, requestIdOf(request.event, request.context));
+  },
+});
+
+/**
+ * The middleware stack every HTTP handler uses: header normalization, request-scoped structured
+ * logs, JSON body parsing, schema validation of body/query/path, and error mapping.
+ */
+export function httpRoute<
+  B extends Schema = undefined,
+  Q extends Schema = undefined,
+  P extends Schema = undefined,
+>(spec: RouteSpec<B, Q, P>, handle: (request: RouteRequest<B, Q, P>) => Promise<RouteResult>) {
+  const stack = middy<HttpEvent, HttpResponse>()
+    .use(errorMapper())
+    .use(httpHeaderNormalizer())
+    .use(injectLambdaContext(logger, { resetKeys: true }));
+  if (spec.body) stack.use(httpJsonBodyParser());
+
+  return stack.handler(async (event, context) => {
+    const requestId = requestIdOf(event, context);
+    logger.appendKeys({ requestId, route: event.routeKey });
+    const request = {
+      body: (spec.body ? parseInput(spec.body, event.body, 'body') : undefined) as Parsed<B>,
+      query: (spec.query
+        ? parseInput(spec.query, event.queryStringParameters ?? {}, 'query')
+        : undefined) as Parsed<Q>,
+      path: (spec.path ? parseInput(spec.path, event.pathParameters ?? {}, 'path') : undefined) as Parsed<P>,
+      requestId,
+      sourceIp: event.requestContext?.http?.sourceIp ?? 'unknown',
+      event,
+      context,
+    };
+    return jsonResponse(requestId, await handle(request));
+  });
+}

@@ -1,0 +1,295 @@
+/**
+ * The local stack: emulators, the bucket and tables created from the very resource definitions that
+ * serverless.yml deploys (read through `serverless print`, so there is no hand-kept copy), and
+ * optionally serverless-offline serving the API. Used by `npm start` and by the test harness.
+ */
+import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import {
+  type AttributeDefinition,
+  CreateTableCommand,
+  DynamoDBClient,
+  type GlobalSecondaryIndex,
+  type KeySchemaElement,
+  ResourceInUseException,
+  UpdateTimeToLiveCommand,
+} from '@aws-sdk/client-dynamodb';
+import {
+  type CORSRule,
+  CreateBucketCommand,
+  type LifecycleRule,
+  PutBucketCorsCommand,
+  PutBucketEncryptionCommand,
+  PutBucketLifecycleConfigurationCommand,
+  PutPublicAccessBlockCommand,
+  S3Client,
+  type ServerSideEncryptionRule,
+} from '@aws-sdk/client-s3';
+import { freePort, spawnGroup, startEmulators, waitForHttp } from './emulators.ts';
+
+export const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+const serverlessBin = join(projectRoot, 'node_modules', '.bin', 'serverless');
+
+/** Emulators accept any credentials, but the SDK must have some to sign with. */
+export const localCredentials = { AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local' };
+
+export interface StackInfo {
+  apiUrl?: string;
+  lambdaEndpoint?: string;
+  region: string;
+  stage: string;
+  s3Endpoint: string;
+  dynamodbEndpoint: string;
+  bucket: string;
+  tables: { jobs: string; users: string };
+}
+
+interface CfnResource {
+  Type: string;
+  Properties: Record<string, unknown>;
+}
+
+interface ResolvedService {
+  provider: { environment: Record<string, string>; region: string };
+  resources: { Resources: Record<string, CfnResource> };
+}
+
+/** serverless.yml with every `${…}` variable resolved for `stage`. */
+export async function resolveService(
+  stage: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ResolvedService> {
+  const { stdout } = await promisify(execFile)(
+    serverlessBin,
+    ['print', '--stage', stage, '--format', 'json'],
+    {
+      cwd: projectRoot,
+      env: { ...env, ...localCredentials, SLS_TELEMETRY_DISABLED: '1' },
+      maxBuffer: 16 * 1024 * 1024,
+    },
+  );
+  return JSON.parse(stdout) as ResolvedService;
+}
+
+const resourcesOfType = (service: ResolvedService, type: string) =>
+  Object.values(service.resources.Resources).filter((resource) => resource.Type === type);
+
+interface CfnBucket {
+  BucketName: string;
+  CorsConfiguration?: {
+    CorsRules: (Omit<CORSRule, 'MaxAgeSeconds' | 'ExposeHeaders' | 'ID'> & {
+      Id?: string;
+      MaxAge?: number;
+      ExposedHeaders?: string[];
+    })[];
+  };
+  LifecycleConfiguration?: {
+    Rules: (Omit<LifecycleRule, 'ID' | 'Filter'> & { Id?: string; Prefix?: string })[];
+  };
+  BucketEncryption?: {
+    ServerSideEncryptionConfiguration: (Omit<
+      ServerSideEncryptionRule,
+      'ApplyServerSideEncryptionByDefault'
+    > & {
+      ServerSideEncryptionByDefault?: ServerSideEncryptionRule['ApplyServerSideEncryptionByDefault'];
+    })[];
+  };
+  PublicAccessBlockConfiguration?: Record<string, boolean>;
+}
+
+async function createBucket(s3: S3Client, bucket: CfnBucket) {
+  const Bucket = bucket.BucketName;
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket }));
+  } catch (error) {
+    if ((error as Error).name !== 'BucketAlreadyOwnedByYou') throw error;
+  }
+  // CloudFormation and the S3 API spell a few of these fields differently.
+  if (bucket.CorsConfiguration) {
+    const CORSRules = bucket.CorsConfiguration.CorsRules.map(({ Id, MaxAge, ExposedHeaders, ...rule }) => ({
+      ...rule,
+      ID: Id,
+      MaxAgeSeconds: MaxAge,
+      ExposeHeaders: ExposedHeaders,
+    }));
+    await s3.send(new PutBucketCorsCommand({ Bucket, CORSConfiguration: { CORSRules } }));
+  }
+  if (bucket.LifecycleConfiguration) {
+    const Rules = bucket.LifecycleConfiguration.Rules.map(({ Id, Prefix, ...rule }) => ({
+      ...rule,
+      ID: Id,
+      Filter: { Prefix: Prefix ?? '' },
+    }));
+    await s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket, LifecycleConfiguration: { Rules } }));
+  }
+  if (bucket.BucketEncryption) {
+    await s3.send(
+      new PutBucketEncryptionCommand({
+        Bucket,
+        ServerSideEncryptionConfiguration: {
+          Rules: bucket.BucketEncryption.ServerSideEncryptionConfiguration.map(
+            ({ ServerSideEncryptionByDefault, ...rule }) => ({
+              ...rule,
+              ApplyServerSideEncryptionByDefault: ServerSideEncryptionByDefault,
+            }),
+          ),
+        },
+      }),
+    );
+  }
+  if (bucket.PublicAccessBlockConfiguration) {
+    await s3.send(
+      new PutPublicAccessBlockCommand({
+        Bucket,
+        PublicAccessBlockConfiguration: bucket.PublicAccessBlockConfiguration,
+      }),
+    );
+  }
+}
+
+interface CfnTable {
+  TableName: string;
+  BillingMode?: 'PAY_PER_REQUEST' | 'PROVISIONED';
+  AttributeDefinitions: AttributeDefinition[];
+  KeySchema: KeySchemaElement[];
+  GlobalSecondaryIndexes?: GlobalSecondaryIndex[];
+  TimeToLiveSpecification?: { AttributeName: string; Enabled: boolean };
+}
+
+async function createTable(dynamodb: DynamoDBClient, table: CfnTable) {
+  try {
+    await dynamodb.send(
+      new CreateTableCommand({
+        TableName: table.TableName,
+        BillingMode: table.BillingMode ?? 'PAY_PER_REQUEST',
+        AttributeDefinitions: table.AttributeDefinitions,
+        KeySchema: table.KeySchema,
+        GlobalSecondaryIndexes: table.GlobalSecondaryIndexes,
+      }),
+    );
+  } catch (error) {
+    if (!(error instanceof ResourceInUseException)) throw error;
+    return;
+  }
+  if (table.TimeToLiveSpecification) {
+    await dynamodb.send(
+      new UpdateTimeToLiveCommand({
+        TableName: table.TableName,
+        TimeToLiveSpecification: table.TimeToLiveSpecification,
+      }),
+    );
+  }
+}
+
+/** Creates every S3 bucket and DynamoDB table that serverless.yml declares. Idempotent. */
+export async function provisionResources(
+  service: ResolvedService,
+  endpoints: { s3: string; dynamodb: string },
+) {
+  const region = service.provider.region;
+  const credentials = {
+    accessKeyId: localCredentials.AWS_ACCESS_KEY_ID,
+    secretAccessKey: localCredentials.AWS_SECRET_ACCESS_KEY,
+  };
+  const s3 = new S3Client({ region, endpoint: endpoints.s3, forcePathStyle: true, credentials });
+  const dynamodb = new DynamoDBClient({ region, endpoint: endpoints.dynamodb, credentials });
+  try {
+    for (const bucket of resourcesOfType(service, 'AWS::S3::Bucket')) {
+      await createBucket(s3, bucket.Properties as unknown as CfnBucket);
+    }
+    for (const table of resourcesOfType(service, 'AWS::DynamoDB::Table')) {
+      await createTable(dynamodb, table.Properties as unknown as CfnTable);
+    }
+  } finally {
+    s3.destroy();
+    dynamodb.destroy();
+  }
+}
+
+export interface StackOptions {
+  stage?: string;
+  /** Start serverless-offline too (the HTTP API); otherwise only emulators and resources. */
+  withApi?: boolean;
+  httpPort?: number;
+  lambdaPort?: number;
+  /** Extra environment for the handlers (merged over what the stack computes). */
+  env?: Record<string, string>;
+  log?: (line: string) => void;
+}
+
+export interface LocalStack {
+  info: StackInfo;
+  /** The environment a handler sees: table and bucket names, endpoints, credentials. */
+  handlerEnv: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+export async function startLocalStack(options: StackOptions = {}): Promise<LocalStack> {
+  const stage = options.stage ?? 'local';
+  const log = options.log ?? (() => {});
+  const [emulators, service] = await Promise.all([startEmulators(process.env, log), resolveService(stage)]);
+  const stops: (() => Promise<void>)[] = [() => emulators.stop()];
+  const stop = async () => {
+    for (const step of stops.reverse()) await step();
+  };
+  try {
+    await provisionResources(service, { s3: emulators.s3Endpoint, dynamodb: emulators.dynamodbEndpoint });
+    const environment = service.provider.environment;
+    const handlerEnv: Record<string, string> = {
+      ...environment,
+      ...localCredentials,
+      AWS_REGION: service.provider.region,
+      AWS_ENDPOINT_URL_S3: emulators.s3Endpoint,
+      AWS_ENDPOINT_URL_DYNAMODB: emulators.dynamodbEndpoint,
+      ...options.env,
+    };
+    const info: StackInfo = {
+      region: service.provider.region,
+      stage,
+      s3Endpoint: emulators.s3Endpoint,
+      dynamodbEndpoint: emulators.dynamodbEndpoint,
+      bucket: environment.FILES_BUCKET!,
+      tables: { jobs: environment.JOBS_TABLE!, users: environment.USERS_TABLE! },
+    };
+    if (options.withApi) {
+      const api = await startOffline(stage, handlerEnv, options, log);
+      stops.push(api.stop);
+      info.apiUrl = api.apiUrl;
+      info.lambdaEndpoint = api.lambdaEndpoint;
+    }
+    return { info, handlerEnv, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+async function startOffline(
+  stage: string,
+  handlerEnv: Record<string, string>,
+  options: StackOptions,
+  log: (line: string) => void,
+) {
+  const httpPort = options.httpPort ?? (await freePort());
+  const lambdaPort = options.lambdaPort ?? (await freePort());
+  const child = spawnGroup(
+    'serverless-offline',
+    serverlessBin,
+    [
+      'offline',
+      'start',
+      '--stage',
+      stage,
+      '--httpPort',
+      String(httpPort),
+      '--lambdaPort',
+      String(lambdaPort),
+    ],
+    { env: { ...process.env, ...handlerEnv, SLS_TELEMETRY_DISABLED: '1' }, log },
+  );
+  const apiUrl = `http://127.0.0.1:${httpPort}`;
+  await waitForHttp(`${apiUrl}/health`, child, 'serverless-offline', 120_000);
+  return { apiUrl, lambdaEndpoint: `http://127.0.0.1:${lambdaPort}`, stop: () => child.stopGroup() };
+}
