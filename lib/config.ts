@@ -7,6 +7,8 @@ import { z } from './schema.ts';
 
 const seconds = (min: number, max: number) => z.coerce.number().check(z.int(), z.gte(min), z.lte(max));
 
+const count = (min: number, max: number) => z.coerce.number().check(z.int(), z.gte(min), z.lte(max));
+
 const envSchema = z.object({
   STAGE: z._default(z.string().check(z.minLength(1)), 'local'),
   AWS_REGION: z._default(z.string().check(z.minLength(1)), 'us-east-1'),
@@ -17,6 +19,15 @@ const envSchema = z.object({
   AWS_ENDPOINT_URL_S3: z.optional(z.url()),
   AWS_ENDPOINT_URL_DYNAMODB: z.optional(z.url()),
   PRESIGN_TTL_SECONDS: z._default(seconds(60, 7 * 24 * 3600), 900),
+  JWT_ISSUER: z.optional(z.string().check(z.minLength(1))),
+  JWT_AUDIENCE: z._default(z.string().check(z.minLength(1)), 'file-jobs'),
+  JWT_TTL_SECONDS: z._default(seconds(60, 24 * 3600), 3600),
+  JWT_KEYS: z.optional(z.string()),
+  JWT_KEYS_FILE: z.optional(z.string()),
+  JWT_KEYS_PARAMETER: z.optional(z.string()),
+  SIGNIN_MAX_FAILURES_PER_USER: z._default(count(1, 1000), 5),
+  SIGNIN_MAX_FAILURES_PER_IP: z._default(count(1, 100_000), 50),
+  SIGNIN_LOCK_SECONDS: z._default(seconds(1, 24 * 3600), 30),
 });
 
 export interface Config {
@@ -28,6 +39,10 @@ export interface Config {
   /** Emulator or custom endpoints; undefined means the real AWS endpoint for the region. */
   endpoints: { s3?: string | undefined; dynamodb?: string | undefined };
   presignTtlSeconds: number;
+  tokens: { issuer: string; audience: string; ttlSeconds: number };
+  /** Where the JWT signing keys come from; the first one set wins (see lib/auth/keys.ts). */
+  keys: { inline?: string | undefined; file?: string | undefined; parameter?: string | undefined };
+  signin: { maxFailuresPerUser: number; maxFailuresPerIp: number; lockSeconds: number };
 }
 
 export class ConfigError extends Error {
@@ -54,6 +69,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       dynamodb: e.AWS_ENDPOINT_URL_DYNAMODB ?? e.AWS_ENDPOINT_URL,
     },
     presignTtlSeconds: e.PRESIGN_TTL_SECONDS,
+    tokens: {
+      issuer: e.JWT_ISSUER ?? `file-jobs/${e.STAGE}`,
+      audience: e.JWT_AUDIENCE,
+      ttlSeconds: e.JWT_TTL_SECONDS,
+    },
+    keys: { inline: e.JWT_KEYS, file: e.JWT_KEYS_FILE, parameter: e.JWT_KEYS_PARAMETER },
+    signin: {
+      maxFailuresPerUser: e.SIGNIN_MAX_FAILURES_PER_USER,
+      maxFailuresPerIp: e.SIGNIN_MAX_FAILURES_PER_IP,
+      lockSeconds: e.SIGNIN_LOCK_SECONDS,
+    },
   };
 }
 

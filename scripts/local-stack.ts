@@ -4,6 +4,7 @@
  * optionally serverless-offline serving the API. Used by `npm start` and by the test harness.
  */
 import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -27,6 +28,10 @@ import {
   S3Client,
   type ServerSideEncryptionRule,
 } from '@aws-sdk/client-s3';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { generateKeyset } from '../lib/auth/keys.ts';
+import { hashPassword } from '../lib/auth/passwords.ts';
+import { UserExistsError, UserStore } from '../lib/auth/user-store.ts';
 import { freePort, spawnGroup, startEmulators, waitForHttp } from './emulators.ts';
 
 export const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -34,6 +39,10 @@ const serverlessBin = join(projectRoot, 'node_modules', '.bin', 'serverless');
 
 /** Emulators accept any credentials, but the SDK must have some to sign with. */
 export const localCredentials = { AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local' };
+const localAwsCredentials = {
+  accessKeyId: localCredentials.AWS_ACCESS_KEY_ID,
+  secretAccessKey: localCredentials.AWS_SECRET_ACCESS_KEY,
+};
 
 export interface StackInfo {
   apiUrl?: string;
@@ -208,10 +217,40 @@ export async function provisionResources(
   }
 }
 
+/** The seed app's demo user; only ever created on local stacks. */
+export const DEMO_USER = { username: 'avijeet', password: 'avijeet@123' };
+
+async function seedDemoUser(service: ResolvedService, endpoint: string) {
+  const client = new DynamoDBClient({
+    region: service.provider.region,
+    endpoint,
+    credentials: localAwsCredentials,
+  });
+  const users = new UserStore(DynamoDBDocumentClient.from(client), service.provider.environment.USERS_TABLE!);
+  try {
+    if (!(await users.get(DEMO_USER.username))) {
+      await users.create(DEMO_USER.username, await hashPassword(DEMO_USER.password));
+    }
+  } catch (error) {
+    if (!(error instanceof UserExistsError)) throw error;
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Creates the JWT signing keyset file on first use (never committed: .local/ is git-ignored). */
+export async function ensureKeysFile(path: string): Promise<void> {
+  if (existsSync(path)) return;
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(await generateKeyset(), null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+}
+
 export interface StackOptions {
   stage?: string;
   /** Start serverless-offline too (the HTTP API); otherwise only emulators and resources. */
   withApi?: boolean;
+  /** JWT keyset file for the handlers; created when missing. */
+  keysFile?: string;
   httpPort?: number;
   lambdaPort?: number;
   /** Extra environment for the handlers (merged over what the stack computes). */
@@ -235,7 +274,13 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
     for (const step of stops.reverse()) await step();
   };
   try {
-    await provisionResources(service, { s3: emulators.s3Endpoint, dynamodb: emulators.dynamodbEndpoint });
+    const keysFile = options.keysFile ?? join(projectRoot, '.local', 'jwt-keys.json');
+    await Promise.all([
+      provisionResources(service, { s3: emulators.s3Endpoint, dynamodb: emulators.dynamodbEndpoint }).then(
+        () => seedDemoUser(service, emulators.dynamodbEndpoint),
+      ),
+      ensureKeysFile(keysFile),
+    ]);
     const environment = service.provider.environment;
     const handlerEnv: Record<string, string> = {
       ...environment,
@@ -243,6 +288,7 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
       AWS_REGION: service.provider.region,
       AWS_ENDPOINT_URL_S3: emulators.s3Endpoint,
       AWS_ENDPOINT_URL_DYNAMODB: emulators.dynamodbEndpoint,
+      JWT_KEYS_FILE: keysFile,
       ...options.env,
     };
     const info: StackInfo = {

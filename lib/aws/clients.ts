@@ -1,5 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { config } from '../config.ts';
 
@@ -40,4 +41,14 @@ export function documentClient(): DynamoDBDocumentClient {
     });
   }
   return documents;
+}
+
+let ssm: SSMClient | undefined;
+
+/** Reads a SecureString parameter, decrypted. */
+export async function readSecureParameter(name: string): Promise<string> {
+  ssm ??= new SSMClient({ region: config().region });
+  const { Parameter } = await ssm.send(new GetParameterCommand({ Name: name, WithDecryption: true }));
+  if (!Parameter?.Value) throw new Error(`SSM parameter ${name} is empty`);
+  return Parameter.Value;
 }

@@ -3,10 +3,11 @@ import middy from '@middy/core';
 import httpHeaderNormalizer from '@middy/http-header-normalizer';
 import httpJsonBodyParser from '@middy/http-json-body-parser';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { authenticate, type Caller } from '../auth/authenticate.ts';
 import { logger } from '../log.ts';
 import type { z } from '../schema.ts';
 import { errorResponse } from './error-response.ts';
-import { parseInput } from './validation.ts';
+import { parseRequest } from './validation.ts';
 
 export type HttpEvent = APIGatewayProxyEventV2;
 export type HttpResponse = APIGatewayProxyStructuredResultV2;
@@ -21,6 +22,8 @@ type Schema = z.ZodMiniType | undefined;
 type Parsed<S extends Schema> = S extends z.ZodMiniType ? z.output<S> : undefined;
 
 export interface RouteSpec<B extends Schema, Q extends Schema, P extends Schema> {
+  /** Every route needs a valid token unless it says `auth: 'none'`. */
+  auth?: 'required' | 'none';
   /** JSON body schema; when set the body must be `application/json`. */
   body?: B;
   query?: Q;
@@ -31,11 +34,15 @@ export interface RouteRequest<B extends Schema, Q extends Schema, P extends Sche
   body: Parsed<B>;
   query: Parsed<Q>;
   path: Parsed<P>;
+  /** The signed-in caller; on `auth: 'none'` routes an empty username. */
+  caller: Caller;
   requestId: string;
   sourceIp: string;
   event: HttpEvent;
   context: Context;
 }
+
+const anonymous: Caller = { username: '', tokenId: '' };
 
 export const requestIdOf = (event: HttpEvent, context: Context): string =>
   event.requestContext?.requestId ?? context.awsRequestId;
@@ -55,7 +62,7 @@ const errorMapper = (): middy.MiddlewareObj<HttpEvent, HttpResponse> => ({
 
 /**
  * The middleware stack every HTTP handler uses: header normalization, request-scoped structured
- * logs, JSON body parsing, schema validation of body/query/path, and error mapping.
+ * logs, JSON body parsing, authentication, schema validation of body/query/path, and error mapping.
  */
 export function httpRoute<
   B extends Schema = undefined,
@@ -71,12 +78,18 @@ export function httpRoute<
   return stack.handler(async (event, context) => {
     const requestId = requestIdOf(event, context);
     logger.appendKeys({ requestId, route: event.routeKey });
+    const input = parseRequest({
+      body: [spec.body, event.body],
+      query: [spec.query, event.queryStringParameters ?? {}],
+      path: [spec.path, event.pathParameters ?? {}],
+    });
+    const caller = spec.auth === 'none' ? anonymous : await authenticate(event.headers);
+    if (caller.username) logger.appendKeys({ username: caller.username });
     const request = {
-      body: (spec.body ? parseInput(spec.body, event.body, 'body') : undefined) as Parsed<B>,
-      query: (spec.query
-        ? parseInput(spec.query, event.queryStringParameters ?? {}, 'query')
-        : undefined) as Parsed<Q>,
-      path: (spec.path ? parseInput(spec.path, event.pathParameters ?? {}, 'path') : undefined) as Parsed<P>,
+      caller,
+      body: input.body as Parsed<B>,
+      query: input.query as Parsed<Q>,
+      path: input.path as Parsed<P>,
       requestId,
       sourceIp: event.requestContext?.http?.sourceIp ?? 'unknown',
       event,

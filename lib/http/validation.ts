@@ -6,21 +6,31 @@ export interface Issue {
   message: string;
 }
 
-/** Parses one part of a request (body, query or path) or answers 400 naming every bad field. */
-export function parseInput<S extends z.ZodMiniType>(schema: S, value: unknown, where: string): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issues: Issue[] = result.error.issues.map((issue) => ({
-    path: [where, ...issue.path.map(String)].join('.'),
-    message: issue.message,
-  }));
-  const summary = issues
-    .slice(0, 3)
-    .map((issue) => `${issue.path}: ${issue.message}`)
-    .join('; ');
-  return throwValidation(summary, issues);
-}
+type Part = [schema: z.ZodMiniType | undefined, value: unknown];
 
-function throwValidation(summary: string, issues: Issue[]): never {
-  throw badRequest('ValidationError', `invalid request: ${summary}`, { issues });
+/**
+ * Parses the parts of a request (body, query, path) with their schemas. Answers one 400 that names
+ * every bad field of every part, so a client fixes its request in one round trip.
+ */
+export function parseRequest<K extends string>(parts: Record<K, Part>): Record<K, unknown> {
+  const parsed = {} as Record<K, unknown>;
+  const issues: Issue[] = [];
+  for (const [where, [schema, value]] of Object.entries(parts) as [K, Part][]) {
+    if (!schema) continue;
+    const result = schema.safeParse(value);
+    if (result.success) parsed[where] = result.data;
+    else {
+      for (const issue of result.error.issues) {
+        issues.push({ path: [where, ...issue.path.map(String)].join('.'), message: issue.message });
+      }
+    }
+  }
+  if (issues.length > 0) {
+    const summary = issues
+      .slice(0, 3)
+      .map((issue) => `${issue.path}: ${issue.message}`)
+      .join('; ');
+    throw badRequest('ValidationError', `invalid request: ${summary}`, { issues });
+  }
+  return parsed;
 }

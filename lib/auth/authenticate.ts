@@ -1,0 +1,41 @@
+import { errors as joseErrors } from 'jose';
+import { config } from '../config.ts';
+import { unauthorized } from '../http/errors.ts';
+import type { HttpEvent } from '../http/route.ts';
+import { keyRing } from './index.ts';
+
+export interface Caller {
+  username: string;
+  tokenId: string;
+}
+
+/** `Authorization: Bearer <token>`, or the seed's `auth_token: <token>` header. Headers are lower-cased. */
+export function tokenFromHeaders(headers: HttpEvent['headers']): string | undefined {
+  const authorization = headers?.authorization?.trim();
+  if (authorization) {
+    const match = /^Bearer\s+(\S+)$/i.exec(authorization);
+    return match?.[1] ?? '';
+  }
+  const seedHeader = headers?.auth_token?.trim();
+  if (seedHeader) return seedHeader.replace(/^Bearer\s+/i, '');
+  return undefined;
+}
+
+/**
+ * The one place a token is checked: signature with a published key, algorithm EdDSA only, issuer,
+ * audience, lifetime. Every failure is a 401 in the JSON error shape.
+ */
+export async function authenticate(headers: HttpEvent['headers']): Promise<Caller> {
+  const token = tokenFromHeaders(headers);
+  if (token === undefined) throw unauthorized('sign in first: send Authorization: Bearer <token>');
+  if (!token) throw unauthorized('the Authorization header must be "Bearer <token>"');
+  const { tokens } = config();
+  try {
+    const claims = await (await keyRing()).verify(token, tokens);
+    return { username: claims.sub, tokenId: claims.jti };
+  } catch (error) {
+    if (error instanceof joseErrors.JWTExpired) throw unauthorized('the token has expired; sign in again');
+    if (error instanceof joseErrors.JOSEError) throw unauthorized('the token is not valid');
+    throw error;
+  }
+}

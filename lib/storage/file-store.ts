@@ -1,0 +1,207 @@
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  NoSuchKey,
+  NoSuchUpload,
+  NotFound,
+  PutObjectCommand,
+  paginateListObjectsV2,
+  paginateListParts,
+  type S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+
+export interface StoredObject {
+  key: string;
+  size: number;
+  lastModified: Date;
+  etag: string;
+}
+
+export interface StoredPart {
+  partNumber: number;
+  etag: string;
+  size: number;
+}
+
+export interface OpenUpload {
+  key: string;
+  uploadId: string;
+  initiated: Date;
+}
+
+/**
+ * The bucket, seen as the service needs it: whole objects, folders (key prefixes) and multipart
+ * uploads. Every S3 call of the domain goes through here; the domain never builds an SDK command.
+ */
+export class FileStore {
+  private readonly s3: S3Client;
+  private readonly presigner: S3Client;
+  readonly bucket: string;
+
+  constructor(s3: S3Client, presigner: S3Client, bucket: string) {
+    this.s3 = s3;
+    this.presigner = presigner;
+    this.bucket = bucket;
+  }
+
+  async putObject(key: string, body: Uint8Array | string, contentType?: string): Promise<void> {
+    await this.s3.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }),
+    );
+  }
+
+  /** Whole object in memory: for small objects only (tests, small form uploads). */
+  async getObjectBytes(key: string): Promise<Uint8Array | undefined> {
+    try {
+      const response = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      return await response.Body!.transformToByteArray();
+    } catch (error) {
+      if (error instanceof NoSuchKey) return undefined;
+      throw error;
+    }
+  }
+
+  async head(key: string): Promise<StoredObject | undefined> {
+    try {
+      const head = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return {
+        key,
+        size: head.ContentLength ?? 0,
+        lastModified: head.LastModified ?? new Date(0),
+        etag: head.ETag ?? '',
+      };
+    } catch (error) {
+      if (error instanceof NotFound || error instanceof NoSuchKey) return undefined;
+      throw error;
+    }
+  }
+
+  async deleteObject(key: string): Promise<void> {
+    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+
+  /** Every object under `prefix`, in key order, across all pages. */
+  async list(prefix: string): Promise<StoredObject[]> {
+    const objects: StoredObject[] = [];
+    for await (const page of paginateListObjectsV2(
+      { client: this.s3 },
+      { Bucket: this.bucket, Prefix: prefix },
+    )) {
+      for (const item of page.Contents ?? []) {
+        objects.push({
+          key: item.Key!,
+          size: item.Size ?? 0,
+          lastModified: item.LastModified ?? new Date(0),
+          etag: item.ETag ?? '',
+        });
+      }
+    }
+    return objects;
+  }
+
+  async createMultipartUpload(key: string, contentType?: string): Promise<string> {
+    const created = await this.s3.send(
+      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: contentType }),
+    );
+    return created.UploadId!;
+  }
+
+  /** A URL the client PUTs one part's bytes to; S3 answers with the part's ETag. */
+  presignUploadPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    expiresInSeconds: number,
+  ): Promise<string> {
+    return getSignedUrl(
+      this.presigner,
+      new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber }),
+      { expiresIn: expiresInSeconds },
+    );
+  }
+
+  presignGetObject(key: string, expiresInSeconds: number, downloadName?: string): Promise<string> {
+    return getSignedUrl(
+      this.presigner,
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        ResponseContentDisposition: downloadName ? `attachment; filename="${downloadName}"` : undefined,
+      }),
+      { expiresIn: expiresInSeconds },
+    );
+  }
+
+  /** The parts S3 holds for an upload, in part order; undefined when the upload no longer exists. */
+  async listParts(key: string, uploadId: string): Promise<StoredPart[] | undefined> {
+    const parts: StoredPart[] = [];
+    try {
+      // The paginator follows NextPartNumberMarker even on the last page, and some S3 implementations
+      // repeat it there: stop on IsTruncated=false (and on a repeated marker, as a backstop).
+      const pages = paginateListParts(
+        { client: this.s3, stopOnSameToken: true },
+        { Bucket: this.bucket, Key: key, UploadId: uploadId },
+      );
+      for await (const page of pages) {
+        for (const part of page.Parts ?? []) {
+          parts.push({ partNumber: part.PartNumber!, etag: part.ETag!, size: part.Size ?? 0 });
+        }
+        if (!page.IsTruncated) break;
+      }
+    } catch (error) {
+      if (error instanceof NoSuchUpload) return undefined;
+      throw error;
+    }
+    return parts.sort((a, b) => a.partNumber - b.partNumber);
+  }
+
+  async completeMultipartUpload(key: string, uploadId: string, parts: StoredPart[]): Promise<void> {
+    await this.s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: parts.map((part) => ({ PartNumber: part.partNumber, ETag: part.etag })) },
+      }),
+    );
+  }
+
+  /** Idempotent: aborting an upload that is already gone is not an error. */
+  async abortMultipartUpload(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.s3.send(
+        new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }),
+      );
+    } catch (error) {
+      if (!(error instanceof NoSuchUpload)) throw error;
+    }
+  }
+
+  /** Open multipart uploads under `prefix`, across all pages (the SDK has no paginator for this one). */
+  async listOpenUploads(prefix: string): Promise<OpenUpload[]> {
+    const uploads: OpenUpload[] = [];
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    do {
+      const page = await this.s3.send(
+        new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker, UploadIdMarker }),
+      );
+      for (const upload of page.Uploads ?? []) {
+        uploads.push({
+          key: upload.Key!,
+          uploadId: upload.UploadId!,
+          initiated: upload.Initiated ?? new Date(0),
+        });
+      }
+      [KeyMarker, UploadIdMarker] = page.IsTruncated ? [page.NextKeyMarker, page.NextUploadIdMarker] : [];
+    } while (KeyMarker || UploadIdMarker);
+    return uploads;
+  }
+}

@@ -1,0 +1,99 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { UserExistsError, UserNotFoundError, UserStore } from '../../lib/auth/user-store.ts';
+import { documentClient, presigningS3Client, s3Client } from '../../lib/aws/clients.ts';
+import { config } from '../../lib/config.ts';
+import { fileStore } from '../../lib/storage/index.ts';
+
+const MiB = 1024 * 1024;
+
+describe('the S3 adapter against the emulator', () => {
+  const store = fileStore();
+  const prefix = `uploads/adapter-${randomUUID().slice(0, 8)}/`;
+
+  it('uses the clients made once in lib/aws, pointed at the emulator', () => {
+    expect(s3Client()).toBe(s3Client());
+    expect(presigningS3Client()).not.toBe(s3Client());
+    expect(config().endpoints.s3).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(store.bucket).toBe(config().bucket);
+  });
+
+  it('writes, reads, lists, heads and deletes objects', async () => {
+    const bytes = randomBytes(1024);
+    await store.putObject(`${prefix}b.bin`, bytes, 'application/octet-stream');
+    await store.putObject(`${prefix}a.txt`, 'hello');
+    expect(Buffer.from((await store.getObjectBytes(`${prefix}b.bin`))!)).toEqual(bytes);
+    expect((await store.head(`${prefix}a.txt`))?.size).toBe(5);
+    expect((await store.list(prefix)).map((object) => object.key)).toEqual([
+      `${prefix}a.txt`,
+      `${prefix}b.bin`,
+    ]);
+    await store.deleteObject(`${prefix}a.txt`);
+    expect(await store.head(`${prefix}a.txt`)).toBeUndefined();
+    expect(await store.getObjectBytes(`${prefix}a.txt`)).toBeUndefined();
+  });
+
+  it('runs a multipart upload through presigned part URLs and completes it from ListParts', async () => {
+    const key = `${prefix}multi.bin`;
+    const parts = [randomBytes(5 * MiB), randomBytes(1234)];
+    const uploadId = await store.createMultipartUpload(key, 'application/octet-stream');
+    for (const [index, body] of parts.entries()) {
+      const url = await store.presignUploadPart(key, uploadId, index + 1, 60);
+      expect(url).not.toContain('x-amz-checksum-crc32');
+      const response = await fetch(url, { method: 'PUT', body });
+      expect(response.status).toBe(200);
+      expect(response.headers.get('etag')).toBeTruthy();
+    }
+    const listed = await store.listParts(key, uploadId);
+    expect(listed?.map((part) => [part.partNumber, part.size])).toEqual([
+      [1, 5 * MiB],
+      [2, 1234],
+    ]);
+    expect((await store.listOpenUploads(prefix)).map((upload) => upload.uploadId)).toContain(uploadId);
+    await store.completeMultipartUpload(key, uploadId, listed!);
+    expect(Buffer.from((await store.getObjectBytes(key))!)).toEqual(Buffer.concat(parts));
+    expect(await store.listOpenUploads(prefix)).toEqual([]);
+  });
+
+  it('aborts an upload idempotently, after which ListParts reports it gone', async () => {
+    const key = `${prefix}aborted.bin`;
+    const uploadId = await store.createMultipartUpload(key);
+    await store.abortMultipartUpload(key, uploadId);
+    await store.abortMultipartUpload(key, uploadId);
+    expect(await store.listParts(key, uploadId)).toBeUndefined();
+    expect(await store.head(key)).toBeUndefined();
+  });
+});
+
+describe('the DynamoDB adapter against the emulator', () => {
+  const users = new UserStore(documentClient(), config().usersTable);
+  const name = `adapter-${randomUUID().slice(0, 8)}`;
+
+  it('creates, reads, updates, lists and removes a user with conditional writes', async () => {
+    await users.create(name, 'hash-1');
+    await expect(users.create(name, 'hash-2')).rejects.toBeInstanceOf(UserExistsError);
+    expect((await users.get(name))?.passwordHash).toBe('hash-1');
+    await users.setPassword(name, 'hash-3');
+    expect((await users.get(name))?.passwordHash).toBe('hash-3');
+    const listed = await users.list();
+    expect(listed.find((user) => user.username === name)).toEqual(
+      expect.not.objectContaining({ passwordHash: expect.anything() }),
+    );
+    await users.remove(name);
+    expect(await users.get(name)).toBeUndefined();
+    await expect(users.remove(name)).rejects.toBeInstanceOf(UserNotFoundError);
+    await expect(users.setPassword(name, 'x')).rejects.toBeInstanceOf(UserNotFoundError);
+  });
+
+  it('sees the table TTL that serverless.yml declares', async () => {
+    const { DescribeTimeToLiveCommand } = await import('@aws-sdk/client-dynamodb');
+    const client = new DynamoDBClient({ region: config().region, endpoint: config().endpoints.dynamodb });
+    const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: config().jobsTable }));
+    expect(ttl.TimeToLiveDescription).toMatchObject({
+      AttributeName: 'expiresAt',
+      TimeToLiveStatus: 'ENABLED',
+    });
+    DynamoDBDocumentClient.from(client).destroy();
+  });
+});

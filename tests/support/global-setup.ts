@@ -1,0 +1,21 @@
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLocalStack } from '../../scripts/local-stack.ts';
+
+/**
+ * Starts the emulators and serverless-offline on free ports, once for the whole run, so tests also
+ * run beside `npm start`. The stack's description travels to the test workers through the
+ * environment (workers are forked after this returns).
+ */
+export default async function globalSetup() {
+  const started = Date.now();
+  const keysFile = join(tmpdir(), `file-jobs-test-keys-${process.pid}.json`);
+  const stack = await startLocalStack({ stage: 'test', withApi: true, keysFile });
+  process.once('exit', () => rmSync(keysFile, { force: true }));
+  (globalThis as { __LOCAL_STACK__?: typeof stack }).__LOCAL_STACK__ = stack;
+  Object.assign(process.env, stack.handlerEnv, { TEST_STACK: JSON.stringify(stack.info) });
+  process.stderr.write(
+    `\nlocal stack up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${stack.info.apiUrl}\n`,
+  );
+}
