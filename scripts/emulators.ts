@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { get } from 'node:http';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +35,19 @@ export function freePort(): Promise<number> {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** A timer that does not keep the process alive (for grace periods raced against an exit). */
+const unrefSleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+/** One GET without keep-alive, so no pooled socket outlives the check. */
+const answers = (url: string) =>
+  new Promise<boolean>((resolve) => {
+    const request = get(url, { agent: false, timeout: 1000 }, (response) => {
+      response.resume();
+      resolve(true);
+    });
+    request.on('timeout', () => request.destroy());
+    request.on('error', () => resolve(false));
+  });
 
 /** Resolves once `url` answers any HTTP response; fails early if the process exits. */
 export async function waitForHttp(url: string, child: ChildProcess, name: string, timeoutMs = 60_000) {
@@ -45,12 +59,8 @@ export async function waitForHttp(url: string, child: ChildProcess, name: string
         `${name} exited during start-up (code ${child.exitCode ?? child.signalCode})\n${output}`,
       );
     }
-    try {
-      await fetch(url, { signal: AbortSignal.timeout(1000) });
-      return;
-    } catch {
-      await sleep(100);
-    }
+    if (await answers(url)) return;
+    await sleep(100);
   }
   throw new Error(`${name} did not answer on ${url} within ${timeoutMs / 1000} s`);
 }
@@ -99,7 +109,7 @@ export function spawnGroup(
         return;
       }
       signalGroup('SIGTERM');
-      const killed = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+      const killed = await Promise.race([exited.then(() => true), unrefSleep(5000).then(() => false)]);
       // Java and Python may leave helpers behind in the group: make sure none outlives us.
       signalGroup('SIGKILL');
       if (!killed) await exited;

@@ -6,6 +6,7 @@ import { z } from '../schema.ts';
  */
 
 // No path separators, no `..`, no control characters, no leading/trailing spaces or dots-only names.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
 const FORBIDDEN = /[/\\\u0000-\u001f\u007f]/;
 
 export const MAX_FILENAME_BYTES = 255;

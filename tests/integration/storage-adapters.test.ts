@@ -5,6 +5,7 @@ import { UserExistsError, UserNotFoundError, UserStore } from '../../lib/auth/us
 import { documentClient, presigningS3Client, s3Client } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { fileStore } from '../../lib/storage/index.ts';
+import { expectSameBytes } from '../support/bytes.ts';
 
 const MiB = 1024 * 1024;
 
@@ -52,7 +53,7 @@ describe('the S3 adapter against the emulator', () => {
     ]);
     expect((await store.listOpenUploads(prefix)).map((upload) => upload.uploadId)).toContain(uploadId);
     await store.completeMultipartUpload(key, uploadId, listed!);
-    expect(Buffer.from((await store.getObjectBytes(key))!)).toEqual(Buffer.concat(parts));
+    expectSameBytes((await store.getObjectBytes(key))!, Buffer.concat(parts));
     expect(await store.listOpenUploads(prefix)).toEqual([]);
   });
 

@@ -1,0 +1,294 @@
+import { createPublicKey, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { base64url, createRemoteJWKSet, importJWK, jwtVerify, SignJWT } from 'jose';
+import { generateSigningKey, type Keyset } from '../../lib/auth/keys.ts';
+import { DEMO_USER, resolveService } from '../../scripts/local-stack.ts';
+import { api, expectError, signIn } from '../support/http.ts';
+import { testStack } from '../support/stack-env.ts';
+import { createTestUser } from '../support/users.ts';
+
+const PUBLIC_ROUTES = new Set(['POST /auth/signin', 'GET /.well-known/jwks.json', 'GET /health']);
+
+/** Every route serverless.yml declares that is not public, with path parameters filled in. */
+async function protectedRoutes(): Promise<{ method: string; path: string }[]> {
+  const service = (await resolveService('test')) as unknown as {
+    functions: Record<string, { events?: { httpApi?: { method: string; path: string } }[] }>;
+  };
+  return Object.values(service.functions)
+    .flatMap((fn) => fn.events ?? [])
+    .flatMap((event) => (event.httpApi ? [event.httpApi] : []))
+    .filter((route) => !PUBLIC_ROUTES.has(`${route.method} ${route.path}`))
+    .map((route) => ({ method: route.method, path: route.path.replace(/\{[^}]+\}/g, 'some-id') }));
+}
+
+const keyset = (): Keyset => JSON.parse(readFileSync(process.env.JWT_KEYS_FILE!, 'utf8'));
+
+async function signWithServiceKey(
+  claims: Record<string, unknown>,
+  options: { kid?: string; exp?: number } = {},
+) {
+  const set = keyset();
+  const key = set.keys.find((candidate) => candidate.kid === set.current)!;
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ jti: randomUUID(), ...claims })
+    .setProtectedHeader({ alg: 'EdDSA', kid: options.kid ?? key.kid!, typ: 'JWT' })
+    .setIssuedAt(now - 60)
+    .setExpirationTime(options.exp ?? now + 600)
+    .sign(await importJWK(key, 'EdDSA'));
+}
+
+const stack = () => testStack();
+const issuer = () => `file-jobs/${stack().stage}`;
+
+describe('POST /auth/signin', () => {
+  it('issues a bearer token for the demo user', async () => {
+    const response = await api('/auth/signin', { method: 'POST', body: DEMO_USER });
+    expect(response.status).toBe(200);
+    expect(response.body).toEqual({ token: expect.any(String), tokenType: 'Bearer', expiresIn: 3600 });
+    expect(response.headers.get('cache-control')).toBe('no-store');
+  });
+
+  it('answers a wrong password and an unknown user with the same 401', async () => {
+    const wrong = await api('/auth/signin', {
+      method: 'POST',
+      body: { username: DEMO_USER.username, password: 'nope' },
+    });
+    const unknown = await api('/auth/signin', {
+      method: 'POST',
+      body: { username: 'nobody-here', password: 'nope' },
+    });
+    const a = expectError(wrong, 401, 'InvalidCredentials');
+    const b = expectError(unknown, 401, 'InvalidCredentials');
+    expect({ ...a, requestId: '' }).toEqual({ ...b, requestId: '' });
+  });
+
+  it('answers malformed requests with 400', async () => {
+    expectError(
+      await api('/auth/signin', {
+        method: 'POST',
+        body: '{"username":',
+        headers: { 'content-type': 'application/json' },
+      }),
+      400,
+      'MalformedJson',
+    );
+    expectError(
+      await api('/auth/signin', { method: 'POST', body: { username: 'avijeet' } }),
+      400,
+      'ValidationError',
+    );
+    expectError(
+      await api('/auth/signin', { method: 'POST', body: { username: 1, password: [] } }),
+      400,
+      'ValidationError',
+    );
+    expectError(
+      await api('/auth/signin', { method: 'POST', body: { username: 'x'.repeat(500), password: 'p' } }),
+      400,
+      'ValidationError',
+    );
+  });
+
+  it('throttles repeated failures with 429 and Retry-After, even for the right password', async () => {
+    const user = await createTestUser('throttled');
+    const attempt = (password: string) =>
+      api('/auth/signin', { method: 'POST', body: { username: user.username, password } });
+    for (let i = 0; i < 4; i++) expectError(await attempt('wrong'), 401, 'InvalidCredentials');
+    const locked = await attempt('wrong');
+    expectError(locked, 429, 'TooManyRequests');
+    expect(Number(locked.headers.get('retry-after'))).toBeGreaterThanOrEqual(29);
+    const stillLocked = await attempt(user.password);
+    expectError(stillLocked, 429, 'TooManyRequests');
+    expect(Number(stillLocked.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+
+  it('clears the failure count of a username on success', async () => {
+    const user = await createTestUser('reset');
+    const attempt = (password: string) =>
+      api('/auth/signin', { method: 'POST', body: { username: user.username, password } });
+    for (let i = 0; i < 4; i++) expectError(await attempt('wrong'), 401);
+    expect((await attempt(user.password)).status).toBe(200);
+    for (let i = 0; i < 4; i++) expectError(await attempt('wrong'), 401);
+  });
+});
+
+describe('tokens on protected routes', () => {
+  let routes: { method: string; path: string }[];
+  let token: string;
+
+  beforeAll(async () => {
+    [routes, token] = await Promise.all([protectedRoutes(), signIn()]);
+    expect(routes.length).toBeGreaterThan(0);
+  });
+
+  it('accepts both Authorization: Bearer and the seed auth_token header', async () => {
+    expect((await api('/files', { token })).status).toBe(200);
+    expect((await api('/files', { headers: { auth_token: token } })).status).toBe(200);
+  });
+
+  const badTokens: [string, () => Promise<Record<string, string>>][] = [
+    ['no token', async () => ({})],
+    ['a malformed token', async () => ({ authorization: 'Bearer not-a-jwt' })],
+    [
+      'a non-Bearer scheme',
+      async () => ({ authorization: `Basic ${Buffer.from('avijeet:avijeet@123').toString('base64')}` }),
+    ],
+    [
+      'alg: none',
+      async () => {
+        const header = base64url.encode(JSON.stringify({ alg: 'none', typ: 'JWT' }));
+        const now = Math.floor(Date.now() / 1000);
+        const payload = base64url.encode(
+          JSON.stringify({
+            sub: 'avijeet',
+            iss: issuer(),
+            aud: 'file-jobs',
+            iat: now,
+            exp: now + 600,
+            jti: randomUUID(),
+          }),
+        );
+        return { authorization: `Bearer ${header}.${payload}.` };
+      },
+    ],
+    [
+      'a tampered payload',
+      async () => {
+        const [header, , signature] = (await signIn()).split('.');
+        const now = Math.floor(Date.now() / 1000);
+        const payload = base64url.encode(
+          JSON.stringify({
+            sub: 'someone-else',
+            iss: issuer(),
+            aud: 'file-jobs',
+            iat: now,
+            exp: now + 600,
+            jti: randomUUID(),
+          }),
+        );
+        return { authorization: `Bearer ${header}.${payload}.${signature}` };
+      },
+    ],
+    [
+      'a tampered signature',
+      async () => {
+        const [header, payload, signature] = (await signIn()).split('.');
+        const flipped = `${signature!.slice(0, 10)}${signature![10] === 'A' ? 'B' : 'A'}${signature!.slice(11)}`;
+        return { authorization: `Bearer ${header}.${payload}.${flipped}` };
+      },
+    ],
+    [
+      'an expired token',
+      async () => ({
+        authorization: `Bearer ${await signWithServiceKey(
+          { sub: 'avijeet', iss: issuer(), aud: 'file-jobs' },
+          { exp: Math.floor(Date.now() / 1000) - 60 },
+        )}`,
+      }),
+    ],
+    [
+      'a wrong issuer',
+      async () => ({
+        authorization: `Bearer ${await signWithServiceKey({ sub: 'avijeet', iss: 'someone-else', aud: 'file-jobs' })}`,
+      }),
+    ],
+    [
+      'a wrong audience',
+      async () => ({
+        authorization: `Bearer ${await signWithServiceKey({ sub: 'avijeet', iss: issuer(), aud: 'another-api' })}`,
+      }),
+    ],
+    [
+      'an unknown kid',
+      async () => {
+        const stranger = await generateSigningKey('unknown-kid');
+        const forged = await new SignJWT({
+          sub: 'avijeet',
+          iss: issuer(),
+          aud: 'file-jobs',
+          jti: randomUUID(),
+        })
+          .setProtectedHeader({ alg: 'EdDSA', kid: 'unknown-kid' })
+          .setIssuedAt()
+          .setExpirationTime('10m')
+          .sign(await importJWK(stranger, 'EdDSA'));
+        return { authorization: `Bearer ${forged}` };
+      },
+    ],
+    [
+      "a known kid signed by someone else's key",
+      async () => {
+        const stranger = await generateSigningKey();
+        const forged = await new SignJWT({
+          sub: 'avijeet',
+          iss: issuer(),
+          aud: 'file-jobs',
+          jti: randomUUID(),
+        })
+          .setProtectedHeader({ alg: 'EdDSA', kid: keyset().current })
+          .setIssuedAt()
+          .setExpirationTime('10m')
+          .sign(await importJWK(stranger, 'EdDSA'));
+        return { authorization: `Bearer ${forged}` };
+      },
+    ],
+    [
+      'HS256 keyed with the public key (algorithm confusion)',
+      async () => {
+        const jwks = (await api('/.well-known/jwks.json')).body;
+        const jwk = jwks.keys[0];
+        const pem = createPublicKey({ key: jwk, format: 'jwk' }).export({
+          type: 'spki',
+          format: 'pem',
+        }) as string;
+        const forged = await new SignJWT({
+          sub: 'avijeet',
+          iss: issuer(),
+          aud: 'file-jobs',
+          jti: randomUUID(),
+        })
+          .setProtectedHeader({ alg: 'HS256', kid: jwk.kid })
+          .setIssuedAt()
+          .setExpirationTime('10m')
+          .sign(new TextEncoder().encode(pem));
+        return { authorization: `Bearer ${forged}` };
+      },
+    ],
+  ];
+
+  it.each(badTokens)('rejects %s with 401 on every protected route', async (_name, headersFor) => {
+    const headers = await headersFor();
+    for (const route of routes) {
+      const response = await api(route.path, { method: route.method, headers });
+      expect({ route, status: response.status }).toEqual({ route, status: 401 });
+      expectError(response, 401, 'Unauthorized');
+      // The seed header carries the same token to the same check.
+      if (headers.authorization?.startsWith('Bearer ')) {
+        const seed = await api(route.path, {
+          method: route.method,
+          headers: { auth_token: headers.authorization.slice(7) },
+        });
+        expectError(seed, 401, 'Unauthorized');
+      }
+    }
+  });
+});
+
+describe('GET /.well-known/jwks.json', () => {
+  it('lets any standard JWT library verify a token from the JWKS URL alone', async () => {
+    const token = await signIn();
+    const jwks = createRemoteJWKSet(new URL(`${stack().apiUrl}/.well-known/jwks.json`));
+    const { payload, protectedHeader } = await jwtVerify(token, jwks, {
+      issuer: issuer(),
+      audience: 'file-jobs',
+    });
+    expect(payload.sub).toBe(DEMO_USER.username);
+    expect(protectedHeader.alg).toBe('EdDSA');
+  });
+
+  it('publishes no private key material', async () => {
+    const response = await api('/.well-known/jwks.json');
+    expect(response.status).toBe(200);
+    for (const key of response.body.keys) expect(key).not.toHaveProperty('d');
+  });
+});

@@ -1,0 +1,62 @@
+import { decodeProtectedHeader, errors } from 'jose';
+import {
+  generateKeyset,
+  generateSigningKey,
+  KeyRing,
+  KeysetError,
+  parseKeyset,
+} from '../../lib/auth/keys.ts';
+
+const settings = { issuer: 'file-jobs/test', audience: 'file-jobs', ttlSeconds: 600 };
+
+describe('the signing key ring', () => {
+  it('signs EdDSA tokens with a kid and the standard claims', async () => {
+    const ring = new KeyRing(await generateKeyset());
+    const token = await ring.sign('alice', settings);
+    expect(decodeProtectedHeader(token)).toEqual({ alg: 'EdDSA', kid: ring.jwks.keys[0]!.kid, typ: 'JWT' });
+    const claims = await ring.verify(token, settings);
+    expect(claims).toMatchObject({ sub: 'alice', iss: settings.issuer, aud: settings.audience });
+    expect(claims.exp - claims.iat!).toBe(600);
+    expect(claims.jti).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('publishes only public key material', async () => {
+    const ring = new KeyRing(await generateKeyset());
+    for (const key of ring.jwks.keys) {
+      expect(key).not.toHaveProperty('d');
+      expect(key).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig' });
+    }
+  });
+
+  it('keeps verifying tokens of a previous key until that key is removed', async () => {
+    const old = await generateSigningKey('old-key');
+    const next = await generateSigningKey('new-key');
+    const before = new KeyRing({ current: 'old-key', keys: [old] });
+    const oldToken = await before.sign('alice', settings);
+
+    const rotated = new KeyRing({ current: 'new-key', keys: [next, old] });
+    expect(rotated.jwks.keys.map((key) => key.kid)).toEqual(['new-key', 'old-key']);
+    await expect(rotated.verify(oldToken, settings)).resolves.toMatchObject({ sub: 'alice' });
+    expect(decodeProtectedHeader(await rotated.sign('alice', settings)).kid).toBe('new-key');
+
+    const retired = new KeyRing({ current: 'new-key', keys: [next] });
+    await expect(retired.verify(oldToken, settings)).rejects.toBeInstanceOf(errors.JWKSNoMatchingKey);
+  });
+
+  it('accepts a previous key given by its public half only', async () => {
+    const old = await generateSigningKey('old-key');
+    const oldToken = await new KeyRing({ current: 'old-key', keys: [old] }).sign('bob', settings);
+    const { d: _private, ...oldPublic } = old;
+    const ring = new KeyRing({ current: 'new-key', keys: [await generateSigningKey('new-key'), oldPublic] });
+    await expect(ring.verify(oldToken, settings)).resolves.toMatchObject({ sub: 'bob' });
+  });
+
+  it('refuses a keyset whose current key cannot sign', async () => {
+    const key = await generateSigningKey('k1');
+    const { d: _private, ...publicOnly } = key;
+    expect(() => new KeyRing({ current: 'k1', keys: [publicOnly] })).toThrow(KeysetError);
+    expect(() => new KeyRing({ current: 'missing', keys: [key] })).toThrow(KeysetError);
+    expect(() => parseKeyset('{"keys": []}', 'test')).toThrow(KeysetError);
+    expect(() => parseKeyset('not json', 'test')).toThrow(KeysetError);
+  });
+});
