@@ -25,6 +25,7 @@ const envSchema = z.object({
   JWT_KEYS: z.optional(z.string()),
   JWT_KEYS_FILE: z.optional(z.string()),
   JWT_KEYS_PARAMETER: z.optional(z.string()),
+  JOB_RETENTION_DAYS: z._default(count(1, 3650), 30),
   SIGNIN_MAX_FAILURES_PER_USER: z._default(count(1, 1000), 5),
   SIGNIN_MAX_FAILURES_PER_IP: z._default(count(1, 100_000), 50),
   SIGNIN_LOCK_SECONDS: z._default(seconds(1, 24 * 3600), 30),
@@ -39,6 +40,8 @@ export interface Config {
   /** Emulator or custom endpoints; undefined means the real AWS endpoint for the region. */
   endpoints: { s3?: string | undefined; dynamodb?: string | undefined };
   presignTtlSeconds: number;
+  /** How long finished jobs stay readable before their TTL removes them. */
+  jobRetentionSeconds: number;
   tokens: { issuer: string; audience: string; ttlSeconds: number };
   /** Where the JWT signing keys come from; the first one set wins (see lib/auth/keys.ts). */
   keys: { inline?: string | undefined; file?: string | undefined; parameter?: string | undefined };
@@ -69,6 +72,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       dynamodb: e.AWS_ENDPOINT_URL_DYNAMODB ?? e.AWS_ENDPOINT_URL,
     },
     presignTtlSeconds: e.PRESIGN_TTL_SECONDS,
+    jobRetentionSeconds: e.JOB_RETENTION_DAYS * 24 * 3600,
     tokens: {
       issuer: e.JWT_ISSUER ?? `file-jobs/${e.STAGE}`,
       audience: e.JWT_AUDIENCE,

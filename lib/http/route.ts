@@ -2,11 +2,13 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import httpHeaderNormalizer from '@middy/http-header-normalizer';
 import httpJsonBodyParser from '@middy/http-json-body-parser';
+import httpMultipartBodyParser from '@middy/http-multipart-body-parser';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { authenticate, type Caller } from '../auth/authenticate.ts';
 import { logger } from '../log.ts';
 import type { z } from '../schema.ts';
 import { errorResponse } from './error-response.ts';
+import { HttpError } from './errors.ts';
 import { parseRequest } from './validation.ts';
 
 export type HttpEvent = APIGatewayProxyEventV2;
@@ -26,6 +28,11 @@ export interface RouteSpec<B extends Schema, Q extends Schema, P extends Schema>
   auth?: 'required' | 'none';
   /** JSON body schema; when set the body must be `application/json`. */
   body?: B;
+  /**
+   * Also accept `multipart/form-data` bodies up to `maxBytes` (parsed into `form`; `body` is then
+   * undefined and the handler validates the form). Larger bodies get 413 with `tooLargeMessage`.
+   */
+  form?: { maxBytes: number; tooLargeMessage: string };
   query?: Q;
   path?: P;
 }
@@ -34,6 +41,8 @@ export interface RouteRequest<B extends Schema, Q extends Schema, P extends Sche
   body: Parsed<B>;
   query: Parsed<Q>;
   path: Parsed<P>;
+  /** The parsed form, on routes that accept one and when the request sent one. */
+  form: Record<string, unknown> | undefined;
   /** The signed-in caller; on `auth: 'none'` routes an empty username. */
   caller: Caller;
   requestId: string;
@@ -53,8 +62,38 @@ export const jsonResponse = (requestId: string, result: RouteResult): HttpRespon
   body: result.body === undefined ? '' : JSON.stringify(result.body),
 });
 
+type ContextWithCaller = Context & { caller?: Caller };
+
+/** Runs before any body parsing, so an anonymous request never costs a parse. */
+const authentication = (): middy.MiddlewareObj<HttpEvent, HttpResponse> => ({
+  before: async (request) => {
+    const caller = await authenticate(request.event.headers);
+    (request.context as ContextWithCaller).caller = caller;
+    logger.appendKeys({ username: caller.username });
+  },
+});
+
+const isMultipart = (event: HttpEvent) =>
+  /^multipart\/form-data/i.test(event.headers?.['content-type'] ?? '');
+
+/** Refuses oversized forms before they are decoded (API Gateway would cut them off at 10 MB anyway). */
+const formSizeLimit = (maxBytes: number, message: string): middy.MiddlewareObj<HttpEvent, HttpResponse> => ({
+  before: (request) => {
+    const { body, isBase64Encoded } = request.event;
+    if (!body || !isMultipart(request.event)) return;
+    const bytes = isBase64Encoded ? Math.floor((body.length * 3) / 4) : Buffer.byteLength(body);
+    if (bytes > maxBytes) throw new HttpError(413, 'PayloadTooLarge', message);
+  },
+});
+
 /** Outermost middleware: whatever failed inside becomes the JSON error shape, never a stack trace. */
 const errorMapper = (): middy.MiddlewareObj<HttpEvent, HttpResponse> => ({
+  before: (request) => {
+    logger.appendKeys({
+      requestId: requestIdOf(request.event, request.context),
+      route: request.event.routeKey,
+    });
+  },
   onError: (request) => {
     request.response = errorResponse(request.error, requestIdOf(request.event, request.context));
   },
@@ -73,19 +112,41 @@ export function httpRoute<
     .use(errorMapper())
     .use(httpHeaderNormalizer())
     .use(injectLambdaContext(logger, { resetKeys: true }));
-  if (spec.body) stack.use(httpJsonBodyParser());
+  if (spec.auth !== 'none') stack.use(authentication());
+  if (spec.form) {
+    const { maxBytes, tooLargeMessage } = spec.form;
+    stack.use(formSizeLimit(maxBytes, tooLargeMessage));
+    // Either parser steps aside for the other's content type; the handler below answers 415 for any other.
+    stack.use(httpJsonBodyParser({ disableContentTypeError: true }));
+    stack.use(
+      httpMultipartBodyParser({
+        disableContentTypeError: true,
+        busboy: { limits: { fileSize: maxBytes, files: 1, fields: 20 } },
+      }),
+    );
+  } else if (spec.body) {
+    stack.use(httpJsonBodyParser());
+  }
 
   return stack.handler(async (event, context) => {
     const requestId = requestIdOf(event, context);
-    logger.appendKeys({ requestId, route: event.routeKey });
+    const caller = (context as ContextWithCaller).caller ?? anonymous;
+    const form =
+      spec.form && isMultipart(event) ? (event.body as unknown as Record<string, unknown>) : undefined;
+    if (spec.form && !form && typeof event.body === 'string') {
+      throw new HttpError(
+        415,
+        'UnsupportedMediaType',
+        'send the body as application/json or multipart/form-data',
+      );
+    }
     const input = parseRequest({
-      body: [spec.body, event.body],
+      body: [form ? undefined : spec.body, event.body],
       query: [spec.query, event.queryStringParameters ?? {}],
       path: [spec.path, event.pathParameters ?? {}],
     });
-    const caller = spec.auth === 'none' ? anonymous : await authenticate(event.headers);
-    if (caller.username) logger.appendKeys({ username: caller.username });
     const request = {
+      form,
       caller,
       body: input.body as Parsed<B>,
       query: input.query as Parsed<Q>,

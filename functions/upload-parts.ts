@@ -1,0 +1,9 @@
+import { httpRoute } from '../lib/http/route.ts';
+import { jobPath, signPartsBody } from '../lib/uploads/schemas.ts';
+import { signUploadParts } from '../lib/uploads/uploads.ts';
+
+/** POST /upload/{jobId}/parts {partNumbers} -> 200 {parts: [{partNumber, url, expiresAt}]} */
+export const handler = httpRoute({ path: jobPath, body: signPartsBody }, async ({ caller, path, body }) => ({
+  status: 200,
+  body: await signUploadParts(caller.username, path.jobId, body.partNumbers),
+}));

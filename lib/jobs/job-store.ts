@@ -1,0 +1,518 @@
+import {
+  type CancellationReason,
+  ConditionalCheckFailedException,
+  TransactionCanceledException,
+} from '@aws-sdk/client-dynamodb';
+import {
+  type DynamoDBDocumentClient,
+  GetCommand,
+  paginateQuery,
+  QueryCommand,
+  TransactWriteCommand,
+  type TransactWriteCommandInput,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+
+/**
+ * The jobs table (single-table design):
+ *
+ * | item        | pk                | sk                         | what                                   |
+ * |-------------|-------------------|----------------------------|----------------------------------------|
+ * | job         | USER#<username>   | JOB#<jobId>                | status, plan, progress counters        |
+ * | active slot | USER#<username>   | ACTIVE#<type>#<name>       | exists only while a job runs: one      |
+ * |             |                   |                            | active upload per file, and kill reads |
+ * |             |                   |                            | these (O(active jobs), consistent)     |
+ * | part        | JOB#<jobId>       | PART#<00001>               | one per recorded part (10,000 scale)   |
+ *
+ * Every status change is a conditional write on the current status; a terminal change also frees
+ * the active slot in the same transaction.
+ */
+
+export type JobType = 'upload' | 'export';
+export type UploadStatus = 'UPLOADING' | 'COMPLETING' | 'COMPLETED' | 'ABORTED' | 'FAILED' | 'EXPIRED';
+export type ExportStatus =
+  | 'QUEUED'
+  | 'RUNNING'
+  | 'SUCCEEDED'
+  | 'CANCELLING'
+  | 'CANCELLED'
+  | 'FAILED'
+  | 'EXPIRED';
+export type JobStatus = UploadStatus | ExportStatus;
+
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
+  'COMPLETED',
+  'ABORTED',
+  'FAILED',
+  'EXPIRED',
+  'SUCCEEDED',
+  'CANCELLED',
+]);
+
+export interface JobRecord {
+  jobId: string;
+  username: string;
+  type: JobType;
+  status: JobStatus;
+  filename: string;
+  /** The S3 key the job writes. */
+  key: string;
+  size: number;
+  partSize: number;
+  partCount: number;
+  contentType?: string;
+  uploadId?: string;
+  partsDone: number;
+  bytesDone: number;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt?: string;
+  error?: string;
+  /** Type-specific fields (an export's format, source, download name…). */
+  details?: Record<string, unknown>;
+}
+
+export interface PartRecord {
+  partNumber: number;
+  etag: string;
+  size: number;
+}
+
+export interface ActiveSlot {
+  jobId: string;
+  type: JobType;
+  name: string;
+}
+
+const userPk = (username: string) => `USER#${username}`;
+const jobSk = (jobId: string) => `JOB#${jobId}`;
+const slotSk = (type: JobType, name: string) => `ACTIVE#${type}#${name}`;
+const partPk = (jobId: string) => `JOB#${jobId}`;
+const partSk = (partNumber: number) => `PART#${String(partNumber).padStart(5, '0')}`;
+
+/** A conditional status change lost: the job is not (or no longer) in a status it could leave. */
+export class TransitionRejected extends Error {
+  override name = 'TransitionRejected';
+  readonly current: JobRecord | undefined;
+  constructor(message: string, current: JobRecord | undefined) {
+    super(message);
+    this.current = current;
+  }
+}
+
+/** Another job holds the active slot for this (type, name). */
+export class SlotTaken extends Error {
+  override name = 'SlotTaken';
+  readonly holder: ActiveSlot;
+  constructor(holder: ActiveSlot) {
+    super(`${holder.type} ${holder.jobId} is active for ${holder.name}`);
+    this.holder = holder;
+  }
+}
+
+const JOB_FIELDS = [
+  'jobId',
+  'username',
+  'type',
+  'status',
+  'filename',
+  'key',
+  'size',
+  'partSize',
+  'partCount',
+  'contentType',
+  'uploadId',
+  'partsDone',
+  'bytesDone',
+  'createdAt',
+  'updatedAt',
+  'finishedAt',
+  'error',
+  'details',
+] as const;
+
+function toJob(item: Record<string, unknown>): JobRecord {
+  const job: Record<string, unknown> = {};
+  for (const field of JOB_FIELDS) if (item[field] !== undefined) job[field] = item[field];
+  return job as unknown as JobRecord;
+}
+
+const reasonsOf = (error: unknown): CancellationReason[] =>
+  error instanceof TransactionCanceledException ? (error.CancellationReasons ?? []) : [];
+
+const itemOf = (reason: CancellationReason | undefined) =>
+  reason?.Item ? unmarshall(reason.Item as Parameters<typeof unmarshall>[0]) : undefined;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Transactions on one job item from concurrent requests conflict; DynamoDB asks us to retry. */
+async function withConflictRetry<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const conflicted = reasonsOf(error).some((reason) => reason.Code === 'TransactionConflict');
+      if (!conflicted || tries >= 8) throw error;
+      await sleep(Math.random() * 20 * 2 ** tries);
+    }
+  }
+}
+
+export interface TransitionOptions {
+  from: readonly JobStatus[];
+  to: JobStatus;
+  /** Attributes to set along with the status. */
+  set?: Partial<Pick<JobRecord, 'partsDone' | 'bytesDone' | 'error' | 'uploadId' | 'details'>>;
+  /** Leaving for a terminal status: frees the active slot and starts the retention clock (TTL). */
+  slot?: ActiveSlot;
+}
+
+export class JobStore {
+  private readonly db: DynamoDBDocumentClient;
+  private readonly table: string;
+  private readonly retentionSeconds: number;
+
+  constructor(db: DynamoDBDocumentClient, table: string, retentionSeconds: number) {
+    this.db = db;
+    this.table = table;
+    this.retentionSeconds = retentionSeconds;
+  }
+
+  /**
+   * Writes a new job and claims its active slot in one transaction. Throws SlotTaken (naming the
+   * holder) when another job of the same type is active for the same name.
+   */
+  async create(job: JobRecord, slotName: string): Promise<void> {
+    try {
+      await this.db.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Put: {
+                TableName: this.table,
+                Item: {
+                  pk: userPk(job.username),
+                  sk: jobSk(job.jobId),
+                  activeOwner: `${job.type}#${job.username}`,
+                  ...job,
+                },
+                ConditionExpression: 'attribute_not_exists(pk)',
+              },
+            },
+            {
+              Put: {
+                TableName: this.table,
+                Item: {
+                  pk: userPk(job.username),
+                  sk: slotSk(job.type, slotName),
+                  jobId: job.jobId,
+                  type: job.type,
+                  name: slotName,
+                  createdAt: job.createdAt,
+                },
+                ConditionExpression: 'attribute_not_exists(pk)',
+                ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+              },
+            },
+          ],
+        }),
+      );
+    } catch (error) {
+      const holder = itemOf(reasonsOf(error)[1]);
+      if (holder) throw new SlotTaken({ jobId: holder.jobId, type: holder.type, name: holder.name });
+      throw error;
+    }
+  }
+
+  async get(username: string, jobId: string): Promise<JobRecord | undefined> {
+    const { Item } = await this.db.send(
+      new GetCommand({
+        TableName: this.table,
+        Key: { pk: userPk(username), sk: jobSk(jobId) },
+        ConsistentRead: true,
+      }),
+    );
+    return Item ? toJob(Item) : undefined;
+  }
+
+  /** Conditional status change; throws TransitionRejected (with the job as it is) when it loses. */
+  async transition(username: string, jobId: string, options: TransitionOptions): Promise<JobRecord> {
+    const now = new Date();
+    const names: Record<string, string> = { '#status': 'status' };
+    const values: Record<string, unknown> = { ':to': options.to, ':now': now.toISOString() };
+    const sets = ['#status = :to', 'updatedAt = :now'];
+    const removes: string[] = [];
+    for (const [field, value] of Object.entries(options.set ?? {})) {
+      names[`#${field}`] = field;
+      values[`:${field}`] = value;
+      sets.push(`#${field} = :${field}`);
+    }
+    const fromList = options.from.map((status, index) => {
+      values[`:from${index}`] = status;
+      return `:from${index}`;
+    });
+    if (TERMINAL_STATUSES.has(options.to)) {
+      sets.push('finishedAt = :now', 'expiresAt = :expires');
+      values[':expires'] = Math.floor(now.getTime() / 1000) + this.retentionSeconds;
+      removes.push('activeOwner');
+    }
+    const update = {
+      TableName: this.table,
+      Key: { pk: userPk(username), sk: jobSk(jobId) },
+      UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
+      ConditionExpression: `#status IN (${fromList.join(', ')})`,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+    };
+    const rejected = (current: Record<string, unknown> | undefined) =>
+      new TransitionRejected(
+        current ? `job ${jobId} is ${current.status}, not ${options.from.join(' or ')}` : `no job ${jobId}`,
+        current ? toJob(current) : undefined,
+      );
+
+    if (!options.slot || !TERMINAL_STATUSES.has(options.to)) {
+      try {
+        const { Attributes } = await this.db.send(
+          new UpdateCommand({
+            ...update,
+            ReturnValues: 'ALL_NEW',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return toJob(Attributes!);
+      } catch (error) {
+        if (error instanceof ConditionalCheckFailedException) {
+          throw rejected(error.Item ? unmarshall(error.Item as Parameters<typeof unmarshall>[0]) : undefined);
+        }
+        throw error;
+      }
+    }
+
+    const slot = options.slot;
+    try {
+      await withConflictRetry(() =>
+        this.db.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              { Update: { ...update, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' } },
+              {
+                // Free the slot only if this job holds it (a later job may already have it).
+                Delete: {
+                  TableName: this.table,
+                  Key: { pk: userPk(username), sk: slotSk(slot.type, slot.name) },
+                  ConditionExpression: 'attribute_not_exists(pk) OR jobId = :jobId',
+                  ExpressionAttributeValues: { ':jobId': jobId },
+                },
+              },
+            ],
+          }),
+        ),
+      );
+    } catch (error) {
+      const reasons = reasonsOf(error);
+      if (reasons[0]?.Code === 'ConditionalCheckFailed') throw rejected(itemOf(reasons[0]));
+      throw error;
+    }
+    return (await this.get(username, jobId))!;
+  }
+
+  /** The caller's active slots of one type: a consistent read of O(active jobs) items. */
+  async activeSlots(username: string, type: JobType): Promise<ActiveSlot[]> {
+    const slots: ActiveSlot[] = [];
+    const pages = paginateQuery(
+      { client: this.db },
+      {
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':pk': userPk(username), ':prefix': `ACTIVE#${type}#` },
+        ConsistentRead: true,
+      },
+    );
+    for await (const page of pages) {
+      for (const item of page.Items ?? [])
+        slots.push({ jobId: item.jobId, type: item.type, name: item.name });
+    }
+    return slots;
+  }
+
+  /** One page of the caller's jobs, newest first, optionally filtered. */
+  async list(
+    username: string,
+    options: { type?: JobType; status?: JobStatus; limit: number; startAfter?: string },
+  ): Promise<{ jobs: JobRecord[]; lastJobId?: string }> {
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = { ':pk': userPk(username), ':prefix': 'JOB#' };
+    const filters: string[] = [];
+    if (options.type) {
+      names['#type'] = 'type';
+      values[':type'] = options.type;
+      filters.push('#type = :type');
+    }
+    if (options.status) {
+      names['#status'] = 'status';
+      values[':status'] = options.status;
+      filters.push('#status = :status');
+    }
+    const jobs: JobRecord[] = [];
+    let exclusiveStartKey: Record<string, unknown> | undefined = options.startAfter
+      ? { pk: userPk(username), sk: jobSk(options.startAfter) }
+      : undefined;
+    // A filter applies after Limit, so keep reading until the page is full or the jobs run out.
+    do {
+      const page = await this.db.send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+          FilterExpression: filters.length ? filters.join(' AND ') : undefined,
+          ExpressionAttributeNames: filters.length ? names : undefined,
+          ExpressionAttributeValues: values,
+          ScanIndexForward: false,
+          Limit: options.limit - jobs.length,
+          ExclusiveStartKey: exclusiveStartKey,
+        }),
+      );
+      jobs.push(...(page.Items ?? []).map(toJob));
+      exclusiveStartKey = page.LastEvaluatedKey;
+    } while (exclusiveStartKey && jobs.length < options.limit);
+    const last = exclusiveStartKey ? String(exclusiveStartKey.sk).slice('JOB#'.length) : undefined;
+    return { jobs, ...(last ? { lastJobId: last } : {}) };
+  }
+
+  /**
+   * Records finished parts and bumps the job's counters in the same transactions, so the counters
+   * always equal the part items. A part recorded again with the same ETag changes nothing; with a
+   * new ETag (the part was sent again) it replaces the old record. Only while the job is `status`.
+   */
+  async recordParts(username: string, jobId: string, parts: PartRecord[], status: JobStatus): Promise<void> {
+    const now = Math.floor(Date.now() / 1000);
+    const expires = now + this.retentionSeconds + 30 * 24 * 3600;
+    const jobUpdate = (partsDelta: number, bytesDelta: number) => ({
+      Update: {
+        TableName: this.table,
+        Key: { pk: userPk(username), sk: jobSk(jobId) },
+        UpdateExpression: 'ADD partsDone :parts, bytesDone :bytes SET updatedAt = :now',
+        ConditionExpression: '#status = :status',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: {
+          ':parts': partsDelta,
+          ':bytes': bytesDelta,
+          ':now': new Date().toISOString(),
+          ':status': status,
+        },
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+      },
+    });
+    const jobRejected = async () => {
+      const current = await this.get(username, jobId);
+      return new TransitionRejected(
+        current ? `job ${jobId} is ${current.status}, not ${status}` : `no job ${jobId}`,
+        current,
+      );
+    };
+
+    // New parts: up to 99 puts plus the counter update per transaction (DynamoDB allows 100 items).
+    const existing: PartRecord[] = [];
+    for (let start = 0; start < parts.length; start += 99) {
+      let batch = parts.slice(start, start + 99);
+      while (batch.length > 0) {
+        const transaction: TransactWriteCommandInput = {
+          TransactItems: [
+            jobUpdate(
+              batch.length,
+              batch.reduce((sum, part) => sum + part.size, 0),
+            ),
+            ...batch.map((part) => ({
+              Put: {
+                TableName: this.table,
+                Item: { pk: partPk(jobId), sk: partSk(part.partNumber), ...part, expiresAt: expires },
+                ConditionExpression: 'attribute_not_exists(pk)',
+              },
+            })),
+          ],
+        };
+        try {
+          await withConflictRetry(() => this.db.send(new TransactWriteCommand(transaction)));
+          batch = [];
+        } catch (error) {
+          const reasons = reasonsOf(error);
+          if (reasons.length === 0) throw error;
+          if (reasons[0]?.Code === 'ConditionalCheckFailed') throw await jobRejected();
+          // Parts that were recorded before: set them aside and retry the rest of the batch.
+          const known = new Set(
+            reasons.flatMap((reason, index) =>
+              index > 0 && reason.Code === 'ConditionalCheckFailed' ? [index - 1] : [],
+            ),
+          );
+          if (known.size === 0) throw error;
+          existing.push(...batch.filter((_, index) => known.has(index)));
+          batch = batch.filter((_, index) => !known.has(index));
+        }
+      }
+    }
+
+    // Parts seen before: a no-op for the same ETag, a replacement (and a byte-count correction) otherwise.
+    for (const part of existing) {
+      const { Item } = await this.db.send(
+        new GetCommand({
+          TableName: this.table,
+          Key: { pk: partPk(jobId), sk: partSk(part.partNumber) },
+          ConsistentRead: true,
+        }),
+      );
+      if (!Item || (Item.etag === part.etag && Item.size === part.size)) continue;
+      try {
+        await withConflictRetry(() =>
+          this.db.send(
+            new TransactWriteCommand({
+              TransactItems: [
+                jobUpdate(0, part.size - Number(Item.size)),
+                {
+                  Update: {
+                    TableName: this.table,
+                    Key: { pk: partPk(jobId), sk: partSk(part.partNumber) },
+                    UpdateExpression: 'SET etag = :etag, #size = :size',
+                    ConditionExpression: 'etag = :oldEtag AND #size = :oldSize',
+                    ExpressionAttributeNames: { '#size': 'size' },
+                    ExpressionAttributeValues: {
+                      ':etag': part.etag,
+                      ':size': part.size,
+                      ':oldEtag': Item.etag,
+                      ':oldSize': Item.size,
+                    },
+                  },
+                },
+              ],
+            }),
+          ),
+        );
+      } catch (error) {
+        const reasons = reasonsOf(error);
+        if (reasons[0]?.Code === 'ConditionalCheckFailed') throw await jobRejected();
+        // The part changed under us: a concurrent record of the same part won, which is as good.
+        if (reasons[1]?.Code === 'ConditionalCheckFailed') continue;
+        throw error;
+      }
+    }
+  }
+
+  /** Every recorded part of a job, in part order. */
+  async parts(jobId: string): Promise<PartRecord[]> {
+    const parts: PartRecord[] = [];
+    const pages = paginateQuery(
+      { client: this.db },
+      {
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':pk': partPk(jobId), ':prefix': 'PART#' },
+        ProjectionExpression: 'partNumber, etag, #size',
+        ExpressionAttributeNames: { '#size': 'size' },
+        ConsistentRead: true,
+      },
+    );
+    for await (const page of pages) {
+      for (const item of page.Items ?? []) parts.push(item as PartRecord);
+    }
+    return parts;
+  }
+}

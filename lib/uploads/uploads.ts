@@ -1,0 +1,440 @@
+import { NoSuchUpload } from '@aws-sdk/client-s3';
+import { config } from '../config.ts';
+import { conflict, HttpError, notFound } from '../http/errors.ts';
+import { jobStore } from '../jobs/index.ts';
+import { newJobId } from '../jobs/job-ids.ts';
+import { type JobRecord, type PartRecord, SlotTaken, TransitionRejected } from '../jobs/job-store.ts';
+import { describeRanges, type JobView, jobView } from '../jobs/job-view.ts';
+import { logger } from '../log.ts';
+import type { StoredPart } from '../storage/file-store.ts';
+import { fileStore } from '../storage/index.ts';
+import { uploadKey } from '../storage/keys.ts';
+import { expectedPartSize, type PartPlan, PartPlanError, planParts } from './part-plan.ts';
+
+/**
+ * Uploads: an S3 multipart upload per job, parts sent by the client straight to S3 through presigned
+ * URLs, progress recorded in the jobs table, completion from S3's own part list.
+ *
+ * UPLOADING -> COMPLETING -> COMPLETED, or ABORTED / FAILED / EXPIRED. Every change is a conditional
+ * write; the S3 side effect happens only after the change that allows it has won.
+ */
+
+/** URLs handed out with a new upload; the rest come from POST /upload/{jobId}/parts. */
+export const FIRST_URL_BATCH = 100;
+export const MAX_PARTS_PER_REQUEST = 1000;
+
+export interface SignedPart {
+  partNumber: number;
+  url: string;
+  expiresAt: string;
+}
+
+export interface CreateUploadInput {
+  filename: string;
+  size: number;
+  contentType?: string | undefined;
+  partSize?: number | undefined;
+  overwrite?: boolean | undefined;
+}
+
+const slotFor = (job: JobRecord) => ({ jobId: job.jobId, type: 'upload' as const, name: job.filename });
+
+export async function findUpload(username: string, jobId: string): Promise<JobRecord> {
+  const job = await jobStore().get(username, jobId);
+  // Another user's job answers exactly like a missing one.
+  if (job?.type !== 'upload') throw notFound('JobNotFound', `no upload job ${jobId}`);
+  return job;
+}
+
+const notActive = (job: Pick<JobRecord, 'jobId' | 'status'>, action: string) =>
+  conflict('JobNotActive', `upload ${job.jobId} is ${job.status}; it cannot ${action}`, {
+    status: job.status,
+  });
+
+async function refuseExistingFile(key: string, filename: string) {
+  if (await fileStore().head(key)) {
+    throw conflict(
+      'FileExists',
+      `${filename} already exists in your uploads folder; send "overwrite": true to replace it`,
+    );
+  }
+}
+
+function newJob(
+  username: string,
+  filename: string,
+  plan: PartPlan,
+  contentType: string | undefined,
+): JobRecord {
+  const now = new Date().toISOString();
+  return {
+    jobId: newJobId(),
+    username,
+    type: 'upload',
+    status: 'UPLOADING',
+    filename,
+    key: uploadKey(username, filename),
+    ...plan,
+    ...(contentType ? { contentType } : {}),
+    partsDone: 0,
+    bytesDone: 0,
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+async function claimSlot(job: JobRecord, onTaken: () => Promise<void>) {
+  try {
+    await jobStore().create(job, job.filename);
+  } catch (error) {
+    if (!(error instanceof SlotTaken)) throw error;
+    await onTaken();
+    throw conflict(
+      'UploadInProgress',
+      `${job.filename} is already being uploaded by job ${error.holder.jobId}`,
+      {
+        jobId: error.holder.jobId,
+      },
+    );
+  }
+}
+
+export async function signParts(job: JobRecord, partNumbers: number[]): Promise<SignedPart[]> {
+  const ttl = config().presignTtlSeconds;
+  const expiresAt = new Date(Date.now() + ttl * 1000).toISOString();
+  const store = fileStore();
+  return Promise.all(
+    partNumbers.map(async (partNumber) => ({
+      partNumber,
+      url: await store.presignUploadPart(job.key, job.uploadId!, partNumber, ttl),
+      expiresAt,
+    })),
+  );
+}
+
+/** POST /upload (JSON): plans the parts, opens the multipart upload and the job, signs a first batch. */
+export async function createUpload(username: string, input: CreateUploadInput) {
+  let plan: PartPlan;
+  try {
+    plan = planParts(input.size, input.partSize);
+  } catch (error) {
+    if (error instanceof PartPlanError) throw new HttpError(400, 'ValidationError', error.message);
+    throw error;
+  }
+  const job = newJob(username, input.filename, plan, input.contentType);
+  if (!input.overwrite) await refuseExistingFile(job.key, job.filename);
+
+  job.uploadId = await fileStore().createMultipartUpload(job.key, input.contentType);
+  await claimSlot(job, () => fileStore().abortMultipartUpload(job.key, job.uploadId!));
+
+  const first = Array.from({ length: Math.min(plan.partCount, FIRST_URL_BATCH) }, (_, index) => index + 1);
+  return {
+    job: jobView(job),
+    uploadId: job.uploadId,
+    key: job.key,
+    partSize: plan.partSize,
+    partCount: plan.partCount,
+    parts: await signParts(job, first),
+  };
+}
+
+/** POST /upload (multipart/form-data, the seed's form): a small file stored through the same job model. */
+export async function createFormUpload(
+  username: string,
+  file: { filename: string; content: Buffer; contentType?: string | undefined },
+  overwrite: boolean,
+) {
+  const size = file.content.length;
+  const job = newJob(username, file.filename, { size, partSize: size, partCount: 1 }, file.contentType);
+  if (!overwrite) await refuseExistingFile(job.key, job.filename);
+  await claimSlot(job, async () => {});
+  // Claim the file before writing it, so that a kill that wins first means nothing gets written.
+  try {
+    await jobStore().transition(username, job.jobId, { from: ['UPLOADING'], to: 'COMPLETING' });
+  } catch (error) {
+    if (error instanceof TransitionRejected && error.current) throw notActive(error.current, 'be stored');
+    throw error;
+  }
+  try {
+    await fileStore().putObject(job.key, file.content, file.contentType);
+  } catch (error) {
+    await jobStore().transition(username, job.jobId, {
+      from: ['COMPLETING'],
+      to: 'FAILED',
+      set: { error: 'storing the file failed' },
+      slot: slotFor(job),
+    });
+    throw error;
+  }
+  const done = await jobStore().transition(username, job.jobId, {
+    from: ['COMPLETING'],
+    to: 'COMPLETED',
+    set: { partsDone: 1, bytesDone: size },
+    slot: slotFor(job),
+  });
+  const stored = await fileStore().head(job.key);
+  return {
+    job: jobView(done),
+    file: { name: job.filename, size, lastModified: (stored?.lastModified ?? new Date()).toISOString() },
+  };
+}
+
+function checkPartNumbers(job: JobRecord, partNumbers: number[]) {
+  const outOfRange = partNumbers.filter((n) => n < 1 || n > job.partCount);
+  if (outOfRange.length > 0) {
+    throw new HttpError(
+      400,
+      'BadPartNumber',
+      `this upload has parts 1 to ${job.partCount}; not ${describeRanges(outOfRange)}`,
+      {
+        details: { partNumbers: outOfRange },
+      },
+    );
+  }
+  if (new Set(partNumbers).size !== partNumbers.length) {
+    throw new HttpError(400, 'BadPartNumber', 'each part number may appear once per request');
+  }
+}
+
+/** POST /upload/{jobId}/parts: fresh URLs for any parts (resume, or after the first ones expired). */
+export async function signUploadParts(username: string, jobId: string, partNumbers: number[]) {
+  const job = await findUpload(username, jobId);
+  if (job.status !== 'UPLOADING') throw notActive(job, 'take more parts');
+  checkPartNumbers(job, partNumbers);
+  return { parts: await signParts(job, partNumbers) };
+}
+
+/** S3 writes ETags in double quotes; accept them with or without. */
+const normalizeEtag = (etag: string) => (etag.startsWith('"') ? etag : `"${etag}"`);
+
+/** POST /upload/{jobId}/progress: records finished parts (the client's word; completion checks S3). */
+export async function recordProgress(username: string, jobId: string, parts: PartRecord[]): Promise<JobView> {
+  const job = await findUpload(username, jobId);
+  if (job.status !== 'UPLOADING') throw notActive(job, 'record progress');
+  checkPartNumbers(
+    job,
+    parts.map((part) => part.partNumber),
+  );
+  const wrongSize = parts.filter((part) => part.size !== expectedPartSize(job, part.partNumber));
+  if (wrongSize.length > 0) {
+    throw new HttpError(
+      400,
+      'BadPartSize',
+      `part sizes do not match the plan (${job.partSize} bytes each, the last one the rest): parts ${describeRanges(wrongSize.map((part) => part.partNumber))}`,
+      {
+        details: {
+          parts: wrongSize.map((part) => ({ ...part, expected: expectedPartSize(job, part.partNumber) })),
+        },
+      },
+    );
+  }
+  try {
+    await jobStore().recordParts(
+      username,
+      jobId,
+      parts.map((part) => ({ ...part, etag: normalizeEtag(part.etag) })),
+      'UPLOADING',
+    );
+  } catch (error) {
+    if (error instanceof TransitionRejected && error.current)
+      throw notActive(error.current, 'record progress');
+    throw error;
+  }
+  return jobView((await jobStore().get(username, jobId))!);
+}
+
+/** Which of parts 1..N S3 holds with the planned sizes, and what is missing or wrong. */
+function checkStoredParts(job: JobRecord, stored: StoredPart[]) {
+  const byNumber = new Map(stored.map((part) => [part.partNumber, part]));
+  const missing: number[] = [];
+  const wrongSize: { partNumber: number; size: number; expected: number }[] = [];
+  for (let partNumber = 1; partNumber <= job.partCount; partNumber++) {
+    const part = byNumber.get(partNumber);
+    const expected = expectedPartSize(job, partNumber);
+    if (!part) missing.push(partNumber);
+    else if (part.size !== expected) wrongSize.push({ partNumber, size: part.size, expected });
+  }
+  const complete = stored.filter((part) => part.partNumber <= job.partCount);
+  return { missing, wrongSize, complete };
+}
+
+async function markFailed(job: JobRecord, from: JobRecord['status'], reason: string) {
+  try {
+    await jobStore().transition(job.username, job.jobId, {
+      from: [from],
+      to: 'FAILED',
+      set: { error: reason },
+      slot: slotFor(job),
+    });
+  } catch (error) {
+    if (!(error instanceof TransitionRejected)) throw error;
+  }
+}
+
+/**
+ * POST /upload/{jobId}/complete. The part list comes from S3 (ListParts), never from the client.
+ * Re-entrant: a job left in COMPLETING by a crash completes on the next call.
+ */
+export async function completeUpload(username: string, jobId: string): Promise<JobView> {
+  let job = await findUpload(username, jobId);
+  if (job.status === 'COMPLETED') return jobView(job);
+  if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
+
+  const store = fileStore();
+  const stored = await store.listParts(job.key, job.uploadId!);
+  if (!stored) {
+    // The multipart upload vanished under a live job (aborted out of band, or expired by S3).
+    await markFailed(job, job.status, 'the multipart upload no longer exists in S3');
+    throw conflict('UploadGone', `the multipart upload of job ${jobId} no longer exists; start a new upload`);
+  }
+  const { missing, wrongSize, complete } = checkStoredParts(job, stored);
+  if (job.status === 'UPLOADING' && (missing.length > 0 || wrongSize.length > 0)) {
+    const problems = [
+      missing.length ? `missing parts ${describeRanges(missing)}` : '',
+      wrongSize.length ? `wrong size: parts ${describeRanges(wrongSize.map((part) => part.partNumber))}` : '',
+    ].filter(Boolean);
+    throw conflict('PartsIncomplete', `S3 does not hold every part yet: ${problems.join('; ')}`, {
+      missing,
+      wrongSize,
+    });
+  }
+
+  if (job.status === 'UPLOADING') {
+    try {
+      job = await jobStore().transition(username, jobId, { from: ['UPLOADING'], to: 'COMPLETING' });
+    } catch (error) {
+      if (!(error instanceof TransitionRejected) || !error.current) throw error;
+      if (error.current.status === 'COMPLETED') return jobView(error.current);
+      if (error.current.status === 'COMPLETING') {
+        throw conflict('CompletionInProgress', `upload ${jobId} is being completed; ask again in a moment`);
+      }
+      throw notActive(error.current, 'be completed');
+    }
+  }
+
+  try {
+    await store.completeMultipartUpload(job.key, job.uploadId!, complete);
+  } catch (error) {
+    if (!(error instanceof NoSuchUpload)) throw error;
+    // An earlier completion may have succeeded and crashed before recording it.
+    const object = await store.head(job.key);
+    if (!object || object.size !== job.size) {
+      await markFailed(job, 'COMPLETING', 'the multipart upload disappeared during completion');
+      throw conflict(
+        'UploadGone',
+        `the multipart upload of job ${jobId} no longer exists; start a new upload`,
+      );
+    }
+  }
+  try {
+    const done = await jobStore().transition(username, jobId, {
+      from: ['COMPLETING'],
+      to: 'COMPLETED',
+      set: { partsDone: job.partCount, bytesDone: job.size },
+      slot: slotFor(job),
+    });
+    return jobView(done);
+  } catch (error) {
+    if (error instanceof TransitionRejected && error.current?.status === 'COMPLETED')
+      return jobView(error.current);
+    throw error;
+  }
+}
+
+/**
+ * Aborts the S3 upload, then asks S3 for its parts until none remain: S3 documents that parts in
+ * flight during an abort may still land, and that aborting again frees them.
+ */
+async function abortInS3(job: JobRecord) {
+  if (!job.uploadId) return;
+  const store = fileStore();
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    await store.abortMultipartUpload(job.key, job.uploadId);
+    const remaining = await store.listParts(job.key, job.uploadId);
+    if (!remaining || remaining.length === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+  }
+  logger.warn('parts still present after repeated aborts; the janitor will retry', { jobId: job.jobId });
+}
+
+/**
+ * Moves an UPLOADING job to ABORTED, then removes its parts from S3. Returns undefined when the job
+ * was not UPLOADING (already finished, or a completion won the race).
+ */
+async function abortJob(job: JobRecord): Promise<JobRecord | undefined> {
+  let aborted: JobRecord;
+  try {
+    aborted = await jobStore().transition(job.username, job.jobId, {
+      from: ['UPLOADING'],
+      to: 'ABORTED',
+      slot: slotFor(job),
+    });
+  } catch (error) {
+    if (error instanceof TransitionRejected) return undefined;
+    throw error;
+  }
+  await abortInS3(job);
+  return aborted;
+}
+
+/** DELETE /upload/{jobId}: idempotent; never touches a completed file. */
+export async function abortUpload(username: string, jobId: string): Promise<JobView> {
+  const job = await findUpload(username, jobId);
+  if (job.status === 'ABORTED') {
+    await abortInS3(job);
+    return jobView(job);
+  }
+  const aborted = await abortJob(job);
+  if (aborted) return jobView(aborted);
+  const current = (await jobStore().get(username, jobId))!;
+  if (current.status === 'ABORTED') return jobView(current);
+  throw notActive(current, 'be aborted');
+}
+
+/** DELETE /upload/kill: aborts every in-flight upload of the caller. */
+export async function killUploads(username: string) {
+  const slots = await jobStore().activeSlots(username, 'upload');
+  const results = await Promise.all(
+    slots.map(async (slot) => {
+      const job = await jobStore().get(username, slot.jobId);
+      return job && job.status === 'UPLOADING' ? abortJob(job) : undefined;
+    }),
+  );
+  const aborted = results.flatMap((job) => (job ? [{ jobId: job.jobId, filename: job.filename }] : []));
+  if (aborted.length === 0) throw notFound('NoUploadFound', `no upload found for user ${username}`);
+  return { aborted };
+}
+
+/**
+ * GET /jobs/{jobId}?reconcile=true for uploads: S3's part list is the truth. Records the parts S3
+ * holds that the table lacks (a client that crashed before reporting them), and says which parts
+ * are still missing, so a client that lost its own state re-sends only those.
+ */
+export async function reconcileUpload(username: string, jobId: string) {
+  const job = await findUpload(username, jobId);
+  if (job.status !== 'UPLOADING') return { job: jobView(job) };
+  const [stored, recorded] = await Promise.all([
+    fileStore().listParts(job.key, job.uploadId!),
+    jobStore().parts(jobId),
+  ]);
+  const { missing, complete } = checkStoredParts(job, stored ?? []);
+  const usable = complete.filter((part) => part.size === expectedPartSize(job, part.partNumber));
+  const recordedEtags = new Map(recorded.map((part) => [part.partNumber, part.etag]));
+  const unrecorded = usable.filter((part) => recordedEtags.get(part.partNumber) !== part.etag);
+  if (unrecorded.length > 0) {
+    try {
+      await jobStore().recordParts(username, jobId, unrecorded, 'UPLOADING');
+    } catch (error) {
+      if (!(error instanceof TransitionRejected)) throw error;
+    }
+  }
+  const current = (await jobStore().get(username, jobId))!;
+  return {
+    job: jobView(current),
+    uploadedParts: usable.map((part) => part.partNumber),
+    /** Parts to (re-)send: never received, or received with the wrong size. */
+    missingParts: missing.concat(
+      complete.filter((part) => !usable.includes(part)).map((part) => part.partNumber),
+    ),
+  };
+}
