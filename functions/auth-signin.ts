@@ -1,6 +1,6 @@
 import { signIn } from '../lib/auth/signin.ts';
 import { httpRoute } from '../lib/http/route.ts';
-import { z } from '../lib/schema.ts';
+import * as z from '../lib/schema.ts';
 
 const credentials = z.object({
   username: z.string().check(z.minLength(1), z.maxLength(128)),

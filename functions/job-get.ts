@@ -1,6 +1,6 @@
 import { httpRoute } from '../lib/http/route.ts';
 import { getJob } from '../lib/jobs/queries.ts';
-import { z } from '../lib/schema.ts';
+import * as z from '../lib/schema.ts';
 import { jobPath } from '../lib/uploads/schemas.ts';
 import { reconcileUpload } from '../lib/uploads/uploads.ts';
 

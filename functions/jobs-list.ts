@@ -1,6 +1,6 @@
 import { httpRoute } from '../lib/http/route.ts';
 import { listJobs } from '../lib/jobs/queries.ts';
-import { z } from '../lib/schema.ts';
+import * as z from '../lib/schema.ts';
 
 const STATUSES = [
   'UPLOADING',

@@ -1,4 +1,4 @@
-import { z } from './schema.ts';
+import * as z from './schema.ts';
 
 /**
  * Configuration comes from the environment only: serverless.yml sets it in AWS, the local stack

@@ -1,10 +1,11 @@
 /**
- * The schema library for every input the service parses. `zod/mini` keeps each Lambda bundle small
- * (about 20 KB against about 90 KB for classic zod); English messages are loaded once here.
+ * The schema library for every input the service parses. `zod/mini` keeps each Lambda bundle small;
+ * English messages are loaded once here. Import it as a namespace (`import * as z from …`): a
+ * re-exported namespace object would defeat tree-shaking and pull all of zod into every bundle.
  */
 import { en } from 'zod/locales';
-import * as z from 'zod/mini';
+import { config } from 'zod/mini';
 
-z.config(en());
+config(en());
 
-export { z };
+export * from 'zod/mini';

@@ -29,7 +29,7 @@ import {
   type ServerSideEncryptionRule,
 } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { generateKeyset } from '../lib/auth/keys.ts';
+import { generateKeyset } from '../lib/auth/key-generation.ts';
 import { hashPassword } from '../lib/auth/passwords.ts';
 import { UserExistsError, UserStore } from '../lib/auth/user-store.ts';
 import { freePort, spawnGroup, startEmulators, waitForHttp } from './emulators.ts';
@@ -37,8 +37,11 @@ import { freePort, spawnGroup, startEmulators, waitForHttp } from './emulators.t
 export const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const serverlessBin = join(projectRoot, 'node_modules', '.bin', 'serverless');
 
-/** Emulators accept any credentials, but the SDK must have some to sign with. */
-export const localCredentials = { AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local' };
+/**
+ * moto accepts any credentials; LocalStack checks presigned signatures (S3_SKIP_SIGNATURE_VALIDATION=0)
+ * against the secret `test`, so that is what the local stack signs with.
+ */
+export const localCredentials = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
 const localAwsCredentials = {
   accessKeyId: localCredentials.AWS_ACCESS_KEY_ID,
   secretAccessKey: localCredentials.AWS_SECRET_ACCESS_KEY,
@@ -333,7 +336,15 @@ async function startOffline(
       '--lambdaPort',
       String(lambdaPort),
     ],
-    { env: { ...process.env, ...handlerEnv, SLS_TELEMETRY_DISABLED: '1' }, log },
+    {
+      env: {
+        ...process.env,
+        ...handlerEnv,
+        SLS_TELEMETRY_DISABLED: '1',
+        ESBUILD_WORK_FOLDER: `.esbuild-${stage}`,
+      },
+      log,
+    },
   );
   const apiUrl = `http://127.0.0.1:${httpPort}`;
   await waitForHttp(`${apiUrl}/health`, child, 'serverless-offline', 120_000);

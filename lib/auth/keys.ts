@@ -1,20 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import {
-  createLocalJWKSet,
-  exportJWK,
-  generateKeyPair,
-  importJWK,
-  type JWK,
-  type JWTPayload,
-  jwtVerify,
-  SignJWT,
-} from 'jose';
+import { createLocalJWKSet, type JWK, type JWTPayload, jwtVerify } from 'jose';
 
 /**
  * Signing keys. A keyset holds the current key (with its private half) and any previous keys still
  * trusted for verification; all of them are published at /.well-known/jwks.json. Rotating is:
  * add a new key, make it current, and drop the old one once its last token has expired.
+ *
+ * Verification lives here, signing in token-signer.ts and key creation in key-generation.ts, so that
+ * the many functions that only verify do not bundle the code that signs or generates.
  */
 
 export const ALGORITHM = 'EdDSA';
@@ -36,18 +29,6 @@ export const publicPart = (jwk: JWK): JWK => {
   return { ...copy, alg: ALGORITHM, use: 'sig' };
 };
 
-export async function generateSigningKey(
-  kid = `key-${new Date().toISOString().slice(0, 10)}-${randomUUID().slice(0, 8)}`,
-) {
-  const { privateKey } = await generateKeyPair(ALGORITHM, { crv: 'Ed25519', extractable: true });
-  return { ...(await exportJWK(privateKey)), kid, alg: ALGORITHM } satisfies JWK;
-}
-
-export async function generateKeyset(): Promise<Keyset> {
-  const key = await generateSigningKey();
-  return { current: key.kid, keys: [key] };
-}
-
 export interface TokenSettings {
   issuer: string;
   audience: string;
@@ -56,8 +37,8 @@ export interface TokenSettings {
 
 export class KeyRing {
   readonly jwks: { keys: JWK[] };
-  private readonly currentKid: string;
-  private readonly signingKey: ReturnType<typeof importJWK>;
+  /** The current key, private half included: what token-signer.ts signs with. */
+  readonly signingJwk: JWK & { kid: string };
   private readonly resolveKey: ReturnType<typeof createLocalJWKSet>;
 
   constructor(keyset: Keyset) {
@@ -67,22 +48,9 @@ export class KeyRing {
     if (keyset.keys.some((key) => !key.kid || key.kty !== 'OKP' || key.crv !== 'Ed25519')) {
       throw new KeysetError('every key needs a kid and must be an Ed25519 (OKP) JWK');
     }
-    this.currentKid = current.kid!;
-    this.signingKey = importJWK(current, ALGORITHM);
+    this.signingJwk = current as JWK & { kid: string };
     this.jwks = { keys: keyset.keys.map(publicPart) };
     this.resolveKey = createLocalJWKSet(this.jwks);
-  }
-
-  async sign(subject: string, settings: TokenSettings, extraClaims: JWTPayload = {}): Promise<string> {
-    return new SignJWT(extraClaims)
-      .setProtectedHeader({ alg: ALGORITHM, kid: this.currentKid, typ: 'JWT' })
-      .setSubject(subject)
-      .setIssuer(settings.issuer)
-      .setAudience(settings.audience)
-      .setIssuedAt()
-      .setExpirationTime(`${settings.ttlSeconds}s`)
-      .setJti(randomUUID())
-      .sign(await this.signingKey);
   }
 
   /** Verifies signature, algorithm, issuer, audience and lifetime; throws jose's errors otherwise. */

@@ -1,4 +1,4 @@
-import { z } from '../schema.ts';
+import * as z from '../schema.ts';
 
 /**
  * Usernames become S3 key prefixes (`uploads/<username>/`), so they are held to a small, safe

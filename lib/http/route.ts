@@ -2,11 +2,11 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import httpHeaderNormalizer from '@middy/http-header-normalizer';
 import httpJsonBodyParser from '@middy/http-json-body-parser';
-import httpMultipartBodyParser from '@middy/http-multipart-body-parser';
+import type httpMultipartBodyParser from '@middy/http-multipart-body-parser';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { authenticate, type Caller } from '../auth/authenticate.ts';
 import { logger } from '../log.ts';
-import type { z } from '../schema.ts';
+import type * as z from '../schema.ts';
 import { errorResponse } from './error-response.ts';
 import { HttpError } from './errors.ts';
 import { parseRequest } from './validation.ts';
@@ -32,7 +32,12 @@ export interface RouteSpec<B extends Schema, Q extends Schema, P extends Schema>
    * Also accept `multipart/form-data` bodies up to `maxBytes` (parsed into `form`; `body` is then
    * undefined and the handler validates the form). Larger bodies get 413 with `tooLargeMessage`.
    */
-  form?: { maxBytes: number; tooLargeMessage: string };
+  form?: {
+    maxBytes: number;
+    tooLargeMessage: string;
+    /** middy's multipart parser, passed in so that only the routes that take forms bundle it (busboy). */
+    parser: typeof httpMultipartBodyParser;
+  };
   query?: Q;
   path?: P;
 }
@@ -114,12 +119,12 @@ export function httpRoute<
     .use(injectLambdaContext(logger, { resetKeys: true }));
   if (spec.auth !== 'none') stack.use(authentication());
   if (spec.form) {
-    const { maxBytes, tooLargeMessage } = spec.form;
+    const { maxBytes, tooLargeMessage, parser } = spec.form;
     stack.use(formSizeLimit(maxBytes, tooLargeMessage));
     // Either parser steps aside for the other's content type; the handler below answers 415 for any other.
     stack.use(httpJsonBodyParser({ disableContentTypeError: true }));
     stack.use(
-      httpMultipartBodyParser({
+      parser({
         disableContentTypeError: true,
         busboy: { limits: { fileSize: maxBytes, files: 1, fields: 20 } },
       }),

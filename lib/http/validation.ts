@@ -1,4 +1,4 @@
-import type { z } from '../schema.ts';
+import type * as z from '../schema.ts';
 import { badRequest } from './errors.ts';
 
 export interface Issue {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { z } from '../schema.ts';
+import * as z from '../schema.ts';
 
 /**
  * Job ids are ULIDs: 48 bits of milliseconds then 80 random bits, in Crockford base32. They sort by

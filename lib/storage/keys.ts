@@ -1,4 +1,4 @@
-import { z } from '../schema.ts';
+import * as z from '../schema.ts';
 
 /**
  * The bucket's layout: `uploads/<username>/<filename>` and `exports/<username>/<jobId>/<file>`.

@@ -1,5 +1,5 @@
 import { jobIdSchema } from '../jobs/job-ids.ts';
-import { z } from '../schema.ts';
+import * as z from '../schema.ts';
 import { filenameSchema } from '../storage/keys.ts';
 import { MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE } from './part-plan.ts';
 import { MAX_PARTS_PER_REQUEST } from './uploads.ts';

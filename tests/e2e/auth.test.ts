@@ -1,7 +1,8 @@
 import { createPublicKey, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { base64url, createRemoteJWKSet, importJWK, jwtVerify, SignJWT } from 'jose';
-import { generateSigningKey, type Keyset } from '../../lib/auth/keys.ts';
+import { generateSigningKey } from '../../lib/auth/key-generation.ts';
+import type { Keyset } from '../../lib/auth/keys.ts';
 import { DEMO_USER, resolveService } from '../../scripts/local-stack.ts';
 import { api, expectError, signIn } from '../support/http.ts';
 import { testStack } from '../support/stack-env.ts';

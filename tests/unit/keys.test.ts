@@ -1,18 +1,14 @@
 import { decodeProtectedHeader, errors } from 'jose';
-import {
-  generateKeyset,
-  generateSigningKey,
-  KeyRing,
-  KeysetError,
-  parseKeyset,
-} from '../../lib/auth/keys.ts';
+import { generateKeyset, generateSigningKey } from '../../lib/auth/key-generation.ts';
+import { KeyRing, KeysetError, parseKeyset } from '../../lib/auth/keys.ts';
+import { signToken } from '../../lib/auth/token-signer.ts';
 
 const settings = { issuer: 'file-jobs/test', audience: 'file-jobs', ttlSeconds: 600 };
 
 describe('the signing key ring', () => {
   it('signs EdDSA tokens with a kid and the standard claims', async () => {
     const ring = new KeyRing(await generateKeyset());
-    const token = await ring.sign('alice', settings);
+    const token = await signToken(ring, 'alice', settings);
     expect(decodeProtectedHeader(token)).toEqual({ alg: 'EdDSA', kid: ring.jwks.keys[0]!.kid, typ: 'JWT' });
     const claims = await ring.verify(token, settings);
     expect(claims).toMatchObject({ sub: 'alice', iss: settings.issuer, aud: settings.audience });
@@ -32,12 +28,12 @@ describe('the signing key ring', () => {
     const old = await generateSigningKey('old-key');
     const next = await generateSigningKey('new-key');
     const before = new KeyRing({ current: 'old-key', keys: [old] });
-    const oldToken = await before.sign('alice', settings);
+    const oldToken = await signToken(before, 'alice', settings);
 
     const rotated = new KeyRing({ current: 'new-key', keys: [next, old] });
     expect(rotated.jwks.keys.map((key) => key.kid)).toEqual(['new-key', 'old-key']);
     await expect(rotated.verify(oldToken, settings)).resolves.toMatchObject({ sub: 'alice' });
-    expect(decodeProtectedHeader(await rotated.sign('alice', settings)).kid).toBe('new-key');
+    expect(decodeProtectedHeader(await signToken(rotated, 'alice', settings)).kid).toBe('new-key');
 
     const retired = new KeyRing({ current: 'new-key', keys: [next] });
     await expect(retired.verify(oldToken, settings)).rejects.toBeInstanceOf(errors.JWKSNoMatchingKey);
@@ -45,7 +41,7 @@ describe('the signing key ring', () => {
 
   it('accepts a previous key given by its public half only', async () => {
     const old = await generateSigningKey('old-key');
-    const oldToken = await new KeyRing({ current: 'old-key', keys: [old] }).sign('bob', settings);
+    const oldToken = await signToken(new KeyRing({ current: 'old-key', keys: [old] }), 'bob', settings);
     const { d: _private, ...oldPublic } = old;
     const ring = new KeyRing({ current: 'new-key', keys: [await generateSigningKey('new-key'), oldPublic] });
     await expect(ring.verify(oldToken, settings)).resolves.toMatchObject({ sub: 'bob' });

@@ -2,7 +2,7 @@ import { jest } from '@jest/globals';
 import { badRequest } from '../../lib/http/errors.ts';
 import { httpRoute } from '../../lib/http/route.ts';
 import { logger } from '../../lib/log.ts';
-import { z } from '../../lib/schema.ts';
+import * as z from '../../lib/schema.ts';
 import { invoke } from '../support/events.ts';
 
 const echo = httpRoute(

@@ -1,0 +1,275 @@
+/**
+ * What `serverless package` produces: one small ESM bundle per function, and a CloudFormation template
+ * that keeps the bucket and tables safe and every IAM grant scoped to its resources. Needs no emulator.
+ *
+ * The package runs in a scratch copy of the project (node_modules linked, not copied): serverless-esbuild
+ * deletes `.esbuild/` and osls replaces `.serverless/` in the service directory even with `--package`,
+ * and `.esbuild/` is where the serverless-offline of this very test run (or of `npm start`) loads the
+ * handlers from.
+ */
+import { execFile } from 'node:child_process';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join, relative, sep } from 'node:path';
+import { promisify } from 'node:util';
+import { projectRoot } from '../../scripts/local-stack.ts';
+
+const MAX_ZIP_BYTES = 50 * 1024;
+const RUNTIME = 'nodejs24.x';
+/** Not copied into the scratch service: dependencies (linked instead), VCS and build output. */
+const NOT_COPIED = new Set(['node_modules', '.git', '.serverless', '.esbuild', '.local', 'coverage']);
+
+type Json = any;
+interface Resource {
+  Type: string;
+  Properties?: Json;
+}
+
+let workDir: string;
+let outDir: string;
+let template: { Resources: Record<string, Resource> };
+let functions: Record<
+  string,
+  { name: string; handler: string; runtime?: string; package?: { artifact?: string } }
+>;
+
+const resourcesOfType = (type: string) =>
+  Object.entries(template.Resources).filter(([, resource]) => resource.Type === type);
+
+beforeAll(async () => {
+  workDir = mkdtempSync(join(tmpdir(), 'file-jobs-package-'));
+  const serviceDir = join(workDir, 'service');
+  outDir = join(workDir, 'out');
+  cpSync(projectRoot, serviceDir, {
+    recursive: true,
+    filter: (source) => !NOT_COPIED.has(relative(projectRoot, source).split(sep)[0]!),
+  });
+  symlinkSync(join(projectRoot, 'node_modules'), join(serviceDir, 'node_modules'), 'dir');
+  mkdirSync(outDir);
+
+  // No endpoint, profile or credential of the test stack may leak into the package run.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('AWS_')),
+  );
+  Object.assign(env, {
+    AWS_ACCESS_KEY_ID: 'ci',
+    AWS_SECRET_ACCESS_KEY: 'ci',
+    AWS_REGION: 'us-east-1',
+    SLS_TELEMETRY_DISABLED: '1',
+  });
+  await promisify(execFile)(
+    join(serviceDir, 'node_modules', '.bin', 'serverless'),
+    ['package', '--stage', 'pkgtest', '--package', outDir],
+    { cwd: serviceDir, env, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 },
+  );
+  template = JSON.parse(readFileSync(join(outDir, 'cloudformation-template-update-stack.json'), 'utf8'));
+  functions = JSON.parse(readFileSync(join(outDir, 'serverless-state.json'), 'utf8')).service.functions;
+}, 150_000);
+
+afterAll(() => {
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+/** File names in a zip, read from its central directory (no `unzip` needed). */
+function zipEntries(zip: Buffer): string[] {
+  const EOCD = 0x06054b50;
+  const CENTRAL = 0x02014b50;
+  let end = zip.length - 22;
+  while (end >= 0 && zip.readUInt32LE(end) !== EOCD) end -= 1;
+  if (end < 0) throw new Error('not a zip: no end of central directory record');
+  const count = zip.readUInt16LE(end + 10);
+  let offset = zip.readUInt32LE(end + 16);
+  const names: string[] = [];
+  for (let i = 0; i < count; i += 1) {
+    if (zip.readUInt32LE(offset) !== CENTRAL) throw new Error(`bad central directory entry ${i}`);
+    const nameLength = zip.readUInt16LE(offset + 28);
+    const extraLength = zip.readUInt16LE(offset + 30);
+    const commentLength = zip.readUInt16LE(offset + 32);
+    names.push(zip.toString('utf8', offset + 46, offset + 46 + nameLength));
+    offset += 46 + nameLength + extraLength + commentLength;
+  }
+  return names;
+}
+
+const asArray = <T>(value: T | T[] | undefined): T[] =>
+  value === undefined ? [] : Array.isArray(value) ? value : [value];
+
+/** Every policy document attached through IAM in a template: inline role policies and policy resources. */
+function policyDocuments(resources: Record<string, Resource>): { where: string; document: Json }[] {
+  const documents: { where: string; document: Json }[] = [];
+  for (const [id, resource] of Object.entries(resources)) {
+    switch (resource.Type) {
+      case 'AWS::IAM::Role':
+      case 'AWS::IAM::User':
+      case 'AWS::IAM::Group':
+        for (const [i, policy] of asArray<Json>(resource.Properties?.Policies).entries()) {
+          documents.push({ where: `${id}.Policies[${i}]`, document: policy.PolicyDocument });
+        }
+        break;
+      case 'AWS::IAM::Policy':
+      case 'AWS::IAM::ManagedPolicy':
+      case 'AWS::IAM::RolePolicy':
+      case 'AWS::IAM::UserPolicy':
+      case 'AWS::IAM::GroupPolicy':
+        documents.push({ where: id, document: resource.Properties?.PolicyDocument });
+        break;
+    }
+  }
+  return documents;
+}
+
+const DATA_ACTION = /^(s3|dynamodb):/i;
+const isWildcardResource = (resource: Json) => resource === '*';
+
+/**
+ * Allow statements that grant an S3 or DynamoDB action (or `*`) on every resource. A `NotAction` or
+ * `NotResource` Allow is treated as covering everything, since it grants all that it doesn't name.
+ */
+function wildcardDataGrants(resources: Record<string, Resource>): string[] {
+  const found: string[] = [];
+  for (const { where, document } of policyDocuments(resources)) {
+    for (const [i, statement] of asArray<Json>(document?.Statement).entries()) {
+      if (statement.Effect !== 'Allow') continue;
+      const actions = asArray<Json>(statement.Action);
+      const dataAction =
+        statement.NotAction !== undefined ||
+        actions.some(
+          (action) => typeof action === 'string' && (action.startsWith('*') || DATA_ACTION.test(action)),
+        );
+      const everyResource =
+        statement.NotResource !== undefined || asArray<Json>(statement.Resource).some(isWildcardResource);
+      if (dataAction && everyResource) found.push(`${where}.Statement[${i}]: ${JSON.stringify(statement)}`);
+    }
+  }
+  return found;
+}
+
+describe('serverless package', () => {
+  it('builds one zip per function, each a single small .mjs bundle of its own handler', () => {
+    const names = Object.keys(functions);
+    expect(names.length).toBeGreaterThan(0);
+    const zips = readdirSync(outDir).filter((file) => file.endsWith('.zip'));
+    const expected = names.map((name) => basename(functions[name]!.package?.artifact ?? `${name}.zip`));
+    expect(zips.sort()).toEqual([...expected].sort());
+
+    const problems: string[] = [];
+    for (const name of names) {
+      const fn = functions[name]!;
+      const zipPath = join(outDir, basename(fn.package?.artifact ?? `${name}.zip`));
+      const size = statSync(zipPath).size;
+      if (size >= MAX_ZIP_BYTES) problems.push(`${name}: ${size} bytes (limit ${MAX_ZIP_BYTES})`);
+      const files = zipEntries(readFileSync(zipPath)).filter((entry) => !entry.endsWith('/'));
+      // `functions/health.handler` -> `functions/health.mjs`
+      const bundle = `${fn.handler.slice(0, fn.handler.lastIndexOf('.'))}.mjs`;
+      if (files.length !== 1 || files[0] !== bundle) {
+        problems.push(`${name}: expected only ${bundle}, found ${JSON.stringify(files)}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it(`runs every function on ${RUNTIME}`, () => {
+    const lambdas = resourcesOfType('AWS::Lambda::Function').map(([, resource]) => resource.Properties);
+    for (const fn of Object.values(functions)) {
+      expect({ function: fn.name, runtime: fn.runtime }).toEqual({ function: fn.name, runtime: RUNTIME });
+      const lambda = lambdas.find((properties) => properties.FunctionName === fn.name);
+      expect({ function: fn.name, runtime: lambda?.Runtime }).toEqual({
+        function: fn.name,
+        runtime: RUNTIME,
+      });
+    }
+  });
+
+  it('gives the files bucket a multipart backstop, browser CORS, no public access and encryption', () => {
+    const buckets = resourcesOfType('AWS::S3::Bucket').filter(([id]) => id !== 'ServerlessDeploymentBucket');
+    expect(buckets.length).toBeGreaterThan(0);
+    for (const [, { Properties: bucket }] of buckets) {
+      const rules: Json[] = bucket.LifecycleConfiguration?.Rules ?? [];
+      expect(
+        rules.some(
+          (rule) => rule.Status === 'Enabled' && rule.AbortIncompleteMultipartUpload?.DaysAfterInitiation > 0,
+        ),
+      ).toBe(true);
+      const cors: Json[] = bucket.CorsConfiguration?.CorsRules ?? [];
+      expect(
+        cors.some((rule) => rule.ExposedHeaders?.includes('ETag') && rule.AllowedMethods?.includes('PUT')),
+      ).toBe(true);
+      expect(bucket.PublicAccessBlockConfiguration).toEqual({
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      });
+      const encryption: Json[] = bucket.BucketEncryption?.ServerSideEncryptionConfiguration ?? [];
+      expect(encryption.length).toBeGreaterThan(0);
+      expect(encryption[0].ServerSideEncryptionByDefault?.SSEAlgorithm).toMatch(
+        /^(AES256|aws:kms|aws:kms:dsse)$/,
+      );
+    }
+  });
+
+  it('gives every table TTL on expiresAt, on-demand billing and point-in-time recovery', () => {
+    const tables = resourcesOfType('AWS::DynamoDB::Table');
+    expect(tables.length).toBeGreaterThan(0);
+    for (const [id, { Properties: table }] of tables) {
+      expect({ id, ttl: table.TimeToLiveSpecification }).toEqual({
+        id,
+        ttl: { AttributeName: 'expiresAt', Enabled: true },
+      });
+      expect({ id, billing: table.BillingMode }).toEqual({ id, billing: 'PAY_PER_REQUEST' });
+      expect({ id, pitr: table.PointInTimeRecoverySpecification?.PointInTimeRecoveryEnabled }).toEqual({
+        id,
+        pitr: true,
+      });
+    }
+  });
+
+  it('grants no S3 or DynamoDB action on Resource "*" in any IAM policy', () => {
+    const statements = policyDocuments(template.Resources).flatMap(({ document }) =>
+      asArray(document?.Statement),
+    );
+    expect(statements.length).toBeGreaterThan(0);
+    expect(wildcardDataGrants(template.Resources)).toEqual([]);
+  });
+
+  it('the IAM walker catches wildcard grants wherever they are attached', () => {
+    const statement = (Action: Json, Resource: Json) => ({ Effect: 'Allow', Action, Resource });
+    const role = (...Statement: Json[]): Resource => ({
+      Type: 'AWS::IAM::Role',
+      Properties: { Policies: [{ PolicyName: 'p', PolicyDocument: { Statement } }] },
+    });
+    expect(wildcardDataGrants({ R: role(statement('logs:PutLogEvents', '*')) })).toEqual([]);
+    expect(wildcardDataGrants({ R: role({ ...statement('s3:*', '*'), Effect: 'Deny' }) })).toEqual([]);
+    expect(wildcardDataGrants({ R: role(statement(['s3:GetObject'], 'arn:aws:s3:::b/*')) })).toEqual([]);
+    expect(
+      wildcardDataGrants({ R: role(statement(['s3:GetObject'], ['arn:aws:s3:::b/*', '*'])) }),
+    ).toHaveLength(1);
+    expect(wildcardDataGrants({ R: role(statement('DynamoDB:Query', '*')) })).toHaveLength(1);
+    expect(wildcardDataGrants({ R: role(statement('*', ['*'])) })).toHaveLength(1);
+    expect(
+      wildcardDataGrants({ R: role({ Effect: 'Allow', NotAction: 'iam:*', Resource: '*' }) }),
+    ).toHaveLength(1);
+    // A single statement object (not an array) in a per-function role or a standalone policy.
+    expect(
+      wildcardDataGrants({
+        P: {
+          Type: 'AWS::IAM::ManagedPolicy',
+          Properties: { PolicyDocument: { Statement: statement('dynamodb:PutItem', '*') } },
+        },
+        Q: {
+          Type: 'AWS::IAM::Policy',
+          Properties: { PolicyDocument: { Statement: [statement('s3:*', '*')] } },
+        },
+      }),
+    ).toHaveLength(2);
+  });
+});
