@@ -102,14 +102,8 @@ async function claimSlot(job: JobRecord, onTaken: () => Promise<void>) {
 export async function signParts(job: JobRecord, partNumbers: number[]): Promise<SignedPart[]> {
   const ttl = config().presignTtlSeconds;
   const expiresAt = new Date(Date.now() + ttl * 1000).toISOString();
-  const store = fileStore();
-  return Promise.all(
-    partNumbers.map(async (partNumber) => ({
-      partNumber,
-      url: await store.presignUploadPart(job.key, job.uploadId!, partNumber, ttl),
-      expiresAt,
-    })),
-  );
+  const urls = await fileStore().presignUploadParts(job.key, job.uploadId!, partNumbers, ttl);
+  return partNumbers.map((partNumber, index) => ({ partNumber, url: urls[index]!, expiresAt }));
 }
 
 /** POST /upload (JSON): plans the parts, opens the multipart upload and the job, signs a first batch. */

@@ -1,6 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { UploadPartCommand } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { UserExistsError, UserNotFoundError, UserStore } from '../../lib/auth/user-store.ts';
 import { documentClient, presigningS3Client, s3Client } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
@@ -55,6 +57,25 @@ describe('the S3 adapter against the emulator', () => {
     await store.completeMultipartUpload(key, uploadId, listed!);
     expectSameBytes((await store.getObjectBytes(key))!, Buffer.concat(parts));
     expect(await store.listOpenUploads(prefix)).toEqual([]);
+  });
+
+  it('signs many part URLs at once, each exactly as getSignedUrl would and each accepted by S3', async () => {
+    const key = `${prefix}many parts ü.bin`;
+    const uploadId = await store.createMultipartUpload(key);
+    const urls = await store.presignUploadParts(key, uploadId, [1, 2, 3], 60);
+    const reference = await getSignedUrl(
+      presigningS3Client(),
+      new UploadPartCommand({ Bucket: store.bucket, Key: key, UploadId: uploadId, PartNumber: 2 }),
+      { expiresIn: 60 },
+    );
+    const unsigned = (url: string) => url.replace(/X-Amz-(Date|Signature)=[^&]+/g, '');
+    expect(unsigned(urls[1]!)).toBe(unsigned(reference));
+    for (const [index, url] of urls.entries()) {
+      expect(new URL(url).searchParams.get('partNumber')).toBe(String(index + 1));
+      expect((await fetch(url, { method: 'PUT', body: `part ${index + 1}` })).status).toBe(200);
+    }
+    expect((await store.listParts(key, uploadId))?.map((part) => part.partNumber)).toEqual([1, 2, 3]);
+    await store.abortMultipartUpload(key, uploadId);
   });
 
   it('aborts an upload idempotently, after which ListParts reports it gone', async () => {
