@@ -80,6 +80,9 @@ try {
       for (const part of signed.parts) urls.set(part.partNumber, part.url);
     }
     let next = 1;
+    // Progress is reported beside the transfer, not in its way: a part's report goes out while the
+    // next part's bytes already flow, and completion waits for the last report.
+    const reports: Promise<unknown>[] = [];
     const worker = async () => {
       while (next <= created.partCount) {
         const partNumber = next++;
@@ -87,12 +90,15 @@ try {
         const response = await fetch(urls.get(partNumber)!, { method: 'PUT', body });
         if (!response.ok) throw new Error(`PUT part ${partNumber}: ${response.status}`);
         await response.arrayBuffer();
-        await call(`/upload/${created.job.jobId}/progress`, token, 'POST', {
-          parts: [{ partNumber, etag: response.headers.get('etag'), size: body.length }],
-        });
+        reports.push(
+          call(`/upload/${created.job.jobId}/progress`, token, 'POST', {
+            parts: [{ partNumber, etag: response.headers.get('etag'), size: body.length }],
+          }),
+        );
       }
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
+    await Promise.all(reports);
     const done = await call(`/upload/${created.job.jobId}/complete`, token, 'POST');
     if (done.job.status !== 'COMPLETED') throw new Error(`upload ended ${done.job.status}`);
     return performance.now() - started;

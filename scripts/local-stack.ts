@@ -4,7 +4,7 @@
  * optionally serverless-offline serving the API. Used by `npm start` and by the test harness.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -321,6 +321,8 @@ async function startOffline(
   options: StackOptions,
   log: (line: string) => void,
 ) {
+  // Its own bundle folder per run: two stacks (even of one stage) never rebuild under each other.
+  const workFolder = `.esbuild-${stage}-${process.pid}`;
   const httpPort = options.httpPort ?? (await freePort());
   const lambdaPort = options.lambdaPort ?? (await freePort());
   const child = spawnGroup(
@@ -348,5 +350,9 @@ async function startOffline(
   );
   const apiUrl = `http://127.0.0.1:${httpPort}`;
   await waitForHttp(`${apiUrl}/health`, child, 'serverless-offline', 120_000);
-  return { apiUrl, lambdaEndpoint: `http://127.0.0.1:${lambdaPort}`, stop: () => child.stopGroup() };
+  const stop = async () => {
+    await child.stopGroup();
+    rmSync(join(projectRoot, workFolder), { recursive: true, force: true });
+  };
+  return { apiUrl, lambdaEndpoint: `http://127.0.0.1:${lambdaPort}`, stop };
 }

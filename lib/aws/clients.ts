@@ -13,10 +13,21 @@ let s3: S3Client | undefined;
 let presigningS3: S3Client | undefined;
 let documents: DynamoDBDocumentClient | undefined;
 
+/**
+ * Fail fast on a dead connection instead of hanging until the Lambda times out. Requests may take
+ * longer: a server-side part copy of a large range legitimately runs for a while.
+ */
+const requestHandler = (requestTimeout: number) => ({ connectionTimeout: 3000, requestTimeout });
+
 function s3Options() {
   const { region, endpoints } = config();
   // Emulators serve buckets by path, not by virtual host.
-  return { region, endpoint: endpoints.s3, forcePathStyle: endpoints.s3 !== undefined };
+  return {
+    region,
+    endpoint: endpoints.s3,
+    forcePathStyle: endpoints.s3 !== undefined,
+    requestHandler: requestHandler(120_000),
+  };
 }
 
 export function s3Client(): S3Client {
@@ -36,9 +47,12 @@ export function presigningS3Client(): S3Client {
 export function documentClient(): DynamoDBDocumentClient {
   if (!documents) {
     const { region, endpoints } = config();
-    documents = DynamoDBDocumentClient.from(new DynamoDBClient({ region, endpoint: endpoints.dynamodb }), {
-      marshallOptions: { removeUndefinedValues: true },
-    });
+    documents = DynamoDBDocumentClient.from(
+      new DynamoDBClient({ region, endpoint: endpoints.dynamodb, requestHandler: requestHandler(10_000) }),
+      {
+        marshallOptions: { removeUndefinedValues: true },
+      },
+    );
   }
   return documents;
 }
