@@ -1,4 +1,3 @@
-import httpMultipartBodyParser from '@middy/http-multipart-body-parser';
 import { httpRoute } from '../lib/http/route.ts';
 import { parseRequest } from '../lib/http/validation.ts';
 import { createUploadBody, createUploadForm } from '../lib/uploads/schemas.ts';
@@ -18,7 +17,6 @@ export const handler = httpRoute(
     body: createUploadBody,
     form: {
       maxBytes: FORM_MAX_BYTES,
-      parser: httpMultipartBodyParser,
       tooLargeMessage:
         'form uploads are limited to 4 MiB; for larger files POST /upload with JSON {"filename", "size"} and PUT the parts to the presigned URLs it returns',
     },

@@ -18,6 +18,13 @@ const envSchema = z.object({
   AWS_ENDPOINT_URL: z.optional(z.url()),
   AWS_ENDPOINT_URL_S3: z.optional(z.url()),
   AWS_ENDPOINT_URL_DYNAMODB: z.optional(z.url()),
+  AWS_ENDPOINT_URL_LAMBDA: z.optional(z.url()),
+  EXPORT_WORKER_FUNCTION: z._default(z.string().check(z.minLength(1)), 'file-jobs-local-exportWorker'),
+  EXPORT_PART_SIZE_MIB: z._default(count(5, 5120), 64),
+  EXPORT_MAX_RUNNING: z._default(count(1, 1000), 3),
+  EXPORT_INVOCATION_BUDGET_SECONDS: z._default(seconds(0, 900), 780),
+  EXPORT_LEASE_SECONDS: z._default(seconds(10, 3600), 180),
+  DOWNLOAD_TTL_SECONDS: z._default(seconds(60, 7 * 24 * 3600), 3600),
   PRESIGN_TTL_SECONDS: z._default(seconds(60, 7 * 24 * 3600), 900),
   JWT_ISSUER: z.optional(z.string().check(z.minLength(1))),
   JWT_AUDIENCE: z._default(z.string().check(z.minLength(1)), 'file-jobs'),
@@ -38,7 +45,7 @@ export interface Config {
   jobsTable: string;
   usersTable: string;
   /** Emulator or custom endpoints; undefined means the real AWS endpoint for the region. */
-  endpoints: { s3?: string | undefined; dynamodb?: string | undefined };
+  endpoints: { s3?: string | undefined; dynamodb?: string | undefined; lambda?: string | undefined };
   presignTtlSeconds: number;
   /** How long finished jobs stay readable before their TTL removes them. */
   jobRetentionSeconds: number;
@@ -46,6 +53,15 @@ export interface Config {
   /** Where the JWT signing keys come from; the first one set wins (see lib/auth/keys.ts). */
   keys: { inline?: string | undefined; file?: string | undefined; parameter?: string | undefined };
   signin: { maxFailuresPerUser: number; maxFailuresPerIp: number; lockSeconds: number };
+  exports: {
+    workerFunction: string;
+    partSize: number;
+    maxRunning: number;
+    /** Seconds one worker invocation works before it checkpoints and continues in a new one. */
+    invocationBudgetSeconds: number;
+    leaseSeconds: number;
+    downloadTtlSeconds: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -70,6 +86,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     endpoints: {
       s3: e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL,
       dynamodb: e.AWS_ENDPOINT_URL_DYNAMODB ?? e.AWS_ENDPOINT_URL,
+      lambda: e.AWS_ENDPOINT_URL_LAMBDA ?? e.AWS_ENDPOINT_URL,
     },
     presignTtlSeconds: e.PRESIGN_TTL_SECONDS,
     jobRetentionSeconds: e.JOB_RETENTION_DAYS * 24 * 3600,
@@ -79,6 +96,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ttlSeconds: e.JWT_TTL_SECONDS,
     },
     keys: { inline: e.JWT_KEYS, file: e.JWT_KEYS_FILE, parameter: e.JWT_KEYS_PARAMETER },
+    exports: {
+      workerFunction: e.EXPORT_WORKER_FUNCTION,
+      partSize: e.EXPORT_PART_SIZE_MIB * 1024 * 1024,
+      maxRunning: e.EXPORT_MAX_RUNNING,
+      invocationBudgetSeconds: e.EXPORT_INVOCATION_BUDGET_SECONDS,
+      leaseSeconds: e.EXPORT_LEASE_SECONDS,
+      downloadTtlSeconds: e.DOWNLOAD_TTL_SECONDS,
+    },
     signin: {
       maxFailuresPerUser: e.SIGNIN_MAX_FAILURES_PER_USER,
       maxFailuresPerIp: e.SIGNIN_MAX_FAILURES_PER_IP,

@@ -252,6 +252,8 @@ export interface StackOptions {
   stage?: string;
   /** Start serverless-offline too (the HTTP API); otherwise only emulators and resources. */
   withApi?: boolean;
+  /** Rebuild handlers when the source changes (for `npm start`; off for tests and benchmarks). */
+  watch?: boolean;
   /** JWT keyset file for the handlers; created when missing. */
   keysFile?: string;
   httpPort?: number;
@@ -285,6 +287,9 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
       ensureKeysFile(keysFile),
     ]);
     const environment = service.provider.environment;
+    // The worker is invoked through serverless-offline's Lambda API, even when S3 and DynamoDB come
+    // from AWS_ENDPOINT_URL (LocalStack): pick its port now so the handlers know it.
+    const lambdaPort = options.withApi ? (options.lambdaPort ?? (await freePort())) : undefined;
     const handlerEnv: Record<string, string> = {
       ...environment,
       ...localCredentials,
@@ -292,6 +297,7 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
       AWS_ENDPOINT_URL_S3: emulators.s3Endpoint,
       AWS_ENDPOINT_URL_DYNAMODB: emulators.dynamodbEndpoint,
       JWT_KEYS_FILE: keysFile,
+      ...(lambdaPort ? { AWS_ENDPOINT_URL_LAMBDA: `http://127.0.0.1:${lambdaPort}` } : {}),
       ...options.env,
     };
     const info: StackInfo = {
@@ -303,7 +309,7 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
       tables: { jobs: environment.JOBS_TABLE!, users: environment.USERS_TABLE! },
     };
     if (options.withApi) {
-      const api = await startOffline(stage, handlerEnv, options, log);
+      const api = await startOffline(stage, handlerEnv, { ...options, lambdaPort }, log);
       stops.push(api.stop);
       info.apiUrl = api.apiUrl;
       info.lambdaEndpoint = api.lambdaEndpoint;

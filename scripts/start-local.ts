@@ -30,6 +30,7 @@ async function main() {
     stack = await startLocalStack({
       stage: 'local',
       withApi: true,
+      watch: true,
       httpPort: Number(process.env.PORT ?? 3000),
       lambdaPort: Number(process.env.LAMBDA_PORT ?? 3002),
       log: (line) => {

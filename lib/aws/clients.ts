@@ -1,4 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { S3Client } from '@aws-sdk/client-s3';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -65,4 +66,24 @@ export async function readSecureParameter(name: string): Promise<string> {
   const { Parameter } = await ssm.send(new GetParameterCommand({ Name: name, WithDecryption: true }));
   if (!Parameter?.Value) throw new Error(`SSM parameter ${name} is empty`);
   return Parameter.Value;
+}
+
+let lambda: LambdaClient | undefined;
+
+/**
+ * Starts a function asynchronously (InvocationType Event): Lambda queues the event and answers at
+ * once. Locally the endpoint is serverless-offline's invoke API.
+ */
+export async function invokeAsync(functionName: string, payload: unknown): Promise<void> {
+  const { region, endpoints } = config();
+  lambda ??= new LambdaClient({ region, endpoint: endpoints.lambda, requestHandler: requestHandler(10_000) });
+  const result = await lambda.send(
+    new InvokeCommand({
+      FunctionName: functionName,
+      InvocationType: 'Event',
+      Payload: new TextEncoder().encode(JSON.stringify(payload)),
+    }),
+  );
+  if (result.StatusCode !== 202)
+    throw new Error(`asynchronous invoke of ${functionName} answered ${result.StatusCode}`);
 }

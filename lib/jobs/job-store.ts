@@ -24,6 +24,8 @@ import { unmarshall } from '@aws-sdk/util-dynamodb';
  * |             |                   |                            | active upload per file, and kill reads |
  * |             |                   |                            | these (O(active jobs), consistent)     |
  * | part        | JOB#<jobId>       | PART#<00001>               | one per recorded part (10,000 scale)   |
+ * | counter     | USER#<username>   | RUNNING#<type>             | running jobs of a type, for a per-user |
+ * |             |                   |                            | limit enforced in the create transaction |
  *
  * Every status change is a conditional write on the current status; a terminal change also frees
  * the active slot in the same transaction.
@@ -69,8 +71,13 @@ export interface JobRecord {
   updatedAt: string;
   finishedAt?: string;
   error?: string;
-  /** Type-specific fields (an export's format, source, download name…). */
+  /** Type-specific fields (an export's format, source, output…). */
   details?: Record<string, unknown>;
+  /** Worker bookkeeping (exports): who may run the job, until when, and where it left off. */
+  workerToken?: string;
+  leaseUntil?: number;
+  invocations?: number;
+  checkpoint?: { offset: number; partNumber: number };
 }
 
 export interface PartRecord {
@@ -90,6 +97,7 @@ const jobSk = (jobId: string) => `JOB#${jobId}`;
 const slotSk = (type: JobType, name: string) => `ACTIVE#${type}#${name}`;
 const partPk = (jobId: string) => `JOB#${jobId}`;
 const partSk = (partNumber: number) => `PART#${String(partNumber).padStart(5, '0')}`;
+const counterSk = (type: JobType) => `RUNNING#${type}`;
 
 /** A conditional status change lost: the job is not (or no longer) in a status it could leave. */
 export class TransitionRejected extends Error {
@@ -99,6 +107,11 @@ export class TransitionRejected extends Error {
     super(message);
     this.current = current;
   }
+}
+
+/** The user already runs as many jobs of this type as allowed. */
+export class LimitReached extends Error {
+  override name = 'LimitReached';
 }
 
 /** Another job holds the active slot for this (type, name). */
@@ -130,6 +143,10 @@ const JOB_FIELDS = [
   'finishedAt',
   'error',
   'details',
+  'workerToken',
+  'leaseUntil',
+  'invocations',
+  'checkpoint',
 ] as const;
 
 function toJob(item: Record<string, unknown>): JobRecord {
@@ -164,6 +181,8 @@ export interface TransitionOptions {
   to: JobStatus;
   /** Attributes to set along with the status. */
   set?: Partial<Pick<JobRecord, 'partsDone' | 'bytesDone' | 'error' | 'uploadId' | 'details'>>;
+  /** Also release one unit of the user's running-jobs counter (jobs created with a limit). */
+  releaseCounter?: boolean;
   /** Leaving for a terminal status: frees the active slot and starts the retention clock (TTL). */
   slot?: ActiveSlot;
 }
@@ -183,7 +202,22 @@ export class JobStore {
    * Writes a new job and claims its active slot in one transaction. Throws SlotTaken (naming the
    * holder) when another job of the same type is active for the same name.
    */
-  async create(job: JobRecord, slotName: string): Promise<void> {
+  async create(job: JobRecord, slotName: string, limit?: number): Promise<void> {
+    // With a limit, the user's running counter goes up in the same transaction, only below the limit.
+    const counter =
+      limit === undefined
+        ? []
+        : [
+            {
+              Update: {
+                TableName: this.table,
+                Key: { pk: userPk(job.username), sk: counterSk(job.type) },
+                UpdateExpression: 'ADD running :one',
+                ConditionExpression: 'attribute_not_exists(running) OR running < :limit',
+                ExpressionAttributeValues: { ':one': 1, ':limit': limit },
+              },
+            },
+          ];
     try {
       await this.db.send(
         new TransactWriteCommand({
@@ -215,12 +249,16 @@ export class JobStore {
                 ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
               },
             },
+            ...counter,
           ],
         }),
       );
     } catch (error) {
-      const holder = itemOf(reasonsOf(error)[1]);
+      const reasons = reasonsOf(error);
+      const holder = itemOf(reasons[1]);
       if (holder) throw new SlotTaken({ jobId: holder.jobId, type: holder.type, name: holder.name });
+      if (reasons[2]?.Code === 'ConditionalCheckFailed')
+        throw new LimitReached(`${job.type} limit of ${limit} reached`);
       throw error;
     }
   }
@@ -290,6 +328,18 @@ export class JobStore {
     }
 
     const slot = options.slot;
+    const release = options.releaseCounter
+      ? [
+          {
+            Update: {
+              TableName: this.table,
+              Key: { pk: userPk(username), sk: counterSk(slot.type) },
+              UpdateExpression: 'ADD running :minusOne',
+              ExpressionAttributeValues: { ':minusOne': -1 },
+            },
+          },
+        ]
+      : [];
     try {
       await withConflictRetry(() =>
         this.db.send(
@@ -305,6 +355,7 @@ export class JobStore {
                   ExpressionAttributeValues: { ':jobId': jobId },
                 },
               },
+              ...release,
             ],
           }),
         ),
@@ -493,6 +544,122 @@ export class JobStore {
         if (reasons[1]?.Code === 'ConditionalCheckFailed') continue;
         throw error;
       }
+    }
+  }
+
+  /**
+   * A worker takes a job: a QUEUED one, a RUNNING one handed to `token` by the previous invocation,
+   * or a RUNNING one whose lease ran out (its worker died). Throws TransitionRejected otherwise,
+   * which is how a duplicate delivery of the same event finds out it has nothing to do.
+   */
+  async claimWorker(
+    username: string,
+    jobId: string,
+    options: { token?: string | undefined; newToken: string; leaseSeconds: number },
+  ): Promise<JobRecord> {
+    const now = Math.floor(Date.now() / 1000);
+    try {
+      const { Attributes } = await this.db.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { pk: userPk(username), sk: jobSk(jobId) },
+          UpdateExpression:
+            'SET #status = :running, workerToken = :newToken, leaseUntil = :lease, updatedAt = :now ADD invocations :one',
+          ConditionExpression:
+            '#status = :queued OR (#status = :running AND (workerToken = :token OR leaseUntil < :epoch))',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: {
+            ':running': 'RUNNING',
+            ':queued': 'QUEUED',
+            ':newToken': options.newToken,
+            ':token': options.token ?? '-',
+            ':lease': now + options.leaseSeconds,
+            ':epoch': now,
+            ':now': new Date().toISOString(),
+            ':one': 1,
+          },
+          ReturnValues: 'ALL_NEW',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return toJob(Attributes!);
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        const current = error.Item
+          ? toJob(unmarshall(error.Item as Parameters<typeof unmarshall>[0]))
+          : undefined;
+        throw new TransitionRejected(
+          current ? `job ${jobId} is ${current.status} and not handed to this worker` : `no job ${jobId}`,
+          current,
+        );
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * The worker's heartbeat after each part: progress, checkpoint and a fresh lease, only while the
+   * job is RUNNING under `token`. A kill (CANCELLING) makes it fail: that is how the worker notices.
+   * `set` may also record type-specific fields (the output upload id) and hand the job to a new token.
+   */
+  async saveCheckpoint(
+    username: string,
+    jobId: string,
+    token: string,
+    update: {
+      partsDone: number;
+      bytesDone: number;
+      checkpoint: { offset: number; partNumber: number };
+      leaseSeconds: number;
+      uploadId?: string;
+      handOffTo?: string;
+    },
+  ): Promise<void> {
+    const now = Math.floor(Date.now() / 1000);
+    const sets = [
+      'partsDone = :partsDone',
+      'bytesDone = :bytesDone',
+      'checkpoint = :checkpoint',
+      'leaseUntil = :lease',
+      'updatedAt = :now',
+    ];
+    const values: Record<string, unknown> = {
+      ':partsDone': update.partsDone,
+      ':bytesDone': update.bytesDone,
+      ':checkpoint': update.checkpoint,
+      ':lease': now + update.leaseSeconds,
+      ':now': new Date().toISOString(),
+      ':running': 'RUNNING',
+      ':token': token,
+    };
+    if (update.uploadId) {
+      sets.push('uploadId = :uploadId');
+      values[':uploadId'] = update.uploadId;
+    }
+    if (update.handOffTo) {
+      sets.push('workerToken = :next');
+      values[':next'] = update.handOffTo;
+    }
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { pk: userPk(username), sk: jobSk(jobId) },
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ConditionExpression: '#status = :running AND workerToken = :token',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: values,
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) {
+        const current = error.Item
+          ? toJob(unmarshall(error.Item as Parameters<typeof unmarshall>[0]))
+          : undefined;
+        throw new TransitionRejected(`job ${jobId} is no longer running under this worker`, current);
+      }
+      throw error;
     }
   }
 

@@ -1,3 +1,4 @@
+import { exportView } from '../exports/exports.ts';
 import { badRequest, notFound } from '../http/errors.ts';
 import { jobStore } from './index.ts';
 import { JOB_ID_PATTERN } from './job-ids.ts';
@@ -35,8 +36,9 @@ export async function listJobs(
   };
 }
 
+/** One job; a finished export comes with a freshly signed download URL. */
 export async function getJob(username: string, jobId: string) {
   const job = await jobStore().get(username, jobId);
   if (!job) throw notFound('JobNotFound', `no job ${jobId}`);
-  return jobView(job);
+  return job.type === 'export' ? exportView(job) : jobView(job);
 }

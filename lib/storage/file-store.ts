@@ -3,6 +3,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
@@ -14,10 +15,28 @@ import {
   paginateListParts,
   type S3Client,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
-import { formatUrl } from '@aws-sdk/core/util';
 import { getSignedUrl, S3RequestPresigner } from '@aws-sdk/s3-request-presigner';
-import { HttpRequest } from '@smithy/core/protocols';
+import type { HttpRequest } from '@smithy/types';
+
+// As the SDK escapes URI components (RFC 3986: also !'()*).
+const escapeUri = (value: string) =>
+  encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
+/** A signed request as a URL, the way the SDK's formatUrl writes it (query keys sorted). */
+function formatUrl(request: HttpRequest): string {
+  const host = request.port ? `${request.hostname}:${request.port}` : request.hostname;
+  const protocol = request.protocol.endsWith(':') ? request.protocol : `${request.protocol}:`;
+  const query = Object.keys(request.query ?? {})
+    .sort()
+    .map((key) => {
+      const value = request.query?.[key];
+      return typeof value === 'string' ? `${escapeUri(key)}=${escapeUri(value)}` : escapeUri(key);
+    })
+    .join('&');
+  return `${protocol}//${host}${request.path}${query ? `?${query}` : ''}`;
+}
 
 export interface StoredObject {
   key: string;
@@ -108,6 +127,34 @@ export class FileStore {
     return objects;
   }
 
+  /** Bytes `start` to `end` (inclusive) of an object, failing if its ETag is no longer `ifMatch`. */
+  async getRange(key: string, start: number, end: number, ifMatch?: string): Promise<Uint8Array> {
+    const response = await this.s3.send(
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Range: `bytes=${start}-${end}`,
+        IfMatch: ifMatch,
+      }),
+    );
+    return response.Body!.transformToByteArray();
+  }
+
+  /** Deletes every object under `prefix`; returns how many there were. */
+  async deletePrefix(prefix: string): Promise<number> {
+    const objects = await this.list(prefix);
+    for (let start = 0; start < objects.length; start += 1000) {
+      const batch = objects.slice(start, start + 1000);
+      await this.s3.send(
+        new DeleteObjectsCommand({
+          Bucket: this.bucket,
+          Delete: { Objects: batch.map((object) => ({ Key: object.key })), Quiet: true },
+        }),
+      );
+    }
+    return objects.length;
+  }
+
   async createMultipartUpload(key: string, contentType?: string): Promise<string> {
     const created = await this.s3.send(
       new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: contentType }),
@@ -159,8 +206,11 @@ export class FileStore {
     };
     return Promise.all(
       partNumbers.map(async (partNumber) => {
-        const request = HttpRequest.clone(template.request);
-        request.query = { ...request.query, partNumber: String(partNumber) };
+        const request = {
+          ...template.request,
+          headers: { ...template.request.headers },
+          query: { ...template.request.query, partNumber: String(partNumber) },
+        };
         return formatUrl(await presigner.presign(request, options));
       }),
     );
@@ -199,6 +249,44 @@ export class FileStore {
       }),
       { expiresIn: expiresInSeconds },
     );
+  }
+
+  /** Uploads one part's bytes from here (the export worker's compressed output). */
+  async uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array): Promise<string> {
+    const result = await this.s3.send(
+      new UploadPartCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: partNumber,
+        Body: body,
+      }),
+    );
+    return result.ETag!;
+  }
+
+  /**
+   * Copies bytes `start`..`end` (inclusive) of `sourceKey` into a part, inside S3: no byte passes
+   * through the caller. `ifMatch` makes it fail if the source changed since the job began.
+   */
+  async uploadPartCopy(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    source: { key: string; start: number; end: number; ifMatch?: string | undefined },
+  ): Promise<string> {
+    const result = await this.s3.send(
+      new UploadPartCopyCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: partNumber,
+        CopySource: `${this.bucket}/${encodeURIComponent(source.key).replace(/%2F/g, '/')}`,
+        CopySourceRange: `bytes=${source.start}-${source.end}`,
+        CopySourceIfMatch: source.ifMatch,
+      }),
+    );
+    return result.CopyPartResult!.ETag!;
   }
 
   /** The parts S3 holds for an upload, in part order; undefined when the upload no longer exists. */

@@ -204,6 +204,19 @@ describe('an upload through presigned part URLs', () => {
       body: noFile,
     });
     expect(missing.status).toBe(400);
+
+    // A file field sent as plain text, and a body that is not multipart at all despite its header.
+    const textField = new FormData();
+    textField.append('file', 'just text');
+    const notAFile = await api('/upload', { method: 'POST', token: user.jwt, body: textField as never });
+    expect(notAFile.status).toBe(400);
+    const garbled = await api('/upload', {
+      method: 'POST',
+      token: user.jwt,
+      body: 'this is not multipart',
+      headers: { 'content-type': 'multipart/form-data; boundary=xyz' },
+    });
+    expectError(garbled, 400, 'MalformedForm');
   });
 });
 

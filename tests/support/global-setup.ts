@@ -11,7 +11,13 @@ import { startLocalStack } from '../../scripts/local-stack.ts';
 export default async function globalSetup() {
   const started = Date.now();
   const keysFile = join(tmpdir(), `file-jobs-test-keys-${process.pid}.json`);
-  const stack = await startLocalStack({ stage: 'test', withApi: true, keysFile });
+  const stack = await startLocalStack({
+    stage: 'test',
+    withApi: true,
+    keysFile,
+    // Small export parts, so that small test files still export in several parts.
+    env: { EXPORT_PART_SIZE_MIB: '5' },
+  });
   process.once('exit', () => rmSync(keysFile, { force: true }));
   (globalThis as { __LOCAL_STACK__?: typeof stack }).__LOCAL_STACK__ = stack;
   Object.assign(process.env, stack.handlerEnv, { TEST_STACK: JSON.stringify(stack.info) });

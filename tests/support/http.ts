@@ -19,8 +19,8 @@ export interface ApiRequest {
 export async function api<T = any>(path: string, request: ApiRequest = {}): Promise<ApiResponse<T>> {
   const headers: Record<string, string> = { ...request.headers };
   if (request.token) headers.authorization = `Bearer ${request.token}`;
-  let body: string | undefined;
-  if (typeof request.body === 'string') body = request.body;
+  let body: string | FormData | undefined;
+  if (typeof request.body === 'string' || request.body instanceof FormData) body = request.body;
   else if (request.body !== undefined) {
     body = JSON.stringify(request.body);
     headers['content-type'] ??= 'application/json';

@@ -11,11 +11,19 @@ describe('configuration from the environment', () => {
       bucket: 'files-bucket',
       jobsTable: 'jobs-table',
       usersTable: 'users-table',
-      endpoints: { s3: undefined, dynamodb: undefined },
+      endpoints: { s3: undefined, dynamodb: undefined, lambda: undefined },
       presignTtlSeconds: 900,
       tokens: { issuer: 'file-jobs/local', audience: 'file-jobs', ttlSeconds: 3600 },
       keys: { inline: undefined, file: undefined, parameter: undefined },
       signin: { maxFailuresPerUser: 5, maxFailuresPerIp: 50, lockSeconds: 30 },
+      exports: {
+        workerFunction: 'file-jobs-local-exportWorker',
+        partSize: 64 * 1024 * 1024,
+        maxRunning: 3,
+        invocationBudgetSeconds: 780,
+        leaseSeconds: 180,
+        downloadTtlSeconds: 3600,
+      },
     });
   });
 
@@ -23,14 +31,20 @@ describe('configuration from the environment', () => {
     expect(loadConfig({ ...base, AWS_ENDPOINT_URL: 'http://127.0.0.1:4566' }).endpoints).toEqual({
       s3: 'http://127.0.0.1:4566',
       dynamodb: 'http://127.0.0.1:4566',
+      lambda: 'http://127.0.0.1:4566',
     });
     expect(
       loadConfig({
         ...base,
         AWS_ENDPOINT_URL: 'http://127.0.0.1:4566',
         AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:5000',
+        AWS_ENDPOINT_URL_LAMBDA: 'http://127.0.0.1:3002',
       }).endpoints,
-    ).toEqual({ s3: 'http://127.0.0.1:5000', dynamodb: 'http://127.0.0.1:4566' });
+    ).toEqual({
+      s3: 'http://127.0.0.1:5000',
+      dynamodb: 'http://127.0.0.1:4566',
+      lambda: 'http://127.0.0.1:3002',
+    });
   });
 
   it('treats empty values (unset serverless.yml variables) as absent', () => {

@@ -1,0 +1,42 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { invokeAsync } from '../lib/aws/clients.ts';
+import { config } from '../lib/config.ts';
+import type { WorkerEvent } from '../lib/exports/exports.ts';
+import { runExport } from '../lib/exports/worker.ts';
+import { jobIdSchema } from '../lib/jobs/job-ids.ts';
+import { logger } from '../lib/log.ts';
+import * as z from '../lib/schema.ts';
+
+const eventSchema = z.object({
+  username: z.string().check(z.minLength(1), z.maxLength(64)),
+  jobId: jobIdSchema,
+  token: z.optional(z.string().check(z.maxLength(64))),
+});
+
+/** Time kept back from the Lambda timeout for the last part, the hand-off and the final write. */
+const SAFETY_MARGIN_MS = 90_000;
+
+/**
+ * The export worker, started asynchronously by POST /export (and by itself to continue). Not an
+ * HTTP route: its input is `{username, jobId, token?}`.
+ */
+export const handler = middy<WorkerEvent, unknown, Error, Context>()
+  .use(injectLambdaContext(logger, { resetKeys: true }))
+  .handler(async (event, context) => {
+    const parsed = eventSchema.safeParse(event);
+    if (!parsed.success) {
+      logger.error('ignoring a malformed worker event', { issues: parsed.error.issues });
+      return { result: 'skipped' };
+    }
+    const { exports } = config();
+    const deadline =
+      Date.now() +
+      Math.min(exports.invocationBudgetSeconds * 1000, context.getRemainingTimeInMillis() - SAFETY_MARGIN_MS);
+    const result = await runExport(parsed.data, {
+      deadline,
+      continueWith: (next) => invokeAsync(exports.workerFunction, next),
+    });
+    return { result };
+  });

@@ -1,0 +1,209 @@
+import { invokeAsync } from '../aws/clients.ts';
+import { config } from '../config.ts';
+import { conflict, HttpError, notFound, tooManyRequests } from '../http/errors.ts';
+import { jobStore } from '../jobs/index.ts';
+import { newJobId } from '../jobs/job-ids.ts';
+import { type JobRecord, LimitReached, TransitionRejected } from '../jobs/job-store.ts';
+import { type JobView, jobView } from '../jobs/job-view.ts';
+import { logger } from '../log.ts';
+import { fileStore } from '../storage/index.ts';
+import { exportsPrefix, uploadKey } from '../storage/keys.ts';
+
+/**
+ * Exports: a copy of an uploaded file, `raw` or `gzip`, written by the export worker (its own
+ * Lambda, started asynchronously) under `exports/<username>/<jobId>/`, with a download URL at the end.
+ *
+ * QUEUED -> RUNNING -> SUCCEEDED, or -> CANCELLING -> CANCELLED, or FAILED / EXPIRED.
+ */
+
+export type ExportFormat = 'raw' | 'gzip';
+
+export interface ExportDetails {
+  format: ExportFormat;
+  sourceKey: string;
+  sourceEtag: string;
+  /** The file the user downloads. */
+  downloadName: string;
+  outputSize?: number;
+}
+
+/** What the API hands the worker: enough to find the job, and the token that lets it run it. */
+export interface WorkerEvent {
+  username: string;
+  jobId: string;
+  token?: string;
+}
+
+export const exportSlot = (job: Pick<JobRecord, 'jobId'>) => ({
+  jobId: job.jobId,
+  type: 'export' as const,
+  name: job.jobId,
+});
+export const detailsOf = (job: JobRecord) => job.details as unknown as ExportDetails;
+
+async function findExport(username: string, jobId: string): Promise<JobRecord> {
+  const job = await jobStore().get(username, jobId);
+  // Another user's job answers exactly like a missing one.
+  if (job?.type !== 'export') throw notFound('JobNotFound', `no export job ${jobId}`);
+  return job;
+}
+
+/** An export as clients see it; a finished one carries a freshly signed download URL. */
+export async function exportView(job: JobRecord): Promise<JobView & Record<string, unknown>> {
+  const details = detailsOf(job);
+  const view: JobView & Record<string, unknown> = {
+    ...jobView(job),
+    format: details.format,
+    ...(details.outputSize === undefined ? {} : { outputSize: details.outputSize }),
+  };
+  if (job.status === 'SUCCEEDED') {
+    const ttl = config().exports.downloadTtlSeconds;
+    view.downloadUrl = await fileStore().presignGetObject(job.key, ttl, details.downloadName);
+    view.expiresAt = new Date(Date.now() + ttl * 1000).toISOString();
+  }
+  return view;
+}
+
+/** POST /export: the job (QUEUED) and an asynchronous start of the worker. */
+export async function startExport(username: string, filename: string, format: ExportFormat) {
+  const store = fileStore();
+  const sourceKey = uploadKey(username, filename);
+  const source = await store.head(sourceKey);
+  if (!source) throw notFound('FileNotFound', `no file ${filename} in your uploads folder`);
+
+  const { exports: settings } = config();
+  const jobId = newJobId();
+  const downloadName = format === 'gzip' ? `${filename}.gz` : filename;
+  const now = new Date().toISOString();
+  const partSize = Math.max(1, Math.min(settings.partSize, source.size));
+  const job: JobRecord = {
+    jobId,
+    username,
+    type: 'export',
+    status: 'QUEUED',
+    filename,
+    key: `${exportsPrefix(username, jobId)}${downloadName}`,
+    size: source.size,
+    partSize,
+    partCount: Math.max(1, Math.ceil(source.size / partSize)),
+    partsDone: 0,
+    bytesDone: 0,
+    createdAt: now,
+    updatedAt: now,
+    details: { format, sourceKey, sourceEtag: source.etag, downloadName } satisfies ExportDetails,
+  };
+  try {
+    await jobStore().create(job, jobId, settings.maxRunning);
+  } catch (error) {
+    if (error instanceof LimitReached) {
+      throw tooManyRequests(
+        `you already run ${settings.maxRunning} exports, the most allowed at once; wait for one to finish or kill one`,
+        10,
+      );
+    }
+    throw error;
+  }
+  try {
+    await invokeAsync(settings.workerFunction, { username, jobId } satisfies WorkerEvent);
+  } catch (error) {
+    logger.error('could not start the export worker', { jobId, error: error as Error });
+    await jobStore()
+      .transition(username, jobId, {
+        from: ['QUEUED'],
+        to: 'FAILED',
+        set: { error: 'the export worker could not be started' },
+        slot: exportSlot(job),
+        releaseCounter: true,
+      })
+      .catch(() => {});
+    throw new HttpError(503, 'ServiceUnavailable', 'the export could not be started; try again later');
+  }
+  return { job: await exportView(job) };
+}
+
+/** Removes everything a cancelled or failed export may have left: its multipart upload and its folder. */
+export async function cleanUpOutput(job: JobRecord): Promise<void> {
+  const store = fileStore();
+  const current = await jobStore().get(job.username, job.jobId);
+  const uploadId = current?.uploadId ?? job.uploadId;
+  if (uploadId) {
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      await store.abortMultipartUpload(job.key, uploadId);
+      const remaining = await store.listParts(job.key, uploadId);
+      if (!remaining || remaining.length === 0) break;
+    }
+  }
+  // Also any upload this job opened but did not get to record (a crash between the two).
+  for (const open of await store.listOpenUploads(exportsPrefix(job.username, job.jobId))) {
+    await store.abortMultipartUpload(open.key, open.uploadId);
+  }
+  await store.deletePrefix(exportsPrefix(job.username, job.jobId));
+}
+
+/** Ends a CANCELLING export: cleanup, then CANCELLED. Safe to run twice (the worker and a kill may both). */
+export async function finishCancel(job: JobRecord): Promise<JobRecord | undefined> {
+  await cleanUpOutput(job);
+  try {
+    return await jobStore().transition(job.username, job.jobId, {
+      from: ['CANCELLING'],
+      to: 'CANCELLED',
+      slot: exportSlot(job),
+      releaseCounter: true,
+    });
+  } catch (error) {
+    if (error instanceof TransitionRejected) return error.current;
+    throw error;
+  }
+}
+
+/**
+ * Asks one export to stop: QUEUED or RUNNING -> CANCELLING. A live worker notices within one part
+ * and cleans up itself; a job with no live worker (never started, or its lease ran out) is cleaned
+ * up here, so a kill never leaves a job stuck.
+ */
+async function cancel(job: JobRecord): Promise<JobRecord | undefined> {
+  let cancelling: JobRecord;
+  try {
+    cancelling = await jobStore().transition(job.username, job.jobId, {
+      from: ['QUEUED', 'RUNNING'],
+      to: 'CANCELLING',
+    });
+  } catch (error) {
+    if (error instanceof TransitionRejected) return undefined;
+    throw error;
+  }
+  // A worker holds a lease while it runs (renewed after every part); none means nobody will notice.
+  const workerAlive = (cancelling.leaseUntil ?? 0) > Date.now() / 1000;
+  if (!workerAlive) return (await finishCancel(cancelling)) ?? cancelling;
+  return cancelling;
+}
+
+/** POST /export/kill: every running export of the caller. */
+export async function killExports(username: string) {
+  const slots = await jobStore().activeSlots(username, 'export');
+  const results = await Promise.all(
+    slots.map(async (slot) => {
+      const job = await jobStore().get(username, slot.jobId);
+      return job && (job.status === 'QUEUED' || job.status === 'RUNNING') ? cancel(job) : undefined;
+    }),
+  );
+  const cancelled = results.flatMap((job) =>
+    job ? [{ jobId: job.jobId, filename: job.filename, status: job.status }] : [],
+  );
+  if (cancelled.length === 0) throw notFound('NoExportFound', `no export found for user ${username}`);
+  return { cancelled };
+}
+
+/** DELETE /export/{jobId}: cancels one export; idempotent for one already cancelled. */
+export async function cancelExport(username: string, jobId: string) {
+  const job = await findExport(username, jobId);
+  if (job.status === 'CANCELLING' || job.status === 'CANCELLED') return { job: await exportView(job) };
+  const cancelled = await cancel(job);
+  if (cancelled) return { job: await exportView(cancelled) };
+  const current = (await jobStore().get(username, jobId))!;
+  if (current.status === 'CANCELLING' || current.status === 'CANCELLED')
+    return { job: await exportView(current) };
+  throw conflict('JobNotActive', `export ${jobId} is ${current.status}; it cannot be cancelled`, {
+    status: current.status,
+  });
+}
