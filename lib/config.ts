@@ -25,6 +25,10 @@ const envSchema = z.object({
   EXPORT_INVOCATION_BUDGET_SECONDS: z._default(seconds(0, 900), 780),
   EXPORT_LEASE_SECONDS: z._default(seconds(10, 3600), 180),
   DOWNLOAD_TTL_SECONDS: z._default(seconds(60, 7 * 24 * 3600), 3600),
+  JANITOR_UPLOAD_IDLE_HOURS: z._default(count(1, 24 * 365), 24),
+  JANITOR_STUCK_MINUTES: z._default(count(1, 24 * 60), 15),
+  JANITOR_ORPHAN_GRACE_HOURS: z._default(count(1, 24 * 30), 6),
+  JANITOR_MAX_EXPORT_RESTARTS: z._default(count(0, 100), 3),
   PRESIGN_TTL_SECONDS: z._default(seconds(60, 7 * 24 * 3600), 900),
   JWT_ISSUER: z.optional(z.string().check(z.minLength(1))),
   JWT_AUDIENCE: z._default(z.string().check(z.minLength(1)), 'file-jobs'),
@@ -61,6 +65,12 @@ export interface Config {
     invocationBudgetSeconds: number;
     leaseSeconds: number;
     downloadTtlSeconds: number;
+  };
+  janitor: {
+    uploadIdleSeconds: number;
+    stuckSeconds: number;
+    orphanGraceSeconds: number;
+    maxExportRestarts: number;
   };
 }
 
@@ -103,6 +113,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       invocationBudgetSeconds: e.EXPORT_INVOCATION_BUDGET_SECONDS,
       leaseSeconds: e.EXPORT_LEASE_SECONDS,
       downloadTtlSeconds: e.DOWNLOAD_TTL_SECONDS,
+    },
+    janitor: {
+      uploadIdleSeconds: e.JANITOR_UPLOAD_IDLE_HOURS * 3600,
+      stuckSeconds: e.JANITOR_STUCK_MINUTES * 60,
+      orphanGraceSeconds: e.JANITOR_ORPHAN_GRACE_HOURS * 3600,
+      maxExportRestarts: e.JANITOR_MAX_EXPORT_RESTARTS,
     },
     signin: {
       maxFailuresPerUser: e.SIGNIN_MAX_FAILURES_PER_USER,

@@ -7,6 +7,7 @@ import {
   type DynamoDBDocumentClient,
   GetCommand,
   paginateQuery,
+  paginateScan,
   QueryCommand,
   TransactWriteCommand,
   type TransactWriteCommandInput,
@@ -78,6 +79,8 @@ export interface JobRecord {
   leaseUntil?: number;
   invocations?: number;
   checkpoint?: { offset: number; partNumber: number };
+  /** How many times the janitor restarted the job's worker. */
+  restarts?: number;
 }
 
 export interface PartRecord {
@@ -147,6 +150,7 @@ const JOB_FIELDS = [
   'leaseUntil',
   'invocations',
   'checkpoint',
+  'restarts',
 ] as const;
 
 function toJob(item: Record<string, unknown>): JobRecord {
@@ -659,6 +663,49 @@ export class JobStore {
           : undefined;
         throw new TransitionRejected(`job ${jobId} is no longer running under this worker`, current);
       }
+      throw error;
+    }
+  }
+
+  /**
+   * Every job that has not finished, of every user: a scan of the sparse ActiveJobsByOwner index,
+   * which holds only those, so it costs O(active jobs) however long the history. For the janitor.
+   */
+  async allActive(): Promise<JobRecord[]> {
+    const jobs: JobRecord[] = [];
+    for await (const page of paginateScan(
+      { client: this.db },
+      { TableName: this.table, IndexName: 'ActiveJobsByOwner' },
+    )) {
+      jobs.push(...(page.Items ?? []).map(toJob));
+    }
+    return jobs;
+  }
+
+  /**
+   * Counts one restart of a job's worker, only if nobody counted it since `seen` was read: of two
+   * janitors running at once, one restarts the worker.
+   */
+  async countRestart(job: JobRecord): Promise<boolean> {
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: { pk: userPk(job.username), sk: jobSk(job.jobId) },
+          UpdateExpression: 'SET restarts = :next, updatedAt = :now',
+          ConditionExpression: '#status = :status AND (attribute_not_exists(restarts) OR restarts = :seen)',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: {
+            ':next': (job.restarts ?? 0) + 1,
+            ':seen': job.restarts ?? 0,
+            ':status': job.status,
+            ':now': new Date().toISOString(),
+          },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
       throw error;
     }
   }

@@ -339,7 +339,7 @@ export async function completeUpload(username: string, jobId: string): Promise<J
  * Aborts the S3 upload, then asks S3 for its parts until none remain: S3 documents that parts in
  * flight during an abort may still land, and that aborting again frees them.
  */
-async function abortInS3(job: JobRecord) {
+export async function abortInS3(job: JobRecord) {
   if (!job.uploadId) return;
   const store = fileStore();
   for (let attempt = 1; attempt <= 5; attempt++) {

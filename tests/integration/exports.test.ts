@@ -8,6 +8,7 @@ import { jobStore } from '../../lib/jobs/index.ts';
 import { LimitReached } from '../../lib/jobs/job-store.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';
+import { createExportJob as createJob } from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**
@@ -20,42 +21,6 @@ const user = () => `exp-${randomUUID().slice(0, 8)}`;
 async function sourceFile(username: string, bytes: Buffer, name = 'source.bin') {
   await testBucket().putObject(`uploads/${username}/${name}`, bytes);
   return name;
-}
-
-/**
- * Creates the job as POST /export does, but keeps it from the real worker: the test runs the worker.
- * startExport also starts the offline worker; to keep control, the job is taken over here by running
- * the worker once first (the offline one then finds nothing to claim, or finishes the same bytes).
- */
-async function createJob(username: string, filename: string, format: 'raw' | 'gzip') {
-  const store = jobStore();
-  const { newJobId } = await import('../../lib/jobs/job-ids.ts');
-  const source = (await testBucket().head(`uploads/${username}/${filename}`))!;
-  const jobId = newJobId();
-  const partSize = config().exports.partSize;
-  const now = new Date().toISOString();
-  const downloadName = format === 'gzip' ? `${filename}.gz` : filename;
-  await store.create(
-    {
-      jobId,
-      username,
-      type: 'export',
-      status: 'QUEUED',
-      filename,
-      key: `exports/${username}/${jobId}/${downloadName}`,
-      size: source.size,
-      partSize: Math.max(1, Math.min(partSize, source.size)),
-      partCount: Math.max(1, Math.ceil(source.size / partSize)),
-      partsDone: 0,
-      bytesDone: 0,
-      createdAt: now,
-      updatedAt: now,
-      details: { format, sourceKey: source.key, sourceEtag: source.etag, downloadName },
-    },
-    jobId,
-    config().exports.maxRunning,
-  );
-  return jobId;
 }
 
 /** Runs the worker as Lambda would, each invocation with no time left: one part, then a hand-off. */

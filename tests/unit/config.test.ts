@@ -24,6 +24,12 @@ describe('configuration from the environment', () => {
         leaseSeconds: 180,
         downloadTtlSeconds: 3600,
       },
+      janitor: {
+        uploadIdleSeconds: 86_400,
+        stuckSeconds: 900,
+        orphanGraceSeconds: 21_600,
+        maxExportRestarts: 3,
+      },
     });
   });
 

@@ -1,0 +1,171 @@
+import { invokeAsync } from '../aws/clients.ts';
+import { config } from '../config.ts';
+import { cleanUpOutput, exportSlot, finishCancel } from '../exports/exports.ts';
+import { jobStore } from '../jobs/index.ts';
+import { type JobRecord, TransitionRejected } from '../jobs/job-store.ts';
+import { logger } from '../log.ts';
+import { fileStore } from '../storage/index.ts';
+import { abortInS3, completeUpload } from '../uploads/uploads.ts';
+
+/**
+ * The janitor: what nobody else will clean up, because the client or the worker that should have
+ * is gone. It reads only unfinished jobs (the sparse ActiveJobsByOwner index) and the bucket's open
+ * multipart uploads, and every change it makes is a conditional write, so two janitors at once (or
+ * a janitor racing a user's kill) do each thing once.
+ *
+ * - uploads idle past `uploadIdleSeconds`: multipart upload aborted, job EXPIRED;
+ * - uploads stuck in COMPLETING (a crash mid-completion): completion retried;
+ * - exports stuck in CANCELLING with no live worker: cleanup finished, job CANCELLED;
+ * - exports whose worker stopped renewing its lease, or that never started: worker restarted from
+ *   its checkpoint, up to `maxExportRestarts` times; then FAILED with cleanup;
+ * - multipart uploads no unfinished job owns (a crash between creating one and recording it),
+ *   older than `orphanGraceSeconds`: aborted.
+ */
+
+export interface JanitorSettings {
+  uploadIdleSeconds: number;
+  /** How long a job may sit in an in-between state (COMPLETING, QUEUED) before it counts as stuck. */
+  stuckSeconds: number;
+  orphanGraceSeconds: number;
+  maxExportRestarts: number;
+  /** Where to look for orphan multipart uploads. */
+  prefixes: string[];
+}
+
+export interface JanitorReport {
+  activeJobs: number;
+  uploadsExpired: number;
+  completionsRetried: number;
+  exportCancelsFinished: number;
+  exportsRestarted: number;
+  exportsFailed: number;
+  orphanUploadsAborted: number;
+  errors: number;
+}
+
+export function janitorSettings(): JanitorSettings {
+  return { ...config().janitor, prefixes: ['uploads/', 'exports/'] };
+}
+
+const ageSeconds = (iso: string, now: number) => (now - Date.parse(iso)) / 1000;
+
+export async function runJanitor(
+  settings: JanitorSettings = janitorSettings(),
+  now = Date.now(),
+): Promise<JanitorReport> {
+  const report: JanitorReport = {
+    activeJobs: 0,
+    uploadsExpired: 0,
+    completionsRetried: 0,
+    exportCancelsFinished: 0,
+    exportsRestarted: 0,
+    exportsFailed: 0,
+    orphanUploadsAborted: 0,
+    errors: 0,
+  };
+  const active = await jobStore().allActive();
+  report.activeJobs = active.length;
+  const nowSeconds = now / 1000;
+
+  // One job's trouble must not stop the sweep: count it, log it, go on.
+  const attempt = async (job: JobRecord, what: string, step: () => Promise<void>) => {
+    try {
+      await step();
+    } catch (error) {
+      if (error instanceof TransitionRejected) return; // someone else moved it first
+      report.errors++;
+      logger.error(`janitor could not ${what}`, {
+        jobId: job.jobId,
+        username: job.username,
+        error: error as Error,
+      });
+    }
+  };
+
+  for (const job of active) {
+    if (job.type === 'upload') {
+      if (job.status === 'UPLOADING' && ageSeconds(job.updatedAt, now) > settings.uploadIdleSeconds) {
+        await attempt(job, 'expire an idle upload', async () => {
+          await jobStore().transition(job.username, job.jobId, {
+            from: ['UPLOADING'],
+            to: 'EXPIRED',
+            set: { error: `no activity for ${Math.round(settings.uploadIdleSeconds / 3600)} h` },
+            slot: { jobId: job.jobId, type: 'upload', name: job.filename },
+          });
+          await abortInS3(job);
+          report.uploadsExpired++;
+        });
+      } else if (job.status === 'COMPLETING' && ageSeconds(job.updatedAt, now) > settings.stuckSeconds) {
+        await attempt(job, 'retry a completion', async () => {
+          await completeUpload(job.username, job.jobId);
+          report.completionsRetried++;
+        });
+      }
+      continue;
+    }
+
+    const workerGone = (job.leaseUntil ?? 0) < nowSeconds;
+    if (job.status === 'CANCELLING' && workerGone) {
+      await attempt(job, 'finish a cancel', async () => {
+        await finishCancel(job);
+        report.exportCancelsFinished++;
+      });
+    } else if (
+      (job.status === 'RUNNING' && workerGone) ||
+      (job.status === 'QUEUED' && ageSeconds(job.updatedAt, now) > settings.stuckSeconds)
+    ) {
+      if ((job.restarts ?? 0) < settings.maxExportRestarts) {
+        await attempt(job, 'restart an export worker', async () => {
+          if (!(await jobStore().countRestart(job))) return;
+          await invokeAsync(config().exports.workerFunction, { username: job.username, jobId: job.jobId });
+          report.exportsRestarted++;
+        });
+      } else {
+        await attempt(job, 'fail an export whose worker keeps dying', async () => {
+          await jobStore().transition(job.username, job.jobId, {
+            from: [job.status],
+            to: 'FAILED',
+            set: { error: `the export worker stopped ${job.restarts} times` },
+            slot: exportSlot(job),
+            releaseCounter: true,
+          });
+          await cleanUpOutput(job);
+          report.exportsFailed++;
+        });
+      }
+    }
+  }
+
+  const owned = new Set(active.flatMap((job) => (job.uploadId ? [job.uploadId] : [])));
+  for (const prefix of settings.prefixes) {
+    for (const open of await fileStore().listOpenUploads(prefix)) {
+      if (owned.has(open.uploadId) || (now - open.initiated.getTime()) / 1000 <= settings.orphanGraceSeconds)
+        continue;
+      // A job may have recorded it since the scan above: look once more before aborting.
+      if (await ownedNow(open.key, open.uploadId)) continue;
+      await fileStore().abortMultipartUpload(open.key, open.uploadId);
+      report.orphanUploadsAborted++;
+    }
+  }
+
+  logger.info('janitor run', { report });
+  return report;
+}
+
+/** Whether an unfinished job now records this upload (uploads: uploads/<user>/<file>; exports: exports/<user>/<jobId>/…). */
+async function ownedNow(key: string, uploadId: string): Promise<boolean> {
+  const [area, username, third] = key.split('/');
+  if (!username || !third) return false;
+  if (area === 'exports') {
+    const job = await jobStore().get(username, third);
+    return (
+      job?.uploadId === uploadId && !['SUCCEEDED', 'CANCELLED', 'FAILED', 'EXPIRED'].includes(job.status)
+    );
+  }
+  const slots = await jobStore().activeSlots(username, 'upload');
+  for (const slot of slots) {
+    const job = await jobStore().get(username, slot.jobId);
+    if (job?.uploadId === uploadId) return true;
+  }
+  return false;
+}
