@@ -153,6 +153,122 @@ function wildcardDataGrants(resources: Record<string, Resource>): string[] {
   return found;
 }
 
+/**
+ * The Allow statements of the role a function runs with, flattened to [action, resource] pairs where
+ * the resource is written as the CloudFormation it resolves from (`UsersTable`, `FilesBucket/uploads/*`…).
+ */
+function grantsOf(functionName: string): { action: string; resource: string }[] {
+  const [, lambda] = resourcesOfType('AWS::Lambda::Function').find(([, fn]) =>
+    fn.Properties.FunctionName.endsWith(`-${functionName}`),
+  )!;
+  const roleId: string = lambda.Properties.Role['Fn::GetAtt'][0];
+  const describeResource = (resource: Json): string => {
+    if (typeof resource === 'string') return resource;
+    if (resource['Fn::GetAtt']) return resource['Fn::GetAtt'][0];
+    if (resource['Fn::Join']) return resource['Fn::Join'][1].map(describeResource).join('');
+    if (resource['Fn::Sub']) return resource['Fn::Sub'];
+    if (resource.Ref) return `{${resource.Ref}}`;
+    return JSON.stringify(resource);
+  };
+  const grants: { action: string; resource: string }[] = [];
+  for (const policy of asArray<Json>(template.Resources[roleId]!.Properties?.Policies)) {
+    for (const statement of asArray<Json>(policy.PolicyDocument.Statement)) {
+      if (statement.Effect !== 'Allow') continue;
+      for (const action of asArray<string>(statement.Action)) {
+        for (const resource of asArray<Json>(statement.Resource))
+          grants.push({ action, resource: describeResource(resource) });
+      }
+    }
+  }
+  return grants;
+}
+
+const actionsOn = (functionName: string, resource: RegExp) =>
+  grantsOf(functionName)
+    .filter((grant) => resource.test(grant.resource))
+    .map((grant) => grant.action)
+    .sort();
+
+describe('least privilege per function', () => {
+  it('gives every function but health its own role', () => {
+    const roles = new Set<string>();
+    for (const [, lambda] of resourcesOfType('AWS::Lambda::Function')) {
+      const name: string = lambda.Properties.FunctionName;
+      const role: string = lambda.Properties.Role['Fn::GetAtt'][0];
+      if (name.endsWith('-health')) expect(role).toBe('IamRoleLambdaExecution');
+      else roles.add(role);
+    }
+    expect(roles.size).toBe(Object.keys(functions).length - 1);
+  });
+
+  it('lets the shared default role (health) do nothing but write its logs', () => {
+    const actions = asArray<Json>(template.Resources.IamRoleLambdaExecution!.Properties.Policies).flatMap(
+      (policy) =>
+        asArray<Json>(policy.PolicyDocument.Statement).flatMap((statement) =>
+          asArray<string>(statement.Action),
+        ),
+    );
+    expect(actions.every((action) => action.startsWith('logs:'))).toBe(true);
+  });
+
+  it('lets only sign-in touch the users table', () => {
+    for (const name of Object.keys(functions)) {
+      const onUsers = actionsOn(name, /^UsersTable/);
+      if (name === 'authSignin') expect(onUsers.length).toBeGreaterThan(0);
+      else expect({ name, onUsers }).toEqual({ name, onUsers: [] });
+    }
+  });
+
+  it('keeps the part signer from deleting or aborting anything, and from exports', () => {
+    expect(grantsOf('uploadParts').map((grant) => grant.action)).toEqual(
+      expect.not.arrayContaining([
+        's3:DeleteObject',
+        's3:AbortMultipartUpload',
+        'dynamodb:DeleteItem',
+        'dynamodb:PutItem',
+      ]),
+    );
+    expect(actionsOn('uploadParts', /exports/)).toEqual([]);
+    expect(actionsOn('uploadParts', /\/uploads\/\*$/)).toEqual(['s3:PutObject']);
+  });
+
+  it('lets the export worker read uploads but write only under exports/, and never the users or keys', () => {
+    expect(actionsOn('exportWorker', /\/uploads\/\*$/)).toEqual(['s3:GetObject']);
+    expect(actionsOn('exportWorker', /\/exports\/\*$/)).toEqual(
+      expect.arrayContaining(['s3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload']),
+    );
+    expect(
+      grantsOf('exportWorker').filter((grant) => /ssm:|UsersTable/.test(`${grant.action} ${grant.resource}`)),
+    ).toEqual([]);
+    expect(actionsOn('exportWorker', /:function:.*-exportWorker$/)).toEqual(['lambda:InvokeFunction']);
+  });
+
+  it('gives read-only routes no write', () => {
+    for (const name of ['jobsList', 'filesList', 'wellKnownJwks']) {
+      const writes = grantsOf(name).filter((grant) =>
+        /^(s3|dynamodb|lambda):(Put|Update|Delete|Abort|Invoke)/.test(grant.action),
+      );
+      expect({ name, writes }).toEqual({ name, writes: [] });
+    }
+  });
+
+  it('lets only the janitor scan, and only the index of unfinished jobs', () => {
+    for (const name of Object.keys(functions)) {
+      const scans = grantsOf(name).filter((grant) => grant.action === 'dynamodb:Scan');
+      if (name === 'janitor')
+        expect(scans.map((grant) => grant.resource)).toEqual(['JobsTable/index/ActiveJobsByOwner']);
+      else expect(scans).toEqual([]);
+    }
+  });
+
+  it('lets only the export starters (API, worker, janitor) invoke the worker', () => {
+    const invokers = Object.keys(functions)
+      .filter((name) => grantsOf(name).some((grant) => grant.action === 'lambda:InvokeFunction'))
+      .sort();
+    expect(invokers).toEqual(['exportCreate', 'exportWorker', 'janitor']);
+  });
+});
+
 describe('serverless package', () => {
   it('builds one zip per function, each a single small .mjs bundle of its own handler', () => {
     const names = Object.keys(functions);
