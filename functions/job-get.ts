@@ -1,16 +1,13 @@
 import { httpRoute } from '../lib/http/route.ts';
 import { getJob } from '../lib/jobs/queries.ts';
-import * as z from '../lib/schema.ts';
-import { jobPath } from '../lib/uploads/schemas.ts';
+import { getJobQuery, jobPath } from '../lib/jobs/schemas.ts';
 import { reconcileUpload } from '../lib/uploads/uploads.ts';
-
-const query = z.object({ reconcile: z.optional(z.enum(['true', 'false'])) });
 
 /**
  * GET /jobs/{jobId} -> 200 {job}. With ?reconcile=true an upload is checked against S3's part list:
  * the answer adds `uploadedParts` and `missingParts`, so a client that lost its state resumes.
  */
-export const handler = httpRoute({ path: jobPath, query }, async ({ caller, path, query }) => {
+export const handler = httpRoute({ path: jobPath, query: getJobQuery }, async ({ caller, path, query }) => {
   if (query.reconcile === 'true') {
     const job = await getJob(caller.username, path.jobId);
     if (job.type === 'upload')

@@ -1,5 +1,5 @@
 import { httpRoute } from '../lib/http/route.ts';
-import { jobPath } from '../lib/uploads/schemas.ts';
+import { jobPath } from '../lib/jobs/schemas.ts';
 import { abortUpload } from '../lib/uploads/uploads.ts';
 
 /** DELETE /upload/{jobId} -> 200 {job} (ABORTED; idempotent). */

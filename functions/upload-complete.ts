@@ -1,5 +1,5 @@
 import { httpRoute } from '../lib/http/route.ts';
-import { jobPath } from '../lib/uploads/schemas.ts';
+import { jobPath } from '../lib/jobs/schemas.ts';
 import { completeUpload } from '../lib/uploads/uploads.ts';
 
 /** POST /upload/{jobId}/complete -> 200 {job} once the file is in the uploads folder. */

@@ -1,5 +1,6 @@
 import { httpRoute } from '../lib/http/route.ts';
-import { jobPath, signPartsBody } from '../lib/uploads/schemas.ts';
+import { jobPath } from '../lib/jobs/schemas.ts';
+import { signPartsBody } from '../lib/uploads/schemas.ts';
 import { signUploadParts } from '../lib/uploads/uploads.ts';
 
 /** POST /upload/{jobId}/parts {partNumbers} -> 200 {parts: [{partNumber, url, expiresAt}]} */

@@ -1,5 +1,6 @@
 import { httpRoute } from '../lib/http/route.ts';
-import { jobPath, recordProgressBody } from '../lib/uploads/schemas.ts';
+import { jobPath } from '../lib/jobs/schemas.ts';
+import { recordProgressBody } from '../lib/uploads/schemas.ts';
 import { recordProgress } from '../lib/uploads/uploads.ts';
 
 /** POST /upload/{jobId}/progress {parts: [{partNumber, etag, size}]} -> 200 {job} */

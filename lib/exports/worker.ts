@@ -74,12 +74,12 @@ export async function runExport(event: WorkerEvent, options: RunOptions): Promis
   try {
     return await work(job, token, options);
   } catch (error) {
-    if (error instanceof Stop) return stopped(job, error.current);
+    if (error instanceof Stop) return stopped(error.current);
     return fail(job, error);
   }
 }
 
-async function stopped(job: JobRecord, current: JobRecord | undefined): Promise<RunResult> {
+async function stopped(current: JobRecord | undefined): Promise<RunResult> {
   if (current?.status === 'CANCELLING') {
     await finishCancel(current);
     logger.info('export cancelled');
@@ -115,7 +115,7 @@ async function fail(job: JobRecord, error: unknown): Promise<RunResult> {
     });
   } catch (transitionError) {
     if (!(transitionError instanceof TransitionRejected)) throw transitionError;
-    return stopped(job, transitionError.current);
+    return stopped(transitionError.current);
   }
   return 'failed';
 }
@@ -246,7 +246,7 @@ async function succeed(job: JobRecord, details: ExportDetails, outputSize: numbe
     });
   } catch (error) {
     // A kill that landed after the last part: the output goes, as a cancelled export leaves nothing.
-    if (error instanceof TransitionRejected) return stopped(job, error.current);
+    if (error instanceof TransitionRejected) return stopped(error.current);
     throw error;
   }
   logger.info('export succeeded', { outputSize });

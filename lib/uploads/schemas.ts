@@ -1,4 +1,3 @@
-import { jobIdSchema } from '../jobs/job-ids.ts';
 import * as z from '../schema.ts';
 import { filenameSchema } from '../storage/keys.ts';
 import { MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE } from './part-plan.ts';
@@ -30,8 +29,6 @@ export const createUploadForm = z.object({
   ),
   overwrite: z.optional(z.enum(['true', 'false'])),
 });
-
-export const jobPath = z.object({ jobId: jobIdSchema });
 
 const partNumber = int(1, MAX_PARTS);
 

@@ -3,12 +3,21 @@ import { readFileSync } from 'node:fs';
 import { base64url, createRemoteJWKSet, importJWK, jwtVerify, SignJWT } from 'jose';
 import { generateSigningKey } from '../../lib/auth/key-generation.ts';
 import type { Keyset } from '../../lib/auth/keys.ts';
+import { openApiDocument } from '../../lib/openapi/document.ts';
 import { DEMO_USER, resolveService } from '../../scripts/local-stack.ts';
 import { api, expectError, signIn } from '../support/http.ts';
 import { testStack } from '../support/stack-env.ts';
 import { createTestUser } from '../support/users.ts';
 
-const PUBLIC_ROUTES = new Set(['POST /auth/signin', 'GET /.well-known/jwks.json', 'GET /health']);
+/** The operations the OpenAPI document declares public (`security: []`); every other one needs a token. */
+const PUBLIC_ROUTES = new Set(
+  Object.entries(openApiDocument().paths as Record<string, Record<string, { security?: unknown[] }>>).flatMap(
+    ([path, methods]) =>
+      Object.entries(methods).flatMap(([method, operation]) =>
+        operation.security?.length === 0 ? [`${method.toUpperCase()} ${path}`] : [],
+      ),
+  ),
+);
 
 /** Every route serverless.yml declares that is not public, with path parameters filled in. */
 async function protectedRoutes(): Promise<{ method: string; path: string }[]> {
@@ -119,7 +128,13 @@ describe('tokens on protected routes', () => {
 
   beforeAll(async () => {
     [routes, token] = await Promise.all([protectedRoutes(), signIn()]);
-    expect(routes.length).toBeGreaterThan(0);
+    expect(routes.length).toBeGreaterThan(10);
+    expect([...PUBLIC_ROUTES].sort()).toEqual([
+      'GET /.well-known/jwks.json',
+      'GET /health',
+      'GET /openapi.json',
+      'POST /auth/signin',
+    ]);
   });
 
   it('accepts both Authorization: Bearer and the seed auth_token header', async () => {

@@ -1,4 +1,5 @@
 import { DEMO_USER } from '../../scripts/local-stack.ts';
+import { checkResponse } from './openapi.ts';
 import { testStack } from './stack-env.ts';
 
 export interface ApiResponse<T = any> {
@@ -37,6 +38,7 @@ export async function api<T = any>(path: string, request: ApiRequest = {}): Prom
   } catch {
     // not JSON: keep the text, the test will say so
   }
+  checkResponse(request.method ?? 'GET', path, response.status, parsed);
   return { status: response.status, headers: response.headers, body: parsed as T };
 }
 

@@ -1,0 +1,9 @@
+import { httpRoute } from '../lib/http/route.ts';
+import { openApiDocument } from '../lib/openapi/document.ts';
+
+/** GET /openapi.json: the OpenAPI 3.1 document of every route. */
+export const handler = httpRoute({ auth: 'none' }, async () => ({
+  status: 200,
+  body: openApiDocument(),
+  headers: { 'cache-control': 'public, max-age=300' },
+}));

@@ -1,0 +1,7 @@
+import * as z from '../schema.ts';
+import { filenameSchema } from '../storage/keys.ts';
+
+export const startExportBody = z.object({
+  filename: filenameSchema,
+  format: z._default(z.enum(['raw', 'gzip']), 'raw'),
+});

@@ -1,0 +1,27 @@
+import * as z from '../schema.ts';
+import { jobIdSchema } from './job-ids.ts';
+
+export const JOB_STATUSES = [
+  'UPLOADING',
+  'COMPLETING',
+  'COMPLETED',
+  'ABORTED',
+  'FAILED',
+  'EXPIRED',
+  'QUEUED',
+  'RUNNING',
+  'SUCCEEDED',
+  'CANCELLING',
+  'CANCELLED',
+] as const;
+
+export const jobPath = z.object({ jobId: jobIdSchema });
+
+export const listJobsQuery = z.object({
+  type: z.optional(z.enum(['upload', 'export'])),
+  status: z.optional(z.enum(JOB_STATUSES)),
+  limit: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(100)), 20),
+  cursor: z.optional(z.string().check(z.maxLength(200))),
+});
+
+export const getJobQuery = z.object({ reconcile: z.optional(z.enum(['true', 'false'])) });

@@ -1,0 +1,295 @@
+import { credentialsBody } from '../auth/schemas.ts';
+import { startExportBody } from '../exports/schemas.ts';
+import { getJobQuery, jobPath, listJobsQuery } from '../jobs/schemas.ts';
+import * as z from '../schema.ts';
+import { createUploadBody, recordProgressBody, signPartsBody } from '../uploads/schemas.ts';
+import * as responses from './responses.ts';
+
+/**
+ * The OpenAPI 3.1 document, generated from the very schemas the handlers validate with (and the
+ * response schemas in responses.ts); served at GET /openapi.json.
+ */
+
+type Schema = z.ZodMiniType;
+
+interface Operation {
+  method: 'get' | 'post' | 'delete';
+  path: string;
+  operationId: string;
+  summary: string;
+  auth?: boolean;
+  path_?: Schema;
+  query?: Schema;
+  body?: Schema;
+  /** Also accepts the seed's multipart form. */
+  form?: boolean;
+  /** Success responses; every operation also documents its error statuses with the error shape. */
+  ok: Record<number, { description: string; schema: Schema }>;
+  errors: number[];
+}
+
+const operations: Operation[] = [
+  {
+    method: 'post',
+    path: '/auth/signin',
+    operationId: 'signIn',
+    summary: 'Check a username and password and issue a JWT',
+    auth: false,
+    body: credentialsBody,
+    ok: { 200: { description: 'a bearer token', schema: responses.tokenResponse } },
+    errors: [400, 401, 415, 429],
+  },
+  {
+    method: 'get',
+    path: '/.well-known/jwks.json',
+    operationId: 'getJwks',
+    summary: 'The public keys that verify the service’s tokens',
+    auth: false,
+    ok: { 200: { description: 'a JSON Web Key Set', schema: responses.jwksResponse } },
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/health',
+    operationId: 'getHealth',
+    summary: 'Liveness',
+    auth: false,
+    ok: { 200: { description: 'the service is up', schema: responses.healthResponse } },
+    errors: [],
+  },
+  {
+    method: 'get',
+    path: '/openapi.json',
+    operationId: 'getOpenApi',
+    summary: 'This document',
+    auth: false,
+    ok: { 200: { description: 'the OpenAPI 3.1 document', schema: z.looseObject({ openapi: z.string() }) } },
+    errors: [],
+  },
+  {
+    method: 'post',
+    path: '/upload',
+    operationId: 'createUpload',
+    summary:
+      'Start a multipart upload (JSON) and get presigned part URLs; or store a small file from the seed’s form (multipart/form-data, field `file`, up to 4 MiB)',
+    body: createUploadBody,
+    form: true,
+    ok: {
+      201: {
+        description: 'the upload job, and URLs for its first parts (JSON); or the stored file (form)',
+        schema: z.union([responses.createUploadResponse, responses.formUploadResponse]),
+      },
+    },
+    errors: [400, 401, 409, 413, 415],
+  },
+  {
+    method: 'delete',
+    path: '/upload/kill',
+    operationId: 'killUploads',
+    summary: 'Abort every in-flight upload of the caller',
+    ok: { 200: { description: 'the aborted uploads', schema: responses.killUploadsResponse } },
+    errors: [401, 404],
+  },
+  {
+    method: 'post',
+    path: '/upload/{jobId}/parts',
+    operationId: 'signUploadParts',
+    summary: 'Presigned URLs for any parts of an upload (up to 1,000 per call)',
+    path_: jobPath,
+    body: signPartsBody,
+    ok: { 200: { description: 'one URL per part', schema: responses.signedPartsResponse } },
+    errors: [400, 401, 404, 409, 415],
+  },
+  {
+    method: 'post',
+    path: '/upload/{jobId}/progress',
+    operationId: 'recordUploadProgress',
+    summary: 'Record finished parts',
+    path_: jobPath,
+    body: recordProgressBody,
+    ok: { 200: { description: 'the job with its progress', schema: responses.jobResponse } },
+    errors: [400, 401, 404, 409, 415],
+  },
+  {
+    method: 'post',
+    path: '/upload/{jobId}/complete',
+    operationId: 'completeUpload',
+    summary: 'Complete the upload from S3’s own part list',
+    path_: jobPath,
+    ok: { 200: { description: 'the completed job', schema: responses.jobResponse } },
+    errors: [400, 401, 404, 409],
+  },
+  {
+    method: 'delete',
+    path: '/upload/{jobId}',
+    operationId: 'abortUpload',
+    summary: 'Abort one upload (idempotent)',
+    path_: jobPath,
+    ok: { 200: { description: 'the aborted job', schema: responses.jobResponse } },
+    errors: [400, 401, 404, 409],
+  },
+  {
+    method: 'post',
+    path: '/export',
+    operationId: 'startExport',
+    summary: 'Start an export of a file in the caller’s uploads folder',
+    body: startExportBody,
+    ok: { 202: { description: 'the queued export job', schema: responses.jobResponse } },
+    errors: [400, 401, 404, 415, 429],
+  },
+  {
+    method: 'post',
+    path: '/export/kill',
+    operationId: 'killExports',
+    summary: 'Cancel every running export of the caller',
+    ok: { 200: { description: 'the cancelled exports', schema: responses.killExportsResponse } },
+    errors: [401, 404],
+  },
+  {
+    method: 'delete',
+    path: '/export/{jobId}',
+    operationId: 'cancelExport',
+    summary: 'Cancel one export',
+    path_: jobPath,
+    ok: { 200: { description: 'the cancelled job', schema: responses.jobResponse } },
+    errors: [400, 401, 404, 409],
+  },
+  {
+    method: 'get',
+    path: '/jobs',
+    operationId: 'listJobs',
+    summary: 'The caller’s jobs, newest first',
+    query: listJobsQuery,
+    ok: { 200: { description: 'a page of jobs', schema: responses.jobsPageResponse } },
+    errors: [400, 401],
+  },
+  {
+    method: 'get',
+    path: '/jobs/{jobId}',
+    operationId: 'getJob',
+    summary: 'One job with its progress; `reconcile=true` checks an upload against S3',
+    path_: jobPath,
+    query: getJobQuery,
+    ok: { 200: { description: 'the job', schema: responses.reconcileResponse } },
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'get',
+    path: '/files',
+    operationId: 'listFiles',
+    summary: 'The caller’s uploads folder',
+    ok: { 200: { description: 'the files', schema: responses.filesResponse } },
+    errors: [401],
+  },
+];
+
+const ERROR_DESCRIPTIONS: Record<number, string> = {
+  400: 'malformed JSON or invalid input (`details.issues` names each bad field)',
+  401: 'missing, malformed, expired or otherwise invalid token; or wrong credentials',
+  404: 'no such job or file for this user (another user’s job answers the same)',
+  409: 'the job is not in a state that allows this',
+  413: 'the form upload is over 4 MiB',
+  415: 'the body is not JSON',
+  429: 'too many attempts or running jobs; see Retry-After',
+};
+
+function jsonSchema(schema: Schema, io: 'input' | 'output') {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<
+    string,
+    unknown
+  >;
+  return rest;
+}
+
+function parameters(schema: Schema | undefined, where: 'path' | 'query') {
+  if (!schema) return [];
+  const object = jsonSchema(schema, 'input') as { properties?: Record<string, unknown>; required?: string[] };
+  return Object.entries(object.properties ?? {}).map(([name, property]) => ({
+    name,
+    in: where,
+    required: where === 'path' || (object.required ?? []).includes(name),
+    schema: property,
+  }));
+}
+
+const errorContent = { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } };
+
+function operationObject(operation: Operation) {
+  const body = operation.body
+    ? {
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': { schema: jsonSchema(operation.body, 'input') },
+            ...(operation.form
+              ? {
+                  'multipart/form-data': {
+                    schema: {
+                      type: 'object',
+                      required: ['file'],
+                      properties: {
+                        file: { type: 'string', contentMediaType: 'application/octet-stream' },
+                        overwrite: { type: 'string', enum: ['true', 'false'] },
+                      },
+                    },
+                  },
+                }
+              : {}),
+          },
+        },
+      }
+    : {};
+  const responses: Record<string, unknown> = {};
+  for (const [status, ok] of Object.entries(operation.ok)) {
+    responses[status] = {
+      description: ok.description,
+      content: { 'application/json': { schema: jsonSchema(ok.schema, 'output') } },
+    };
+  }
+  for (const status of operation.errors) {
+    responses[String(status)] = { description: ERROR_DESCRIPTIONS[status] ?? 'error', content: errorContent };
+  }
+  responses.default = {
+    description: 'an unexpected fault (5xx), in the same error shape',
+    content: errorContent,
+  };
+  return {
+    operationId: operation.operationId,
+    summary: operation.summary,
+    ...(operation.auth === false ? { security: [] } : {}),
+    parameters: [...parameters(operation.path_, 'path'), ...parameters(operation.query, 'query')],
+    ...body,
+    responses,
+  };
+}
+
+let document: Record<string, unknown> | undefined;
+
+export function openApiDocument(): Record<string, unknown> {
+  if (document) return document;
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const operation of operations) {
+    paths[operation.path] ??= {};
+    paths[operation.path]![operation.method] = operationObject(operation);
+  }
+  document = {
+    openapi: '3.1.0',
+    info: {
+      title: 'file-jobs',
+      version: '0.1.0',
+      description:
+        'Long-running file jobs per user: sign in for a JWT, upload files of any size straight to S3 with multipart uploads tracked in DynamoDB, export them, and kill either job at any moment.',
+    },
+    // Both header forms carry the same token; either one satisfies a protected operation.
+    security: [{ bearer: [] }, { authToken: [] }],
+    paths,
+    components: {
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+        authToken: { type: 'apiKey', in: 'header', name: 'auth_token', description: 'the seed app’s header' },
+      },
+      schemas: { Error: jsonSchema(responses.errorResponse, 'output') },
+    },
+  };
+  return document;
+}

@@ -1,0 +1,94 @@
+import type { IssuedToken } from '../auth/signin.ts';
+import type { JobView } from '../jobs/job-view.ts';
+import { JOB_STATUSES } from '../jobs/schemas.ts';
+import * as z from '../schema.ts';
+
+/**
+ * The shapes the service answers with, for the OpenAPI document. The functions at the bottom tie
+ * them to the TypeScript types the code returns: if one drifts from the other, type checking fails.
+ */
+
+const isoDate = z.string().check(z.regex(/^\d{4}-\d{2}-\d{2}T/, 'an ISO 8601 date-time'));
+const count = z.number().check(z.int(), z.gte(0));
+
+export const errorResponse = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    requestId: z.string(),
+    details: z.optional(z.unknown()),
+  }),
+});
+
+export const tokenResponse = z.object({
+  token: z.string(),
+  tokenType: z.literal('Bearer'),
+  expiresIn: count,
+});
+
+export const jwksResponse = z.object({
+  keys: z.array(
+    z.looseObject({
+      kty: z.string(),
+      kid: z.string(),
+      alg: z.string(),
+      use: z.literal('sig'),
+      crv: z.string(),
+      x: z.string(),
+    }),
+  ),
+});
+
+export const healthResponse = z.object({ status: z.literal('ok'), stage: z.string() });
+
+export const jobSchema = z.object({
+  jobId: z.string(),
+  type: z.enum(['upload', 'export']),
+  status: z.enum(JOB_STATUSES),
+  filename: z.string(),
+  size: count,
+  partSize: count,
+  partCount: count,
+  contentType: z.optional(z.string()),
+  progress: z.object({ partsDone: count, partCount: count, bytesDone: count, bytesTotal: count }),
+  createdAt: isoDate,
+  updatedAt: isoDate,
+  finishedAt: z.optional(isoDate),
+  error: z.optional(z.string()),
+  // Exports only.
+  format: z.optional(z.enum(['raw', 'gzip'])),
+  outputSize: z.optional(count),
+  downloadUrl: z.optional(z.string()),
+  expiresAt: z.optional(isoDate),
+});
+
+const signedPart = z.object({ partNumber: count, url: z.string(), expiresAt: isoDate });
+const fileEntry = z.object({ name: z.string(), size: count, lastModified: isoDate });
+const jobRef = z.object({ jobId: z.string(), filename: z.string() });
+
+export const jobResponse = z.object({ job: jobSchema });
+export const reconcileResponse = z.object({
+  job: jobSchema,
+  uploadedParts: z.optional(z.array(count)),
+  missingParts: z.optional(z.array(count)),
+});
+export const createUploadResponse = z.object({
+  job: jobSchema,
+  uploadId: z.string(),
+  key: z.string(),
+  partSize: count,
+  partCount: count,
+  parts: z.array(signedPart),
+});
+export const formUploadResponse = z.object({ job: jobSchema, file: fileEntry });
+export const signedPartsResponse = z.object({ parts: z.array(signedPart) });
+export const killUploadsResponse = z.object({ aborted: z.array(jobRef) });
+export const killExportsResponse = z.object({
+  cancelled: z.array(z.object({ jobId: z.string(), filename: z.string(), status: z.enum(JOB_STATUSES) })),
+});
+export const jobsPageResponse = z.object({ jobs: z.array(jobSchema), nextCursor: z.optional(z.string()) });
+export const filesResponse = z.object({ files: z.array(fileEntry) });
+
+// Compile-time ties between the schemas above and what the code returns.
+export const sameAsJobView = (view: JobView): z.output<typeof jobSchema> => view;
+export const sameAsIssuedToken = (token: IssuedToken): z.output<typeof tokenResponse> => token;
