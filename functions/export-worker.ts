@@ -7,6 +7,7 @@ import type { WorkerEvent } from '../lib/exports/exports.ts';
 import { runExport } from '../lib/exports/worker.ts';
 import { jobIdSchema } from '../lib/jobs/job-ids.ts';
 import { logger } from '../lib/log.ts';
+import { flushMetrics } from '../lib/metrics.ts';
 import * as z from '../lib/schema.ts';
 
 const eventSchema = z.object({
@@ -24,6 +25,7 @@ const SAFETY_MARGIN_MS = 90_000;
  */
 export const handler = middy<WorkerEvent, unknown, Error, Context>()
   .use(injectLambdaContext(logger, { resetKeys: true }))
+  .use(flushMetrics())
   .handler(async (event, context) => {
     const parsed = eventSchema.safeParse(event);
     if (!parsed.success) {

@@ -6,6 +6,7 @@ import { newJobId } from '../jobs/job-ids.ts';
 import { type JobRecord, LimitReached, TransitionRejected } from '../jobs/job-store.ts';
 import { type JobView, jobView } from '../jobs/job-view.ts';
 import { logger } from '../log.ts';
+import { recordJobMetric } from '../metrics.ts';
 import { fileStore } from '../storage/index.ts';
 import { exportsPrefix, uploadKey } from '../storage/keys.ts';
 
@@ -103,6 +104,8 @@ export async function startExport(username: string, filename: string, format: Ex
     }
     throw error;
   }
+  logger.appendKeys({ jobId });
+  recordJobMetric('ExportsStarted');
   try {
     await invokeAsync(settings.workerFunction, { username, jobId } satisfies WorkerEvent);
   } catch (error) {
@@ -144,12 +147,14 @@ export async function cleanUpOutput(job: JobRecord): Promise<void> {
 export async function finishCancel(job: JobRecord): Promise<JobRecord | undefined> {
   await cleanUpOutput(job);
   try {
-    return await jobStore().transition(job.username, job.jobId, {
+    const cancelled = await jobStore().transition(job.username, job.jobId, {
       from: ['CANCELLING'],
       to: 'CANCELLED',
       slot: exportSlot(job),
       releaseCounter: true,
     });
+    recordJobMetric('ExportsCancelled');
+    return cancelled;
   } catch (error) {
     if (error instanceof TransitionRejected) return error.current;
     throw error;

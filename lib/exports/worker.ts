@@ -5,6 +5,7 @@ import { config } from '../config.ts';
 import { jobStore } from '../jobs/index.ts';
 import { type JobRecord, TransitionRejected } from '../jobs/job-store.ts';
 import { logger } from '../log.ts';
+import { recordJobMetric } from '../metrics.ts';
 import { fileStore } from '../storage/index.ts';
 import { MIN_PART_SIZE } from '../uploads/part-plan.ts';
 import {
@@ -117,6 +118,7 @@ async function fail(job: JobRecord, error: unknown): Promise<RunResult> {
     if (!(transitionError instanceof TransitionRejected)) throw transitionError;
     return stopped(transitionError.current);
   }
+  recordJobMetric('ExportsFailed');
   return 'failed';
 }
 
@@ -249,6 +251,7 @@ async function succeed(job: JobRecord, details: ExportDetails, outputSize: numbe
     if (error instanceof TransitionRejected) return stopped(error.current);
     throw error;
   }
+  recordJobMetric('ExportsSucceeded', job.size);
   logger.info('export succeeded', { outputSize });
   return 'succeeded';
 }

@@ -5,6 +5,7 @@ import httpJsonBodyParser from '@middy/http-json-body-parser';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { authenticate, type Caller } from '../auth/authenticate.ts';
 import { logger } from '../log.ts';
+import { flushMetrics } from '../metrics.ts';
 import type * as z from '../schema.ts';
 import { errorResponse } from './error-response.ts';
 import { HttpError } from './errors.ts';
@@ -127,10 +128,16 @@ const formBodyParser = (): middy.MiddlewareObj<HttpEvent, HttpResponse> => ({
 /** Outermost middleware: whatever failed inside becomes the JSON error shape, never a stack trace. */
 const errorMapper = (): middy.MiddlewareObj<HttpEvent, HttpResponse> => ({
   before: (request) => {
+    const jobId = request.event.pathParameters?.jobId;
     logger.appendKeys({
       requestId: requestIdOf(request.event, request.context),
       route: request.event.routeKey,
+      ...(jobId ? { jobId } : {}),
     });
+  },
+  // One line per answered request (errors are logged where they are mapped, in errorResponse).
+  after: (request) => {
+    logger.info('request handled', { status: request.response?.statusCode });
   },
   onError: (request) => {
     request.response = errorResponse(request.error, requestIdOf(request.event, request.context));
@@ -146,10 +153,13 @@ export function httpRoute<
   Q extends Schema = undefined,
   P extends Schema = undefined,
 >(spec: RouteSpec<B, Q, P>, handle: (request: RouteRequest<B, Q, P>) => Promise<RouteResult>) {
+  // Powertools' context injection goes first so that its cleanup (which drops the request's log keys)
+  // runs last, after the error mapping and the request line have been logged with them.
   const stack = middy<HttpEvent, HttpResponse>()
+    .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(errorMapper())
-    .use(httpHeaderNormalizer())
-    .use(injectLambdaContext(logger, { resetKeys: true }));
+    .use(flushMetrics())
+    .use(httpHeaderNormalizer());
   if (spec.auth !== 'none') stack.use(authentication());
   if (spec.form) {
     const { maxBytes, tooLargeMessage } = spec.form;

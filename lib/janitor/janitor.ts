@@ -4,6 +4,7 @@ import { cleanUpOutput, exportSlot, finishCancel } from '../exports/exports.ts';
 import { jobStore } from '../jobs/index.ts';
 import { type JobRecord, TransitionRejected } from '../jobs/job-store.ts';
 import { logger } from '../log.ts';
+import { recordJobMetric } from '../metrics.ts';
 import { fileStore } from '../storage/index.ts';
 import { abortInS3, completeUpload } from '../uploads/uploads.ts';
 
@@ -93,6 +94,7 @@ export async function runJanitor(
             slot: { jobId: job.jobId, type: 'upload', name: job.filename },
           });
           await abortInS3(job);
+          recordJobMetric('UploadsExpired');
           report.uploadsExpired++;
         });
       } else if (job.status === 'COMPLETING' && ageSeconds(job.updatedAt, now) > settings.stuckSeconds) {
@@ -130,6 +132,7 @@ export async function runJanitor(
             releaseCounter: true,
           });
           await cleanUpOutput(job);
+          recordJobMetric('ExportsFailed');
           report.exportsFailed++;
         });
       }

@@ -6,6 +6,7 @@ import { newJobId } from '../jobs/job-ids.ts';
 import { type JobRecord, type PartRecord, SlotTaken, TransitionRejected } from '../jobs/job-store.ts';
 import { describeRanges, type JobView, jobView } from '../jobs/job-view.ts';
 import { logger } from '../log.ts';
+import { recordJobMetric } from '../metrics.ts';
 import type { StoredPart } from '../storage/file-store.ts';
 import { fileStore } from '../storage/index.ts';
 import { uploadKey } from '../storage/keys.ts';
@@ -120,6 +121,8 @@ export async function createUpload(username: string, input: CreateUploadInput) {
 
   job.uploadId = await fileStore().createMultipartUpload(job.key, input.contentType);
   await claimSlot(job, () => fileStore().abortMultipartUpload(job.key, job.uploadId!));
+  logger.appendKeys({ jobId: job.jobId });
+  recordJobMetric('UploadsStarted');
 
   const first = Array.from({ length: Math.min(plan.partCount, FIRST_URL_BATCH) }, (_, index) => index + 1);
   return {
@@ -142,6 +145,8 @@ export async function createFormUpload(
   const job = newJob(username, file.filename, { size, partSize: size, partCount: 1 }, file.contentType);
   if (!overwrite) await refuseExistingFile(job.key, job.filename);
   await claimSlot(job, async () => {});
+  logger.appendKeys({ jobId: job.jobId });
+  recordJobMetric('UploadsStarted');
   // Claim the file before writing it, so that a kill that wins first means nothing gets written.
   try {
     await jobStore().transition(username, job.jobId, { from: ['UPLOADING'], to: 'COMPLETING' });
@@ -158,6 +163,7 @@ export async function createFormUpload(
       set: { error: 'storing the file failed' },
       slot: slotFor(job),
     });
+    recordJobMetric('UploadsFailed');
     throw error;
   }
   const done = await jobStore().transition(username, job.jobId, {
@@ -166,6 +172,7 @@ export async function createFormUpload(
     set: { partsDone: 1, bytesDone: size },
     slot: slotFor(job),
   });
+  recordJobMetric('UploadsCompleted', size);
   const stored = await fileStore().head(job.key);
   return {
     job: jobView(done),
@@ -260,6 +267,7 @@ async function markFailed(job: JobRecord, from: JobRecord['status'], reason: str
       set: { error: reason },
       slot: slotFor(job),
     });
+    recordJobMetric('UploadsFailed');
   } catch (error) {
     if (!(error instanceof TransitionRejected)) throw error;
   }
@@ -327,6 +335,7 @@ export async function completeUpload(username: string, jobId: string): Promise<J
       set: { partsDone: job.partCount, bytesDone: job.size },
       slot: slotFor(job),
     });
+    recordJobMetric('UploadsCompleted', job.size);
     return jobView(done);
   } catch (error) {
     if (error instanceof TransitionRejected && error.current?.status === 'COMPLETED')
@@ -367,6 +376,7 @@ async function abortJob(job: JobRecord): Promise<JobRecord | undefined> {
     if (error instanceof TransitionRejected) return undefined;
     throw error;
   }
+  recordJobMetric('UploadsAborted');
   await abortInS3(job);
   return aborted;
 }

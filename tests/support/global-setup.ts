@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalStack } from '../../scripts/local-stack.ts';
@@ -11,7 +11,11 @@ import { startLocalStack } from '../../scripts/local-stack.ts';
 export default async function globalSetup() {
   const started = Date.now();
   const keysFile = join(tmpdir(), `file-jobs-test-keys-${process.pid}.json`);
+  // Everything the handlers log (serverless-offline's output) goes to one file, checked for secrets.
+  const logFile = join(tmpdir(), `file-jobs-test-${process.pid}.log`);
+  writeFileSync(logFile, '');
   const stack = await startLocalStack({
+    log: (line) => appendFileSync(logFile, `${line}\n`),
     stage: 'test',
     withApi: true,
     keysFile,
@@ -20,7 +24,12 @@ export default async function globalSetup() {
   });
   process.once('exit', () => rmSync(keysFile, { force: true }));
   (globalThis as { __LOCAL_STACK__?: typeof stack }).__LOCAL_STACK__ = stack;
-  Object.assign(process.env, stack.handlerEnv, { TEST_STACK: JSON.stringify(stack.info) });
+  Object.assign(process.env, stack.handlerEnv, {
+    TEST_STACK: JSON.stringify(stack.info),
+    TEST_LOG_FILE: logFile,
+    // The in-process tests call the domain directly; their metrics would only be noise on the console.
+    POWERTOOLS_METRICS_DISABLED: 'true',
+  });
   process.stderr.write(
     `\nlocal stack up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${stack.info.apiUrl}\n`,
   );
