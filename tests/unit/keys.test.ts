@@ -56,3 +56,32 @@ describe('the signing key ring', () => {
     expect(() => parseKeyset('not json', 'test')).toThrow(KeysetError);
   });
 });
+
+describe('npm run keys', () => {
+  const run = async (...args: string[]) => {
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const { stdout } = await promisify(execFile)(process.execPath, ['scripts/keys.ts', ...args]);
+    return stdout;
+  };
+
+  it('generates, rotates (old key public only, still verifying) and retires keys', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'keys-'));
+    const first = parseKeyset(await run('generate'), 'generate');
+    writeFileSync(join(dir, 'first.json'), JSON.stringify(first));
+    const token = await signToken(new KeyRing(first), 'alice', settings);
+
+    const rotated = parseKeyset(await run('rotate', join(dir, 'first.json')), 'rotate');
+    expect(rotated.current).not.toBe(first.current);
+    expect(rotated.keys.find((key) => key.kid === first.current)).not.toHaveProperty('d');
+    await expect(new KeyRing(rotated).verify(token, settings)).resolves.toMatchObject({ sub: 'alice' });
+
+    writeFileSync(join(dir, 'rotated.json'), JSON.stringify(rotated));
+    const retired = parseKeyset(await run('retire', join(dir, 'rotated.json'), first.current), 'retire');
+    expect(retired.keys.map((key) => key.kid)).toEqual([rotated.current]);
+    await expect(new KeyRing(retired).verify(token, settings)).rejects.toThrow();
+  });
+});
