@@ -157,7 +157,12 @@ describe('the export worker', () => {
     let handedTo: WorkerEvent | undefined;
     await runExport(
       { username, jobId },
-      { deadline: 0, continueWith: async (next) => void (handedTo = next) },
+      {
+        deadline: 0,
+        continueWith: async (next) => {
+          handedTo = next;
+        },
+      },
     );
     // The original event again (Lambda may deliver an asynchronous event twice): not claimable.
     expect(await runExport({ username, jobId }, { deadline: 0, continueWith: async () => {} })).toBe(

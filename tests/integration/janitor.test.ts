@@ -108,7 +108,12 @@ describe('the janitor', () => {
     let handOff: WorkerEvent | undefined;
     await runExport(
       { username, jobId },
-      { deadline: 0, continueWith: async (next) => void (handOff = next) },
+      {
+        deadline: 0,
+        continueWith: async (next) => {
+          handOff = next;
+        },
+      },
     );
     expect(handOff).toBeDefined(); // ...and lost: nobody runs it
     await age(username, jobId, { leaseUntil: Math.floor(Date.now() / 1000) - 60 });
