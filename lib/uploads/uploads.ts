@@ -284,11 +284,7 @@ export async function completeUpload(username: string, jobId: string): Promise<J
 
   const store = fileStore();
   const stored = await store.listParts(job.key, job.uploadId!);
-  if (!stored) {
-    // The multipart upload vanished under a live job (aborted out of band, or expired by S3).
-    await markFailed(job, job.status, 'the multipart upload no longer exists in S3');
-    throw conflict('UploadGone', `the multipart upload of job ${jobId} no longer exists; start a new upload`);
-  }
+  if (!stored) return settleVanishedUpload(job);
   const { missing, wrongSize, complete } = checkStoredParts(job, stored);
   if (job.status === 'UPLOADING' && (missing.length > 0 || wrongSize.length > 0)) {
     const problems = [
@@ -318,18 +314,14 @@ export async function completeUpload(username: string, jobId: string): Promise<J
     await store.completeMultipartUpload(job.key, job.uploadId!, complete);
   } catch (error) {
     if (!(error instanceof NoSuchUpload)) throw error;
-    // An earlier completion may have succeeded and crashed before recording it.
-    const object = await store.head(job.key);
-    if (!object || object.size !== job.size) {
-      await markFailed(job, 'COMPLETING', 'the multipart upload disappeared during completion');
-      throw conflict(
-        'UploadGone',
-        `the multipart upload of job ${jobId} no longer exists; start a new upload`,
-      );
-    }
+    return settleVanishedUpload(job);
   }
+  return recordCompleted(job);
+}
+
+async function recordCompleted(job: JobRecord): Promise<JobView> {
   try {
-    const done = await jobStore().transition(username, jobId, {
+    const done = await jobStore().transition(job.username, job.jobId, {
       from: ['COMPLETING'],
       to: 'COMPLETED',
       set: { partsDone: job.partCount, bytesDone: job.size },
@@ -338,10 +330,33 @@ export async function completeUpload(username: string, jobId: string): Promise<J
     recordJobMetric('UploadsCompleted', job.size);
     return jobView(done);
   } catch (error) {
+    // Two completions at once: the other one recorded it.
     if (error instanceof TransitionRejected && error.current?.status === 'COMPLETED')
       return jobView(error.current);
     throw error;
   }
+}
+
+/**
+ * S3 no longer knows the multipart upload. Either a completion finished it (this request's earlier
+ * attempt that crashed before recording it, or a concurrent one), and the object is there with the
+ * upload's size and a multipart ETag of as many parts; or it was removed under a live job.
+ */
+async function settleVanishedUpload(seen: JobRecord): Promise<JobView> {
+  const job = (await jobStore().get(seen.username, seen.jobId))!;
+  if (job.status === 'COMPLETED') return jobView(job);
+  if (job.status === 'COMPLETING') {
+    const object = await fileStore().head(job.key);
+    const completedHere =
+      object?.size === job.size && object.etag.replace(/"/g, '').endsWith(`-${job.partCount}`);
+    if (completedHere) return recordCompleted(job);
+  }
+  if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
+  await markFailed(job, job.status, 'the multipart upload no longer exists in S3');
+  throw conflict(
+    'UploadGone',
+    `the multipart upload of job ${job.jobId} no longer exists; start a new upload`,
+  );
 }
 
 /**

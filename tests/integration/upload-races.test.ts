@@ -104,7 +104,7 @@ describe('upload state races', () => {
   });
 
   it('complete vs complete: one completion, the other sees it finished or in progress', async () => {
-    for (let round = 0; round < 10; round++) {
+    for (let round = 0; round < 20; round++) {
       const username = user();
       const upload = await readyUpload(username);
       const [a, b] = await Promise.all([
@@ -120,6 +120,33 @@ describe('upload state races', () => {
       expect(state.status).toBe('COMPLETED');
       expectConsistent(state, upload.bytes);
     }
+  });
+
+  it('a completion that crashed after S3 completed (job left COMPLETING) is recorded on the next call', async () => {
+    const username = user();
+    const upload = await readyUpload(username);
+    await jobStore().transition(username, upload.job.jobId, { from: ['UPLOADING'], to: 'COMPLETING' });
+    const parts = (await testBucket().listParts(upload.key, upload.uploadId))!;
+    await testBucket().completeMultipartUpload(upload.key, upload.uploadId, parts);
+    // ...and the Lambda died here, before writing COMPLETED.
+    const view = await completeUpload(username, upload.job.jobId);
+    expect(view.status).toBe('COMPLETED');
+    expectConsistent(await settledState(username, upload), upload.bytes);
+  });
+
+  it('an upload removed from S3 under a live job fails it with UploadGone', async () => {
+    const username = user();
+    const upload = await readyUpload(username);
+    await testBucket().abortMultipartUpload(upload.key, upload.uploadId);
+    expect(await outcome(completeUpload(username, upload.job.jobId))).toEqual({
+      ok: false,
+      status: 409,
+      code: 'UploadGone',
+    });
+    const job = (await jobStore().get(username, upload.job.jobId))!;
+    expect(job.status).toBe('FAILED');
+    // The failed job freed its file: a new upload of the same name may start.
+    await expect(createUpload(username, { filename: upload.job.filename, size: 1 })).resolves.toBeDefined();
   });
 
   it('kill vs kill: the upload is aborted once, the other kill finds nothing', async () => {
