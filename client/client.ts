@@ -1,0 +1,298 @@
+import { basename } from 'node:path';
+import { FileJobsError } from './errors.ts';
+import {
+  type DownloadOptions,
+  type DownloadResult,
+  downloadToFile,
+  type ExportApi,
+  type ExportOptions,
+  isExportJob,
+  openDownload,
+  runExport,
+  type WaitOptions,
+  waitForExport,
+} from './exports.ts';
+import { type FetchLike, type RetryMode, Transport } from './http.ts';
+import { MAX_PARTS_PER_SIGN } from './parts.ts';
+import { type RetryPolicy, retryPolicy } from './retry.ts';
+import { fileSource } from './sources.ts';
+import type {
+  CreatedUpload,
+  CreateUploadInput,
+  ExportFormat,
+  ExportJob,
+  FinishedPart,
+  Job,
+  JobsPage,
+  JobsQuery,
+  ReconciledJob,
+  SignedPart,
+  SignInResult,
+  StoredFile,
+} from './types.ts';
+import { runUpload, type UploadApi, type UploadOptions, type UploadResult } from './upload.ts';
+
+export interface ClientOptions {
+  /** The API's base URL, e.g. `http://127.0.0.1:3000` or the HTTP API's invoke URL. */
+  apiUrl: string;
+  /** A token from an earlier sign-in; `signIn` sets one too. */
+  token?: string | undefined;
+  /** Defaults to the global fetch. */
+  fetch?: FetchLike;
+  /** Retries of API calls (backoff with jitter). Default: 5 retries from 200 ms, at most 10 s apart. */
+  retry?: Partial<RetryPolicy>;
+  /** Timeout of one API request (ms). Default 30 s. */
+  requestTimeoutMs?: number;
+  userAgent?: string;
+}
+
+type Signal = { signal?: AbortSignal | undefined };
+
+/**
+ * A typed client for the file-jobs API. Every route has a method; `upload`, `exportFile` and
+ * `downloadToFile` run the long flows (parallel parts with retries and progress, resume, abort;
+ * export progress; download). API errors are thrown as `ApiError` (status, code, message,
+ * requestId), unreachable servers as `NetworkError`, aborts as `AbortedError`.
+ *
+ * ```ts
+ * const client = new FileJobsClient({ apiUrl: 'http://127.0.0.1:3000' });
+ * await client.signIn('avijeet', 'avijeet@123');
+ * const result = await client.uploadFile('big.bin', { concurrency: 8, onProgress: (p) => console.log(p.bytesDone) });
+ * const job = await client.exportFile('big.bin', { format: 'gzip' });
+ * await client.downloadToFile(job, 'big.bin.gz');
+ * ```
+ */
+export class FileJobsClient implements UploadApi, ExportApi {
+  token: string | undefined;
+  readonly fetch: FetchLike;
+  private readonly transport: Transport;
+
+  constructor(options: ClientOptions) {
+    this.token = options.token;
+    const fetchFn = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
+    this.fetch = fetchFn;
+    this.transport = new Transport({
+      apiUrl: options.apiUrl,
+      token: () => this.token,
+      fetch: fetchFn,
+      retry: retryPolicy(options.retry),
+      timeoutMs: options.requestTimeoutMs ?? 30_000,
+      userAgent: options.userAgent,
+    });
+  }
+
+  get apiUrl(): string {
+    return this.transport.apiUrl;
+  }
+
+  // --- identity ---------------------------------------------------------------------------------
+
+  /** `POST /auth/signin`; keeps the token for the calls that follow. */
+  async signIn(username: string, password: string, options: Signal = {}): Promise<SignInResult> {
+    const result = await this.transport.call<SignInResult>('POST', '/auth/signin', {
+      body: { username, password },
+      auth: false,
+      // Never repeated on 429 (the account is locked for a while) or 401.
+      retry: 'unsent',
+      signal: options.signal,
+    });
+    this.token = result.token;
+    return result;
+  }
+
+  /** `GET /health`. */
+  health(options: Signal = {}): Promise<{ status: string; stage: string }> {
+    return this.transport.call('GET', '/health', { auth: false, signal: options.signal });
+  }
+
+  // --- uploads ----------------------------------------------------------------------------------
+
+  /** `POST /upload` (JSON): opens a multipart upload; the first 100 part URLs come with it. */
+  createUpload(input: CreateUploadInput, options: { retry?: RetryMode } = {}): Promise<CreatedUpload> {
+    return this.transport.call('POST', '/upload', { body: input, retry: options.retry ?? 'unsent' });
+  }
+
+  /** `POST /upload/{jobId}/parts`, in requests of up to 1,000 parts. */
+  async signParts(jobId: string, partNumbers: number[], options: Signal = {}): Promise<SignedPart[]> {
+    const signed: SignedPart[] = [];
+    for (let i = 0; i < partNumbers.length; i += MAX_PARTS_PER_SIGN) {
+      const { parts } = await this.transport.call<{ parts: SignedPart[] }>(
+        'POST',
+        `/upload/${enc(jobId)}/parts`,
+        {
+          body: { partNumbers: partNumbers.slice(i, i + MAX_PARTS_PER_SIGN) },
+          retry: 'idempotent',
+          signal: options.signal,
+        },
+      );
+      signed.push(...parts);
+    }
+    return signed;
+  }
+
+  /** `POST /upload/{jobId}/progress`: records finished parts (idempotent on the server). */
+  async reportProgress(
+    jobId: string,
+    parts: FinishedPart[],
+    options: { retry?: RetryMode } = {},
+  ): Promise<Job> {
+    const { job } = await this.transport.call<{ job: Job }>('POST', `/upload/${enc(jobId)}/progress`, {
+      body: { parts },
+      retry: options.retry ?? 'idempotent',
+    });
+    return job;
+  }
+
+  /** `POST /upload/{jobId}/complete` (idempotent on the server). */
+  async completeUpload(jobId: string): Promise<Job> {
+    const { job } = await this.transport.call<{ job: Job }>('POST', `/upload/${enc(jobId)}/complete`, {
+      retry: 'idempotent',
+    });
+    return job;
+  }
+
+  /** `DELETE /upload/{jobId}`: aborts one upload, leaving no part behind (idempotent). */
+  async abortUpload(jobId: string): Promise<Job> {
+    const { job } = await this.transport.call<{ job: Job }>('DELETE', `/upload/${enc(jobId)}`, {
+      retry: 'idempotent',
+    });
+    return job;
+  }
+
+  /** `DELETE /upload/kill`: aborts every upload of the caller in flight; 404 NoUploadFound when none. */
+  killUploads(): Promise<{ aborted: { jobId: string; filename: string }[] }> {
+    return this.transport.call('DELETE', '/upload/kill', { retry: 'idempotent' });
+  }
+
+  /** `GET /jobs/{jobId}?reconcile=true`: which parts S3 holds (`uploadedParts`) and lacks (`missingParts`). */
+  reconcileUpload(jobId: string, options: Signal = {}): Promise<ReconciledJob> {
+    return this.transport.call('GET', `/jobs/${enc(jobId)}`, {
+      query: { reconcile: 'true' },
+      signal: options.signal,
+    });
+  }
+
+  /** The newest UPLOADING job for `filename` (and `size`, when given), if any. */
+  async findUnfinishedUpload(
+    filename: string,
+    size?: number,
+    options: Signal = {},
+  ): Promise<Job | undefined> {
+    for await (const job of this.jobs({ type: 'upload', status: 'UPLOADING', limit: 100 }, options)) {
+      if (job.filename === filename && (size === undefined || job.size === size)) return job;
+    }
+    return undefined;
+  }
+
+  /** Uploads bytes, a Blob, a stream of known size, or any random-access source. See UploadOptions. */
+  upload(options: UploadOptions): Promise<UploadResult> {
+    return runUpload(this, options);
+  }
+
+  /** Uploads a file from disk; its base name is the default `filename`. */
+  async uploadFile(
+    path: string,
+    options: Omit<UploadOptions, 'source' | 'filename'> & { filename?: string } = {},
+  ): Promise<UploadResult> {
+    const source = await fileSource(path);
+    try {
+      return await runUpload(this, { ...options, source, filename: options.filename ?? basename(path) });
+    } finally {
+      await source.close().catch(() => {});
+    }
+  }
+
+  // --- exports ----------------------------------------------------------------------------------
+
+  /** `POST /export`: starts an export (QUEUED); the worker runs on its own. */
+  async startExport(filename: string, format: ExportFormat = 'raw'): Promise<ExportJob> {
+    const { job } = await this.transport.call<{ job: ExportJob }>('POST', '/export', {
+      body: { filename, format },
+      // Not idempotent: only repeated when the request surely did nothing.
+      retry: 'unsent',
+    });
+    return job;
+  }
+
+  /** `DELETE /export/{jobId}`: cancels one export and removes its output. */
+  async cancelExport(jobId: string): Promise<ExportJob> {
+    const { job } = await this.transport.call<{ job: ExportJob }>('DELETE', `/export/${enc(jobId)}`, {
+      retry: 'idempotent',
+    });
+    return job;
+  }
+
+  /** `POST /export/kill`: cancels every running export of the caller; 404 NoExportFound when none. */
+  killExports(): Promise<{ cancelled: { jobId: string; filename: string; status: string }[] }> {
+    return this.transport.call('POST', '/export/kill', { retry: 'idempotent' });
+  }
+
+  /** Polls an export until it finishes; resolves with the SUCCEEDED job, throws JobFailedError otherwise. */
+  waitForExport(jobId: string, options: WaitOptions = {}): Promise<ExportJob> {
+    return waitForExport(this, jobId, options);
+  }
+
+  /** Starts an export and waits for it, with progress; aborting cancels it (unless keepOnAbort). */
+  exportFile(filename: string, options: ExportOptions = {}): Promise<ExportJob> {
+    return runExport(this, filename, options);
+  }
+
+  /** Downloads a SUCCEEDED export to a file (or into a directory), with progress, resuming dropped connections. */
+  downloadToFile(
+    jobOrId: string | ExportJob,
+    path: string,
+    options: DownloadOptions = {},
+  ): Promise<DownloadResult> {
+    return downloadToFile(this, jobOrId, path, options);
+  }
+
+  /** The download of a SUCCEEDED export as a fetch Response, to stream anywhere. */
+  openDownload(
+    jobOrId: string | ExportJob,
+    options: Signal = {},
+  ): Promise<{ job: ExportJob; response: Response }> {
+    return openDownload(this, jobOrId, options.signal);
+  }
+
+  // --- jobs and files ---------------------------------------------------------------------------
+
+  /** `GET /jobs`: one page, newest first. */
+  listJobs(query: JobsQuery = {}, options: Signal = {}): Promise<JobsPage> {
+    return this.transport.call('GET', '/jobs', { query: { ...query }, signal: options.signal });
+  }
+
+  /** Every job matching `query`, page after page. */
+  async *jobs(query: JobsQuery = {}, options: Signal = {}): AsyncGenerator<Job> {
+    let cursor = query.cursor;
+    do {
+      const page = await this.listJobs({ ...query, ...(cursor ? { cursor } : {}) }, options);
+      yield* page.jobs;
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+
+  /** `GET /jobs/{jobId}`; a SUCCEEDED export carries a fresh `downloadUrl`. */
+  async getJob(jobId: string, options: Signal = {}): Promise<Job> {
+    const { job } = await this.transport.call<{ job: Job }>('GET', `/jobs/${enc(jobId)}`, {
+      signal: options.signal,
+    });
+    return job;
+  }
+
+  /** `GET /jobs/{jobId}` for an export. */
+  async getExport(jobId: string, options: Signal = {}): Promise<ExportJob> {
+    const job = await this.getJob(jobId, options);
+    if (!isExportJob(job)) throw new FileJobsError('NotAnExport', `job ${jobId} is an upload, not an export`);
+    return job;
+  }
+
+  /** `GET /files`: the caller's uploads folder. */
+  async listFiles(options: Signal = {}): Promise<StoredFile[]> {
+    const { files } = await this.transport.call<{ files: StoredFile[] }>('GET', '/files', {
+      signal: options.signal,
+    });
+    return files;
+  }
+}
+
+const enc = encodeURIComponent;
