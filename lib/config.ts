@@ -36,6 +36,7 @@ const envSchema = z.object({
   JWT_KEYS: z.optional(z.string()),
   JWT_KEYS_FILE: z.optional(z.string()),
   JWT_KEYS_PARAMETER: z.optional(z.string()),
+  JWT_PUBLIC_KEYS_PARAMETER: z.optional(z.string()),
   JOB_RETENTION_DAYS: z._default(count(1, 3650), 30),
   SIGNIN_MAX_FAILURES_PER_USER: z._default(count(1, 1000), 5),
   SIGNIN_MAX_FAILURES_PER_IP: z._default(count(1, 100_000), 50),
@@ -55,7 +56,14 @@ export interface Config {
   jobRetentionSeconds: number;
   tokens: { issuer: string; audience: string; ttlSeconds: number };
   /** Where the JWT signing keys come from; the first one set wins (see lib/auth/keys.ts). */
-  keys: { inline?: string | undefined; file?: string | undefined; parameter?: string | undefined };
+  keys: {
+    inline?: string | undefined;
+    file?: string | undefined;
+    /** The private keyset (SSM SecureString): only sign-in reads it. */
+    parameter?: string | undefined;
+    /** The public keys (a JWKS) that every other function verifies with. */
+    publicParameter?: string | undefined;
+  };
   signin: { maxFailuresPerUser: number; maxFailuresPerIp: number; lockSeconds: number };
   exports: {
     workerFunction: string;
@@ -105,7 +113,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       audience: e.JWT_AUDIENCE,
       ttlSeconds: e.JWT_TTL_SECONDS,
     },
-    keys: { inline: e.JWT_KEYS, file: e.JWT_KEYS_FILE, parameter: e.JWT_KEYS_PARAMETER },
+    keys: {
+      inline: e.JWT_KEYS,
+      file: e.JWT_KEYS_FILE,
+      parameter: e.JWT_KEYS_PARAMETER,
+      publicParameter: e.JWT_PUBLIC_KEYS_PARAMETER,
+    },
     exports: {
       workerFunction: e.EXPORT_WORKER_FUNCTION,
       partSize: e.EXPORT_PART_SIZE_MIB * 1024 * 1024,

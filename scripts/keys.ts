@@ -4,6 +4,7 @@
  *   npm run keys -- generate > keys.json          a new keyset with one current key
  *   npm run keys -- rotate keys.json > next.json  a new current key; the old ones stay, public only
  *   npm run keys -- retire keys.json <kid>        drops a previous key once its tokens have expired
+ *   npm run keys -- public keys.json > jwks.json  the public keys alone, for the verifying functions
  *
  * Output goes to stdout; store it as an SSM SecureString, never in the repository.
  */
@@ -25,12 +26,16 @@ try {
     const next = await generateSigningKey();
     // Previous keys only verify: keep their public half, so the private one is gone for good.
     keyset = { current: next.kid, keys: [next, ...old.keys.map(publicPart)] };
+  } else if (command === 'public') {
+    const { keys } = read(file);
+    process.stdout.write(`${JSON.stringify({ keys: keys.map(publicPart) })}\n`);
+    process.exit(0);
   } else if (command === 'retire') {
     const old = read(file);
     if (!kid || kid === old.current) throw new Error('name a previous key (not the current one) to retire');
     keyset = { current: old.current, keys: old.keys.filter((key) => key.kid !== kid) };
   } else {
-    throw new Error('usage: npm run keys -- generate | rotate <file> | retire <file> <kid>');
+    throw new Error('usage: npm run keys -- generate | rotate <file> | retire <file> <kid> | public <file>');
   }
   process.stdout.write(`${JSON.stringify(keyset)}\n`);
 } catch (error) {

@@ -2,7 +2,7 @@ import { errors as joseErrors } from 'jose';
 import { config } from '../config.ts';
 import { unauthorized } from '../http/errors.ts';
 import type { HttpEvent } from '../http/route.ts';
-import { keyRing } from './index.ts';
+import { verificationKeyRing } from './index.ts';
 
 export interface Caller {
   username: string;
@@ -31,7 +31,7 @@ export async function authenticate(headers: HttpEvent['headers']): Promise<Calle
   if (!token) throw unauthorized('the Authorization header must be "Bearer <token>"');
   const { tokens } = config();
   try {
-    const claims = await (await keyRing()).verify(token, tokens);
+    const claims = await (await verificationKeyRing()).verify(token, tokens);
     return { username: claims.sub, tokenId: claims.jti };
   } catch (error) {
     if (error instanceof joseErrors.JWTExpired) throw unauthorized('the token has expired; sign in again');

@@ -17,6 +17,12 @@ export interface Keyset {
   keys: JWK[];
 }
 
+/** What verifying takes: the public keys alone (a JWKS), or a whole keyset. */
+export interface VerificationKeys {
+  current?: string;
+  keys: JWK[];
+}
+
 export class KeysetError extends Error {
   override name = 'KeysetError';
 }
@@ -37,18 +43,22 @@ export interface TokenSettings {
 
 export class KeyRing {
   readonly jwks: { keys: JWK[] };
-  /** The current key, private half included: what token-signer.ts signs with. */
-  readonly signingJwk: JWK & { kid: string };
+  /** The current key, private half included: what token-signer.ts signs with (absent in a verify-only ring). */
+  readonly signingJwk: (JWK & { kid: string }) | undefined;
   private readonly resolveKey: ReturnType<typeof createLocalJWKSet>;
 
-  constructor(keyset: Keyset) {
-    const current = keyset.keys.find((key) => key.kid === keyset.current);
-    if (!current?.d)
-      throw new KeysetError(`the current key "${keyset.current}" is missing or has no private part`);
+  constructor(keyset: VerificationKeys) {
+    if (keyset.keys.length === 0) throw new KeysetError('the keyset holds no key');
     if (keyset.keys.some((key) => !key.kid || key.kty !== 'OKP' || key.crv !== 'Ed25519')) {
       throw new KeysetError('every key needs a kid and must be an Ed25519 (OKP) JWK');
     }
-    this.signingJwk = current as JWK & { kid: string };
+    if (keyset.current !== undefined) {
+      const current = keyset.keys.find((key) => key.kid === keyset.current);
+      if (!current?.d) {
+        throw new KeysetError(`the current key "${keyset.current}" is missing or has no private part`);
+      }
+      this.signingJwk = current as JWK & { kid: string };
+    }
     this.jwks = { keys: keyset.keys.map(publicPart) };
     this.resolveKey = createLocalJWKSet(this.jwks);
   }
@@ -64,6 +74,19 @@ export class KeyRing {
     });
     return payload as JWTPayload & { sub: string; jti: string; exp: number };
   }
+}
+
+/** Public keys for verifying: a JWKS `{"keys": [...]}` (what /.well-known/jwks.json serves) or a keyset. */
+export function parseVerificationKeys(text: string, source: string): VerificationKeys {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new KeysetError(`${source} is not JSON`);
+  }
+  const keys = (value as VerificationKeys)?.keys;
+  if (!Array.isArray(keys)) throw new KeysetError(`${source} must look like {"keys": [<JWK>, …]}`);
+  return { keys: keys.map(publicPart) };
 }
 
 export function parseKeyset(text: string, source: string): Keyset {

@@ -1,6 +1,6 @@
 import { config } from '../config.ts';
 import { HttpError, tooManyRequests } from '../http/errors.ts';
-import { keyRing, signinThrottle, userStore } from './index.ts';
+import { signingKeyRing, signinThrottle, userStore } from './index.ts';
 import { DUMMY_HASH, verifyPassword } from './passwords.ts';
 import { signToken } from './token-signer.ts';
 
@@ -32,6 +32,6 @@ export async function signIn(username: string, password: string, sourceIp: strin
 
   await throttle.reset(username);
   const { tokens } = config();
-  const token = await signToken(await keyRing(), user.username, tokens);
+  const token = await signToken(await signingKeyRing(), user.username, tokens);
   return { token, tokenType: 'Bearer', expiresIn: tokens.ttlSeconds };
 }

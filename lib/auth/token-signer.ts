@@ -11,13 +11,15 @@ export async function signToken(
   settings: TokenSettings,
   extraClaims: JWTPayload = {},
 ): Promise<string> {
+  const signing = ring.signingJwk;
+  if (!signing) throw new Error('this key ring only verifies: it holds no private key');
   let key = importedKeys.get(ring);
   if (!key) {
-    key = importJWK(ring.signingJwk, ALGORITHM);
+    key = importJWK(signing, ALGORITHM);
     importedKeys.set(ring, key);
   }
   return new SignJWT(extraClaims)
-    .setProtectedHeader({ alg: ALGORITHM, kid: ring.signingJwk.kid, typ: 'JWT' })
+    .setProtectedHeader({ alg: ALGORITHM, kid: signing.kid, typ: 'JWT' })
     .setSubject(subject)
     .setIssuer(settings.issuer)
     .setAudience(settings.audience)

@@ -14,7 +14,7 @@ describe('configuration from the environment', () => {
       endpoints: { s3: undefined, dynamodb: undefined, lambda: undefined },
       presignTtlSeconds: 900,
       tokens: { issuer: 'file-jobs/local', audience: 'file-jobs', ttlSeconds: 3600 },
-      keys: { inline: undefined, file: undefined, parameter: undefined },
+      keys: { inline: undefined, file: undefined, parameter: undefined, publicParameter: undefined },
       signin: { maxFailuresPerUser: 5, maxFailuresPerIp: 50, lockSeconds: 30 },
       exports: {
         workerFunction: 'file-jobs-local-exportWorker',

@@ -1,6 +1,6 @@
 import { decodeProtectedHeader, errors } from 'jose';
 import { generateKeyset, generateSigningKey } from '../../lib/auth/key-generation.ts';
-import { KeyRing, KeysetError, parseKeyset } from '../../lib/auth/keys.ts';
+import { KeyRing, KeysetError, parseKeyset, parseVerificationKeys } from '../../lib/auth/keys.ts';
 import { signToken } from '../../lib/auth/token-signer.ts';
 
 const settings = { issuer: 'file-jobs/test', audience: 'file-jobs', ttlSeconds: 600 };
@@ -47,6 +47,19 @@ describe('the signing key ring', () => {
     await expect(ring.verify(oldToken, settings)).resolves.toMatchObject({ sub: 'bob' });
   });
 
+  it('verifies with the public keys alone (a JWKS), and cannot sign with them', async () => {
+    const full = new KeyRing(await generateKeyset());
+    const token = await signToken(full, 'carol', settings);
+    const publicOnly = new KeyRing(parseVerificationKeys(JSON.stringify(full.jwks), 'jwks'));
+    expect(publicOnly.signingJwk).toBeUndefined();
+    await expect(publicOnly.verify(token, settings)).resolves.toMatchObject({ sub: 'carol' });
+    await expect(signToken(publicOnly, 'carol', settings)).rejects.toThrow(/only verifies/);
+    // Private material handed in by mistake is dropped on the way in.
+    const leaked = new KeyRing(parseVerificationKeys(JSON.stringify(await generateKeyset()), 'keyset'));
+    expect(leaked.signingJwk).toBeUndefined();
+    expect(() => parseVerificationKeys('{"nope": 1}', 'bad')).toThrow(KeysetError);
+  });
+
   it('refuses a keyset whose current key cannot sign', async () => {
     const key = await generateSigningKey('k1');
     const { d: _private, ...publicOnly } = key;
@@ -82,6 +95,9 @@ describe('npm run keys', () => {
     writeFileSync(join(dir, 'rotated.json'), JSON.stringify(rotated));
     const retired = parseKeyset(await run('retire', join(dir, 'rotated.json'), first.current), 'retire');
     expect(retired.keys.map((key) => key.kid)).toEqual([rotated.current]);
+    const jwks = JSON.parse(await run('public', join(dir, 'rotated.json')));
+    expect(jwks.keys.map((key: { kid: string }) => key.kid)).toEqual(rotated.keys.map((key) => key.kid));
+    expect(jwks.keys.some((key: object) => 'd' in key)).toBe(false);
     await expect(new KeyRing(retired).verify(token, settings)).rejects.toThrow();
   });
 });
