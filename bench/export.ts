@@ -1,0 +1,512 @@
+/**
+ * Export throughput: POST /export (raw and gzip) through the API, timed from the POST to SUCCEEDED,
+ * against baselines on the same emulator and the same bytes: `aws s3 cp` between two prefixes (a
+ * server-side multipart copy, like the raw export) and local `gzip -1` / `gzip -6` (the one-core
+ * compression limit, like the gzip export). Every export's output is downloaded through its
+ * download URL and checked byte for byte (sha256) against the source.
+ *
+ *   node bench/export.ts [--size-mib 1024] [--rounds 2]
+ *     --no-text            only the random source (skip the compressible text one)
+ *     --skip-baselines     exports only (for quick variants)
+ *     --export-part-mib N  run the stack with EXPORT_PART_SIZE_MIB=N (default: the stack's, 64)
+ *     --verbose            show the stack's log
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet, type IncomingMessage } from 'node:http';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs, promisify } from 'node:util';
+import { createGunzip, gzip as gzipCallback } from 'node:zlib';
+import { DeleteObjectsCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { DEMO_USER, localCredentials, startLocalStack } from '../scripts/local-stack.ts';
+
+const { values } = parseArgs({
+  options: {
+    'size-mib': { type: 'string', default: '1024' },
+    rounds: { type: 'string', default: '2' },
+    'no-text': { type: 'boolean', default: false },
+    'skip-baselines': { type: 'boolean', default: false },
+    'export-part-mib': { type: 'string' },
+    'timeout-s': { type: 'string' },
+    verbose: { type: 'boolean', default: false },
+  },
+});
+const MiB = 1024 * 1024;
+const size = Number(values['size-mib']) * MiB;
+const rounds = Number(values.rounds);
+const withText = !values['no-text'];
+const withBaselines = !values['skip-baselines'];
+const exportPartMib = values['export-part-mib'];
+// Generous: well under 1 MB/s would already be a failure worth seeing.
+const timeoutMs = Number(values['timeout-s'] ?? Math.max(600, (size / MiB) * 1.5)) * 1000;
+const user = DEMO_USER.username;
+
+const gzip = promisify(gzipCallback);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const mbps = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1000);
+const load = () =>
+  loadavg()
+    .map((n) => n.toFixed(2))
+    .join(' ');
+const loadBefore = load();
+
+interface Source {
+  label: 'random' | 'text';
+  filename: string;
+  key: string;
+  data: Buffer;
+  sha256: string;
+  /** The same bytes on local disk, for the gzip baselines. */
+  file: string;
+}
+
+/** Log-like lines with counters and random ids: compresses about as well as real logs. */
+function textBytes(total: number): Buffer {
+  const out = Buffer.allocUnsafe(total);
+  let state = 0x2545f491;
+  const next = () => {
+    // xorshift32: fast, deterministic, good enough to make ids that do not repeat.
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state >>> 0;
+  };
+  const levels = ['INFO ', 'INFO ', 'INFO ', 'DEBUG', 'WARN ', 'ERROR'];
+  const methods = ['GET', 'GET', 'GET', 'POST', 'PUT', 'DELETE'];
+  const statuses = [200, 200, 200, 200, 201, 204, 304, 404, 500];
+  let written = 0;
+  let time = Date.UTC(2025, 0, 1);
+  while (written < total) {
+    let chunk = '';
+    for (let i = 0; i < 20_000; i++) {
+      const r = next();
+      time += r % 50;
+      chunk += `${new Date(time).toISOString()} ${levels[r % 6]} ${methods[(r >>> 3) % 6]} /api/v1/items/${
+        (r >>> 6) % 5000
+      } user=u${((r >>> 9) % 1000).toString().padStart(4, '0')} status=${statuses[(r >>> 4) % 9]} bytes=${
+        (r >>> 11) % 65536
+      } ms=${(r >>> 20) % 300} req=${next().toString(16).padStart(8, '0')}${next().toString(16).padStart(8, '0')}\n`;
+    }
+    written += out.write(chunk, written, 'latin1');
+  }
+  return out;
+}
+
+const sha256 = (data: Buffer) => {
+  const hash = createHash('sha256');
+  for (let offset = 0; offset < data.length; offset += 64 * MiB)
+    hash.update(data.subarray(offset, offset + 64 * MiB));
+  return hash.digest('hex');
+};
+
+/** Runs a command, returns its wall time; fails on a non-zero exit. */
+function timed(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const ms = performance.now() - started;
+      if (code === 0) resolve(ms);
+      else reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${stderr.slice(-2000)}`));
+    });
+  });
+}
+
+function motoVersion(): string {
+  const result = spawnSync('python3', ['-c', 'import moto; print(moto.__version__)'], { encoding: 'utf8' });
+  return result.status === 0 ? ` ${result.stdout.trim()}` : '';
+}
+
+const logTail: string[] = [];
+const remember = (line: string) => {
+  if (values.verbose) process.stderr.write(`  | ${line}\n`);
+  logTail.push(line);
+  if (logTail.length > 40) logTail.shift();
+};
+
+const keysFile = join(tmpdir(), `file-jobs-bench-keys-${process.pid}.json`);
+const stack = await startLocalStack({
+  stage: 'bench',
+  withApi: true,
+  keysFile,
+  log: remember,
+  ...(exportPartMib ? { env: { EXPORT_PART_SIZE_MIB: exportPartMib } } : {}),
+}).catch((error) => {
+  rmSync(keysFile, { force: true });
+  if (!values.verbose) console.error(`last lines of the stack's log:\n${logTail.join('\n')}`);
+  throw error;
+});
+const scratch = mkdtempSync(join(tmpdir(), 'file-jobs-bench-export-'));
+try {
+  const { apiUrl, s3Endpoint, bucket, region } = { ...stack.info, apiUrl: stack.info.apiUrl! };
+  const s3 = new S3Client({
+    region,
+    endpoint: s3Endpoint,
+    forcePathStyle: true,
+    credentials: {
+      accessKeyId: localCredentials.AWS_ACCESS_KEY_ID,
+      secretAccessKey: localCredentials.AWS_SECRET_ACCESS_KEY,
+    },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+  });
+
+  const signin = await fetch(`${apiUrl}/auth/signin`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(DEMO_USER),
+  });
+  const { token } = (await signin.json()) as { token: string };
+  const call = async (path: string, method = 'GET', body?: unknown) => {
+    const response = await fetch(`${apiUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = (await response.json()) as any;
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+
+  /** Straight into the bucket, as a finished upload leaves it (a multipart object). */
+  async function put(key: string, data: Buffer) {
+    await new Upload({
+      client: s3,
+      params: { Bucket: bucket, Key: key, Body: data },
+      partSize: 64 * MiB,
+      queueSize: 4,
+    }).done();
+  }
+
+  async function makeSource(label: Source['label'], filename: string): Promise<Source> {
+    let started = performance.now();
+    process.stdout.write(`${label} source: generating ${size / MiB} MiB… `);
+    let data: Buffer;
+    if (label === 'random') {
+      data = Buffer.allocUnsafe(size);
+      for (let offset = 0; offset < size; offset += 64 * MiB)
+        randomFillSync(data, offset, Math.min(64 * MiB, size - offset));
+    } else {
+      data = textBytes(size);
+    }
+    const hash = sha256(data);
+    const file = join(scratch, filename);
+    writeFileSync(file, data);
+    process.stdout.write(`${((performance.now() - started) / 1000).toFixed(1)} s; putting it in S3… `);
+    started = performance.now();
+    const key = `uploads/${user}/${filename}`;
+    await put(key, data);
+    console.log(`${((performance.now() - started) / 1000).toFixed(1)} s (sha256 ${hash.slice(0, 12)}…)`);
+    return { label, filename, key, data, sha256: hash, file };
+  }
+
+  interface ExportRun {
+    ms: number;
+    /** POST answered, first seen RUNNING, all bytes done, SUCCEEDED: ms from the POST (to the 100 ms poll). */
+    phases: {
+      posted: number;
+      running?: number;
+      firstPart?: number;
+      /** bytesDone when the first part was seen: the steady rate counts only the bytes after it. */
+      firstPartBytes?: number;
+      allBytes?: number;
+      succeeded: number;
+    };
+    partSize: number;
+    partCount: number;
+    outputSize: number;
+    verifyMs: number;
+  }
+
+  /** Downloads the export through its URL and checks it against the source (gunzipping gzip). */
+  async function verify(source: Source, format: 'raw' | 'gzip', downloadUrl: string) {
+    const started = performance.now();
+    // node:http rather than fetch: undici trips an assertion (`!this.paused`) when moto closes the
+    // connection while a slow consumer (gunzip) holds the body back.
+    const body = await new Promise<IncomingMessage>((resolve, reject) =>
+      httpGet(downloadUrl, { agent: false }, resolve).on('error', reject),
+    );
+    if (body.statusCode !== 200) throw new Error(`download answered ${body.statusCode}`);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const sink = async (stream: AsyncIterable<Buffer>) => {
+      for await (const chunk of stream) {
+        hash.update(chunk);
+        bytes += chunk.length;
+      }
+    };
+    if (format === 'gzip') await pipeline(body, createGunzip(), sink);
+    else await pipeline(body, sink);
+    const digest = hash.digest('hex');
+    if (bytes !== size || digest !== source.sha256)
+      throw new Error(
+        `${format} export of ${source.label}: got ${bytes} bytes sha256 ${digest}, expected ${size} bytes ${source.sha256}`,
+      );
+    return performance.now() - started;
+  }
+
+  async function deletePrefix(prefix: string) {
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+    const objects = (listed.Contents ?? []).map(({ Key }) => ({ Key: Key! }));
+    if (objects.length > 0)
+      await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: objects } }));
+  }
+
+  /** POST /export, poll GET /jobs/{jobId} every 100 ms until SUCCEEDED, then verify the output. */
+  async function runExport(source: Pick<Source, 'filename' | 'label' | 'sha256'>, format: 'raw' | 'gzip') {
+    const started = performance.now();
+    const since = () => performance.now() - started;
+    const created = await call('/export', 'POST', { filename: source.filename, format });
+    const jobId: string = created.job.jobId;
+    const phases: ExportRun['phases'] = { posted: since(), succeeded: 0 };
+    let job: any;
+    for (;;) {
+      const answer = await call(`/jobs/${jobId}`);
+      if (!answer?.job?.progress) throw new Error(`GET /jobs/${jobId} answered ${JSON.stringify(answer)}`);
+      job = answer.job;
+      const at = since();
+      if (job.status === 'RUNNING') phases.running ??= at;
+      if (job.progress.bytesDone > 0 && phases.firstPart === undefined) {
+        phases.firstPart = at;
+        phases.firstPartBytes = job.progress.bytesDone;
+      }
+      if (job.progress.bytesDone >= job.size) phases.allBytes ??= at;
+      if (job.status === 'SUCCEEDED') {
+        phases.succeeded = at;
+        break;
+      }
+      if (['FAILED', 'CANCELLED', 'CANCELLING', 'EXPIRED'].includes(job.status))
+        throw new Error(`${format} export of ${source.label} ended ${job.status}: ${JSON.stringify(job)}`);
+      if (at > timeoutMs) {
+        await call(`/export/${jobId}`, 'DELETE').catch(() => {});
+        throw new Error(
+          `${format} export of ${source.label} not done after ${timeoutMs / 1000} s: ${JSON.stringify(job)}`,
+        );
+      }
+      await sleep(100);
+    }
+    const ms = phases.succeeded;
+    if (format === 'raw' && job.outputSize !== job.size)
+      throw new Error(`raw export: outputSize ${job.outputSize}, source ${job.size}`);
+    const verifyMs = await verify(source as Source, format, job.downloadUrl);
+    await deletePrefix(`exports/${user}/${jobId}/`);
+    return {
+      ms,
+      phases,
+      partSize: job.partSize,
+      partCount: job.partCount,
+      outputSize: job.outputSize,
+      verifyMs,
+    } satisfies ExportRun;
+  }
+
+  const describePhases = ({ phases }: ExportRun) => {
+    const s = (ms: number | undefined) => (ms === undefined ? '?' : `${(ms / 1000).toFixed(1)}`);
+    const steady =
+      phases.firstPart !== undefined && phases.allBytes !== undefined && phases.allBytes > phases.firstPart
+        ? ` (${mbps(size - (phases.firstPartBytes ?? 0), phases.allBytes - phases.firstPart).toFixed(0)} MB/s between them)`
+        : '';
+    return `POST answered ${s(phases.posted)} s, RUNNING by ${s(phases.running)}, first part by ${s(
+      phases.firstPart,
+    )}, all bytes by ${s(phases.allBytes)}${steady}, SUCCEEDED ${s(phases.succeeded)}`;
+  };
+
+  // Sources, and a warm-up export of a small file so that no round pays the worker's first start.
+  const sources: Source[] = [await makeSource('random', 'bench-source.bin')];
+  if (withText) sources.push(await makeSource('text', 'bench-source.txt'));
+  {
+    const filename = 'bench-warmup.bin';
+    await put(`uploads/${user}/${filename}`, randomFillSync(Buffer.allocUnsafe(MiB)));
+    for (const format of ['raw', 'gzip'] as const) {
+      const started = performance.now();
+      const created = await call('/export', 'POST', { filename, format });
+      let job: any;
+      do {
+        await sleep(100);
+        ({ job } = await call(`/jobs/${created.job.jobId}`));
+        if (['FAILED', 'CANCELLED', 'EXPIRED'].includes(job.status) || performance.now() - started > 120_000)
+          throw new Error(`warm-up ${format} export: ${JSON.stringify(job)}`);
+      } while (job.status !== 'SUCCEEDED');
+      console.log(
+        `warm-up: ${format} export of 1 MiB ${((performance.now() - started) / 1000).toFixed(2)} s (the worker's first start)`,
+      );
+    }
+  }
+
+  // The baselines' settings: the CLI's defaults (8 MiB parts, 10 in flight), and the export's part size.
+  const awsEnv = {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: localCredentials.AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY: localCredentials.AWS_SECRET_ACCESS_KEY,
+    AWS_DEFAULT_REGION: region,
+    AWS_CONFIG_FILE: join(scratch, 'aws-config-default'),
+    AWS_SHARED_CREDENTIALS_FILE: join(scratch, 'aws-credentials-none'),
+  };
+  writeFileSync(awsEnv.AWS_CONFIG_FILE, '[default]\n');
+  const exportPartSize = Number(stack.handlerEnv.EXPORT_PART_SIZE_MIB ?? 64) * MiB;
+  const awsEnvBigParts = { ...awsEnv, AWS_CONFIG_FILE: join(scratch, 'aws-config-big-parts') };
+  writeFileSync(
+    awsEnvBigParts.AWS_CONFIG_FILE,
+    `[default]\ns3 =\n  multipart_chunksize = ${Math.max(5, exportPartSize / MiB)}MB\n`,
+  );
+  const copyKey = 'bench-copy/bench-source.bin';
+  async function awsCopy(env: NodeJS.ProcessEnv) {
+    const ms = await timed(
+      'aws',
+      [
+        '--endpoint-url',
+        s3Endpoint,
+        's3',
+        'cp',
+        `s3://${bucket}/${sources[0]!.key}`,
+        `s3://${bucket}/${copyKey}`,
+        '--only-show-errors',
+      ],
+      env,
+    );
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: copyKey }));
+    if (head.ContentLength !== size) throw new Error(`aws s3 cp left ${head.ContentLength} bytes`);
+    await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: copyKey }] } }));
+    return ms;
+  }
+
+  interface Task {
+    name: string;
+    run: () => Promise<{ ms: number; note: string; detail?: ExportRun }>;
+  }
+  const tasks: Task[] = [];
+  for (const source of sources) {
+    const formats = source.label === 'random' ? (['raw', 'gzip'] as const) : (['gzip'] as const);
+    for (const format of formats) {
+      tasks.push({
+        name: `export ${format} (${source.label})`,
+        run: async () => {
+          const detail = await runExport(source, format);
+          const ratio = format === 'gzip' ? ` (${((100 * detail.outputSize) / size).toFixed(1)} %)` : '';
+          return {
+            ms: detail.ms,
+            detail,
+            note: `${detail.partCount} × ${detail.partSize / MiB} MiB, outputSize ${detail.outputSize}${ratio}, verified (sha256) in ${(detail.verifyMs / 1000).toFixed(1)} s`,
+          };
+        },
+      });
+    }
+  }
+  if (withBaselines) {
+    tasks.push({
+      name: 'aws s3 cp (8 MiB parts × 10)',
+      run: async () => ({ ms: await awsCopy(awsEnv), note: 'CLI defaults, server-side UploadPartCopy' }),
+    });
+    tasks.push({
+      name: `aws s3 cp (${exportPartSize / MiB} MiB parts × 10)`,
+      run: async () => ({ ms: await awsCopy(awsEnvBigParts), note: "the export's part size" }),
+    });
+    for (const source of sources) {
+      for (const level of [1, 6]) {
+        tasks.push({
+          name: `gzip -${level} (${source.label})`,
+          run: async () => ({
+            ms: await timed('sh', ['-c', `gzip -${level} -c "$1" > /dev/null`, 'sh', source.file]),
+            note: 'local, one core',
+          }),
+        });
+      }
+      // The worker's own compressor: node's zlib (level 6, as the worker's gzip()), slice by slice.
+      tasks.push({
+        name: `node zlib -6 (${source.label})`,
+        run: async () => {
+          const started = performance.now();
+          let output = 0;
+          for (let offset = 0; offset < size; offset += exportPartSize)
+            output += (await gzip(source.data.subarray(offset, offset + exportPartSize))).length;
+          return {
+            ms: performance.now() - started,
+            note: `in-process, ${exportPartSize / MiB} MiB slices one after another, output ${output}`,
+          };
+        },
+      });
+    }
+  }
+
+  const results = new Map<string, { ms: number; detail?: ExportRun }[]>();
+  for (let round = 1; round <= rounds; round++) {
+    // Alternate the order so that no task always runs on a warmer (or busier) machine.
+    const order = round % 2 ? tasks : [...tasks].reverse();
+    for (const task of order) {
+      const { ms, note, detail } = await task.run();
+      results.set(task.name, [...(results.get(task.name) ?? []), { ms, ...(detail ? { detail } : {}) }]);
+      console.log(
+        `round ${round}  ${task.name.padEnd(32)} ${(ms / 1000).toFixed(2).padStart(7)} s ${mbps(size, ms)
+          .toFixed(1)
+          .padStart(7)} MB/s  ${note}`,
+      );
+      if (detail) console.log(`         ${''.padEnd(32)} ${describePhases(detail)}`);
+    }
+  }
+
+  const best = (name: string) => {
+    const runs = results.get(name);
+    return runs?.reduce((a, b) => (b.ms < a.ms ? b : a));
+  };
+  const line = (name: string) => {
+    const run = best(name);
+    if (!run) return '';
+    return `  ${name.padEnd(44)} ${mbps(size, run.ms).toFixed(1).padStart(7)} MB/s ${(run.ms / 1000).toFixed(2).padStart(8)} s\n`;
+  };
+  const ratio = (label: string, a: string, b: string) => {
+    const x = best(a);
+    const y = best(b);
+    return x && y ? `  ${label.padEnd(44)} ${(y.ms / x.ms).toFixed(3).padStart(7)}\n` : '';
+  };
+  const cpu = cpus();
+  const awsDefault = 'aws s3 cp (8 MiB parts × 10)';
+  const awsBig = `aws s3 cp (${exportPartSize / MiB} MiB parts × 10)`;
+  let summary = `
+machine: ${cpu[0]?.model} × ${cpu.length}, node ${process.version}, S3 = moto_server${motoVersion()}, DynamoDB = ${
+    stack.info.dynamodbEndpoint === stack.info.s3Endpoint ? 'moto' : 'DynamoDB Local'
+  }, API = serverless-offline
+load average (1/5/15 min): ${loadBefore} before, ${load()} after
+${size / MiB} MiB per source, export part size ${exportPartSize / MiB} MiB${
+    exportPartMib ? ' (EXPORT_PART_SIZE_MIB set)' : ' (default)'
+  }, POST -> SUCCEEDED polled every 100 ms, best of ${rounds}:
+`;
+  summary += line('export raw (random)') + line(awsDefault) + line(awsBig);
+  summary += ratio('ratio export raw / aws s3 cp', 'export raw (random)', awsDefault);
+  summary += ratio(`ratio export raw / aws s3 cp ${exportPartSize / MiB}M`, 'export raw (random)', awsBig);
+  for (const source of sources) {
+    summary += line(`export gzip (${source.label})`) + line(`gzip -1 (${source.label})`);
+    summary += line(`gzip -6 (${source.label})`);
+    summary += line(`node zlib -6 (${source.label})`);
+    summary += ratio(
+      `ratio export gzip / gzip -6 (${source.label})`,
+      `export gzip (${source.label})`,
+      `gzip -6 (${source.label})`,
+    );
+    summary += ratio(
+      `ratio export gzip / node zlib -6 (${source.label})`,
+      `export gzip (${source.label})`,
+      `node zlib -6 (${source.label})`,
+    );
+  }
+  for (const name of results.keys()) {
+    const detail = best(name)?.detail;
+    if (detail) summary += `  ${name}: ${describePhases(detail)}\n`;
+  }
+  console.log(summary.trimEnd());
+} catch (error) {
+  if (!values.verbose && logTail.length > 0)
+    console.error(`last lines of the stack's log:\n${logTail.join('\n')}`);
+  throw error;
+} finally {
+  await stack.stop();
+  rmSync(keysFile, { force: true });
+  rmSync(scratch, { recursive: true, force: true });
+}
