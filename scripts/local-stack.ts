@@ -349,7 +349,9 @@ async function startOffline(
         ...process.env,
         ...handlerEnv,
         SLS_TELEMETRY_DISABLED: '1',
-        ESBUILD_WORK_FOLDER: `.esbuild-${stage}`,
+        ESBUILD_WORK_FOLDER: workFolder,
+        // Only `npm start` rebuilds on source changes; tests and benchmarks keep the handlers they started with.
+        ...(options.watch ? {} : { ESBUILD_WATCH_PATTERN: '.no-watch' }),
       },
       log,
     },

@@ -9,6 +9,7 @@ import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
 import { fileStore } from '../storage/index.ts';
 import { exportsPrefix, uploadKey } from '../storage/keys.ts';
+import { MAX_PARTS, MiB } from '../uploads/part-plan.ts';
 
 /**
  * Exports: a copy of an uploaded file, `raw` or `gzip`, written by the export worker (its own
@@ -65,6 +66,15 @@ export async function exportView(job: JobRecord): Promise<JobView & Record<strin
   return view;
 }
 
+/**
+ * Bytes of source per worker step (and per raw part): the configured size, grown when needed to stay
+ * within S3's 10,000 parts (sources over 625 GiB at 64 MiB), never more than the source.
+ */
+export function exportStepSize(sourceSize: number, configured: number): number {
+  const fitting = Math.ceil(sourceSize / MAX_PARTS / MiB) * MiB;
+  return Math.max(1, Math.min(Math.max(configured, fitting), sourceSize));
+}
+
 /** POST /export: the job (QUEUED) and an asynchronous start of the worker. */
 export async function startExport(username: string, filename: string, format: ExportFormat) {
   const store = fileStore();
@@ -76,7 +86,7 @@ export async function startExport(username: string, filename: string, format: Ex
   const jobId = newJobId();
   const downloadName = format === 'gzip' ? `${filename}.gz` : filename;
   const now = new Date().toISOString();
-  const partSize = Math.max(1, Math.min(settings.partSize, source.size));
+  const partSize = exportStepSize(source.size, settings.partSize);
   const job: JobRecord = {
     jobId,
     username,
