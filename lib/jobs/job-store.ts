@@ -14,6 +14,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
+import type { ExportStatus, JobStatus, UploadStatus } from './statuses.ts';
 
 /**
  * The jobs table (single-table design):
@@ -33,16 +34,8 @@ import { unmarshall } from '@aws-sdk/util-dynamodb';
  */
 
 export type JobType = 'upload' | 'export';
-export type UploadStatus = 'UPLOADING' | 'COMPLETING' | 'COMPLETED' | 'ABORTED' | 'FAILED' | 'EXPIRED';
-export type ExportStatus =
-  | 'QUEUED'
-  | 'RUNNING'
-  | 'SUCCEEDED'
-  | 'CANCELLING'
-  | 'CANCELLED'
-  | 'FAILED'
-  | 'EXPIRED';
-export type JobStatus = UploadStatus | ExportStatus;
+
+export type { ExportStatus, JobStatus, UploadStatus };
 
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
   'COMPLETED',

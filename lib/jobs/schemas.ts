@@ -1,19 +1,8 @@
 import * as z from '../schema.ts';
 import { jobIdSchema } from './job-ids.ts';
+import { JOB_STATUSES } from './statuses.ts';
 
-export const JOB_STATUSES = [
-  'UPLOADING',
-  'COMPLETING',
-  'COMPLETED',
-  'ABORTED',
-  'FAILED',
-  'EXPIRED',
-  'QUEUED',
-  'RUNNING',
-  'SUCCEEDED',
-  'CANCELLING',
-  'CANCELLED',
-] as const;
+export { JOB_STATUSES };
 
 export const jobPath = z.object({ jobId: jobIdSchema });
 
