@@ -72,15 +72,7 @@ export class SigninThrottle {
 
   private async count(kind: 'user' | 'ip', id: string, threshold: number): Promise<number> {
     const now = nowSeconds();
-    const { Attributes } = await this.db.send(
-      new UpdateCommand({
-        TableName: this.table,
-        Key: counterKey(kind, id),
-        UpdateExpression: 'ADD failures :one SET expiresAt = :expires',
-        ExpressionAttributeValues: { ':one': 1, ':expires': now + this.policy.windowSeconds },
-        ReturnValues: 'ALL_NEW',
-      }),
-    );
+    const Attributes = await this.increment(kind, id, now);
     const failures = Number(Attributes?.failures ?? 1);
     if (failures < threshold) return 0;
     const lockSeconds = Math.min(
@@ -105,5 +97,47 @@ export class SigninThrottle {
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
     }
     return lockSeconds;
+  }
+
+  /**
+   * Adds one failure to a live counter, or starts a new one over a counter whose window has passed:
+   * TTL deletion is lazy (and never happens on DynamoDB Local), so an expired item may still be here
+   * and must count as gone. Each branch is conditional on what it assumes; of two racing failures
+   * over an expired counter one restarts it and the other adds to the restarted one.
+   */
+  private async increment(kind: 'user' | 'ip', id: string, now: number) {
+    const expires = now + this.policy.windowSeconds;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const { Attributes } = await this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: counterKey(kind, id),
+            UpdateExpression: 'ADD failures :one SET expiresAt = :expires',
+            ConditionExpression: 'expiresAt >= :now',
+            ExpressionAttributeValues: { ':one': 1, ':expires': expires, ':now': now },
+            ReturnValues: 'ALL_NEW',
+          }),
+        );
+        return Attributes;
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException) || attempt >= 2) throw error;
+      }
+      try {
+        const { Attributes } = await this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: counterKey(kind, id),
+            UpdateExpression: 'SET failures = :one, expiresAt = :expires REMOVE lockedUntil',
+            ConditionExpression: 'attribute_not_exists(expiresAt) OR expiresAt < :now',
+            ExpressionAttributeValues: { ':one': 1, ':expires': expires, ':now': now },
+            ReturnValues: 'ALL_NEW',
+          }),
+        );
+        return Attributes;
+      } catch (error) {
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      }
+    }
   }
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { SigninThrottle } from '../../lib/auth/throttle.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
@@ -57,5 +58,22 @@ describe('sign-in throttling in DynamoDB', () => {
     await throttle.reset(user);
     expect(await throttle.recordFailure(user, '10.4.0.2')).toBe(0);
     expect(await throttle.recordFailure(user, '10.4.0.3')).toBe(0);
+  });
+
+  // DynamoDB's TTL deletes lazily (up to days on AWS, never on DynamoDB Local): a counter past its
+  // expiresAt must count as gone even while the item is still there.
+  it('ignores a counter whose window has passed but that TTL has not deleted yet', async () => {
+    const user = `u-${fresh()}`;
+    const past = Math.floor(Date.now() / 1000) - 60;
+    await documentClient().send(
+      new PutCommand({
+        TableName: config().usersTable,
+        Item: { pk: `SIGNIN_FAILURES#user#${user}`, failures: 7, lockedUntil: past - 10, expiresAt: past },
+      }),
+    );
+    expect(await throttle.lockedFor(user, '10.5.0.1')).toBe(0);
+    expect(await throttle.recordFailure(user, '10.5.0.1')).toBe(0);
+    expect(await throttle.recordFailure(user, '10.5.0.2')).toBe(0);
+    expect(await throttle.recordFailure(user, '10.5.0.3')).toBe(10);
   });
 });
