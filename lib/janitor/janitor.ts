@@ -87,11 +87,15 @@ export async function runJanitor(
     if (job.type === 'upload') {
       if (job.status === 'UPLOADING' && ageSeconds(job.updatedAt, now) > settings.uploadIdleSeconds) {
         await attempt(job, 'expire an idle upload', async () => {
+          // Clients that send parts without reporting progress (Uppy) are active in S3 only.
+          if (await receivedPartSince(job, now - settings.uploadIdleSeconds * 1000)) return;
+          // Conditional on the activity read: progress recorded since the scan keeps the upload alive.
           await jobStore().transition(job.username, job.jobId, {
             from: ['UPLOADING'],
             to: 'EXPIRED',
             set: { error: `no activity for ${Math.round(settings.uploadIdleSeconds / 3600)} h` },
             slot: { jobId: job.jobId, type: 'upload', name: job.filename },
+            ifUpdatedAt: job.updatedAt,
           });
           await abortInS3(job);
           recordJobMetric('UploadsExpired');
@@ -153,6 +157,13 @@ export async function runJanitor(
 
   logger.info('janitor run', { report });
   return report;
+}
+
+/** Whether S3 received a part of the upload after `sinceMs` (epoch ms). */
+async function receivedPartSince(job: JobRecord, sinceMs: number): Promise<boolean> {
+  if (!job.uploadId) return false;
+  const parts = await fileStore().listParts(job.key, job.uploadId);
+  return (parts ?? []).some((part) => (part.lastModified?.getTime() ?? 0) > sinceMs);
 }
 
 /** Whether an unfinished job now records this upload (uploads: uploads/<user>/<file>; exports: exports/<user>/<jobId>/…). */

@@ -182,6 +182,10 @@ export interface TransitionOptions {
   releaseCounter?: boolean;
   /** Leaving for a terminal status: frees the active slot and starts the retention clock (TTL). */
   slot?: ActiveSlot;
+  /** Only if the job's `updatedAt` is still this: nothing happened to it since it was read. */
+  ifUpdatedAt?: string;
+  /** Only while the job is held by this worker token (fencing: a worker whose lease ran out loses). */
+  token?: string;
 }
 
 export class JobStore {
@@ -292,11 +296,21 @@ export class JobStore {
       values[':expires'] = Math.floor(now.getTime() / 1000) + this.retentionSeconds;
       removes.push('activeOwner');
     }
+    let unchanged = '';
+    if (options.ifUpdatedAt !== undefined) {
+      values[':seenUpdatedAt'] = options.ifUpdatedAt;
+      unchanged = ' AND updatedAt = :seenUpdatedAt';
+    }
+    let fenced = '';
+    if (options.token !== undefined) {
+      values[':token'] = options.token;
+      fenced = ' AND workerToken = :token';
+    }
     const update = {
       TableName: this.table,
       Key: { pk: userPk(username), sk: jobSk(jobId) },
       UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
-      ConditionExpression: `#status IN (${fromList.join(', ')})`,
+      ConditionExpression: `#status IN (${fromList.join(', ')})${unchanged}${fenced}`,
       ExpressionAttributeNames: names,
       ExpressionAttributeValues: values,
     };

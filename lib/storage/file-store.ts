@@ -49,6 +49,8 @@ export interface StoredPart {
   partNumber: number;
   etag: string;
   size: number;
+  /** When S3 received the part (ListParts only): the activity of clients that report no progress. */
+  lastModified?: Date;
 }
 
 export interface OpenUpload {
@@ -301,7 +303,12 @@ export class FileStore {
       );
       for await (const page of pages) {
         for (const part of page.Parts ?? []) {
-          parts.push({ partNumber: part.PartNumber!, etag: part.ETag!, size: part.Size ?? 0 });
+          parts.push({
+            partNumber: part.PartNumber!,
+            etag: part.ETag!,
+            size: part.Size ?? 0,
+            ...(part.LastModified ? { lastModified: part.LastModified } : {}),
+          });
         }
         if (!page.IsTruncated) break;
       }
