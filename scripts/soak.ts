@@ -1,0 +1,138 @@
+/**
+ * `npm run soak -- [options]`: many users uploading, killing, completing, exporting and cancelling
+ * at once on a local stack, then one janitor run and invariants checked straight against S3 and
+ * DynamoDB. Exits 1 on any violation (listed with job ids and what S3 holds), 2 on bad usage.
+ *
+ *   --seed <n>         PRNG seed (default: random, printed); the same seed repeats the same choices
+ *   --users <n>        users (default 8), each with --lanes operations at once (default 2)
+ *   --ops <n>          stop starting operations after this many (default 200)
+ *   --duration <s>     or after this many seconds (default 120), whichever comes first
+ *   --settle <s>       longest wait for unfinished jobs before and after the janitor (default 60)
+ *   --stack-file <f>   use the running stack `npm start` describes (.local/stack.json) instead of
+ *                      starting a fresh one; orphans are then only looked for under the soak's users
+ *   --json             print the report as JSON
+ *   --verbose          show the stack's output
+ */
+import { randomInt } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { MissingPrerequisiteError } from './emulators.ts';
+import { type LocalStack, localCredentials, type StackInfo, startLocalStack } from './local-stack.ts';
+import { formatReport, runSoak, type SoakTarget } from './soak/soak.ts';
+
+function usage(message: string): never {
+  console.error(`error: ${message}`);
+  process.exit(2);
+}
+
+let values: Record<string, string | boolean | undefined>;
+try {
+  ({ values } = parseArgs({
+    options: {
+      seed: { type: 'string' },
+      users: { type: 'string', default: '8' },
+      lanes: { type: 'string', default: '2' },
+      ops: { type: 'string', default: '200' },
+      duration: { type: 'string', default: '120' },
+      settle: { type: 'string', default: '60' },
+      'stack-file': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      verbose: { type: 'boolean', default: false },
+    },
+  }));
+} catch (error) {
+  usage((error as Error).message);
+}
+
+const whole = (name: string, min: number, max: number) => {
+  const value = Number(values[name]);
+  if (!Number.isInteger(value) || value < min || value > max)
+    usage(`--${name} must be a whole number from ${min} to ${max}`);
+  return value;
+};
+const seed = values.seed === undefined ? randomInt(1, 2 ** 31) : whole('seed', 0, 2 ** 53);
+const users = whole('users', 1, 200);
+const lanes = whole('lanes', 1, 16);
+const ops = whole('ops', 1, 1_000_000);
+const duration = whole('duration', 1, 7 * 24 * 3600);
+const settleSeconds = whole('settle', 1, 3600);
+const log = (line: string) => {
+  if (!values.json) console.error(`  ${line}`);
+};
+
+let stack: LocalStack | undefined;
+let target: SoakTarget;
+const stackFile = values['stack-file'] as string | undefined;
+if (stackFile) {
+  if (!existsSync(stackFile)) usage(`${stackFile} not found: run \`npm start\` first`);
+  const info = JSON.parse(readFileSync(stackFile, 'utf8')) as StackInfo;
+  if (!info.apiUrl) usage(`${stackFile} names no apiUrl`);
+  target = { ...info, apiUrl: info.apiUrl };
+  Object.assign(process.env, {
+    ...localCredentials,
+    AWS_REGION: info.region,
+    STAGE: info.stage,
+    FILES_BUCKET: info.bucket,
+    JOBS_TABLE: info.tables.jobs,
+    USERS_TABLE: info.tables.users,
+    AWS_ENDPOINT_URL_S3: info.s3Endpoint,
+    AWS_ENDPOINT_URL_DYNAMODB: info.dynamodbEndpoint,
+    ...(info.lambdaEndpoint ? { AWS_ENDPOINT_URL_LAMBDA: info.lambdaEndpoint } : {}),
+    EXPORT_WORKER_FUNCTION: `file-jobs-${info.stage}-exportWorker`,
+  });
+} else {
+  log('starting a local stack (emulators and serverless-offline)…');
+  try {
+    stack = await startLocalStack({
+      stage: 'soak',
+      withApi: true,
+      keysFile: join(tmpdir(), `file-jobs-soak-keys-${process.pid}.json`),
+      // Exports in 5 MiB steps, so a cancel can land between the steps of a small file.
+      env: { EXPORT_PART_SIZE_MIB: '5' },
+      log: (line) => {
+        if (values.verbose) console.error(`  | ${line}`);
+      },
+    });
+  } catch (error) {
+    usage(error instanceof MissingPrerequisiteError ? error.message : String((error as Error).stack));
+  }
+  Object.assign(process.env, stack.handlerEnv);
+  target = { ...stack.info, apiUrl: stack.info.apiUrl! };
+  log(`stack up: ${target.apiUrl}`);
+}
+
+// The janitor runs in this process; its INFO lines and metrics would drown the report.
+Object.assign(process.env, { POWERTOOLS_LOG_LEVEL: 'WARN', POWERTOOLS_METRICS_DISABLED: 'true' });
+
+const stop = async () => {
+  await stack?.stop();
+};
+process.once('SIGINT', () => void stop().then(() => process.exit(130)));
+
+let exitCode = 1;
+try {
+  log(`seed ${seed}; ${users} users x ${lanes} lanes; at most ${ops} operations or ${duration} s`);
+  const report = await runSoak({
+    target,
+    seed,
+    users,
+    lanes,
+    ops,
+    durationMs: duration * 1000,
+    settleMs: settleSeconds * 1000,
+    janitor: true,
+    janitorStaleSeconds: 0,
+    // A fresh stack is the soak's alone: every open multipart upload in it counts.
+    wholeBucket: !stackFile,
+    log,
+  });
+  console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
+  exitCode = report.violations.length === 0 ? 0 : 1;
+} catch (error) {
+  console.error(`soak failed: ${(error as Error).stack ?? error}`);
+} finally {
+  await stop();
+}
+process.exit(exitCode);

@@ -1,0 +1,404 @@
+import { gunzipSync } from 'node:zlib';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  type MultipartUpload,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { DynamoDBDocumentClient, paginateQuery } from '@aws-sdk/lib-dynamodb';
+import type { ExportRecord, UploadRecord, Violation } from './model.ts';
+import type { SoakUser } from './ops.ts';
+import { sha256 } from './ops.ts';
+import type { Recorder } from './recorder.ts';
+
+export interface Emulators {
+  region: string;
+  s3Endpoint: string;
+  dynamodbEndpoint: string;
+  bucket: string;
+  jobsTable: string;
+}
+
+/** A job item as the jobs table holds it (only the fields the checks read). */
+export interface StoredJob {
+  jobId: string;
+  type: 'upload' | 'export';
+  status: string;
+  key: string;
+  filename: string;
+  uploadId?: string;
+  updatedAt: string;
+  leaseUntil?: number;
+  error?: string;
+}
+
+export const TERMINAL = new Set(['COMPLETED', 'ABORTED', 'FAILED', 'EXPIRED', 'SUCCEEDED', 'CANCELLED']);
+const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
+
+/**
+ * Direct access to the emulators, apart from the service's own code, so that the checks see what S3
+ * and DynamoDB really hold rather than what the service says they hold.
+ */
+export class Outside {
+  readonly s3: S3Client;
+  readonly db: DynamoDBDocumentClient;
+  private readonly raw: DynamoDBClient;
+  readonly target: Emulators;
+
+  constructor(target: Emulators) {
+    this.target = target;
+    this.s3 = new S3Client({
+      region: target.region,
+      endpoint: target.s3Endpoint,
+      forcePathStyle: true,
+      credentials,
+    });
+    this.raw = new DynamoDBClient({ region: target.region, endpoint: target.dynamodbEndpoint, credentials });
+    this.db = DynamoDBDocumentClient.from(this.raw);
+  }
+
+  close() {
+    this.s3.destroy();
+    this.raw.destroy();
+  }
+
+  /** Every item of a user's partition: jobs (JOB#), active slots (ACTIVE#), running counters (RUNNING#). */
+  async partition(username: string): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    const pages = paginateQuery(
+      { client: this.db },
+      {
+        TableName: this.target.jobsTable,
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': `USER#${username}` },
+        ConsistentRead: true,
+      },
+    );
+    for await (const page of pages) items.push(...(page.Items ?? []));
+    return items;
+  }
+
+  async jobs(username: string): Promise<StoredJob[]> {
+    return (await this.partition(username))
+      .filter((item) => String(item.sk).startsWith('JOB#'))
+      .map((item) => item as unknown as StoredJob);
+  }
+
+  async openUploads(prefix: string): Promise<MultipartUpload[]> {
+    const uploads: MultipartUpload[] = [];
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    do {
+      const page = await this.s3.send(
+        new ListMultipartUploadsCommand({
+          Bucket: this.target.bucket,
+          Prefix: prefix,
+          KeyMarker,
+          UploadIdMarker,
+        }),
+      );
+      uploads.push(...(page.Uploads ?? []));
+      [KeyMarker, UploadIdMarker] = page.IsTruncated ? [page.NextKeyMarker, page.NextUploadIdMarker] : [];
+    } while (KeyMarker);
+    return uploads;
+  }
+
+  async objects(prefix: string): Promise<{ key: string; size: number }[]> {
+    const objects: { key: string; size: number }[] = [];
+    let ContinuationToken: string | undefined;
+    do {
+      const page = await this.s3.send(
+        new ListObjectsV2Command({ Bucket: this.target.bucket, Prefix: prefix, ContinuationToken }),
+      );
+      for (const object of page.Contents ?? []) objects.push({ key: object.Key!, size: object.Size ?? 0 });
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+    return objects;
+  }
+
+  async exists(key: string): Promise<boolean> {
+    try {
+      await this.s3.send(new HeadObjectCommand({ Bucket: this.target.bucket, Key: key }));
+      return true;
+    } catch (error) {
+      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404)
+        return false;
+      throw error;
+    }
+  }
+
+  async bytes(key: string): Promise<Buffer | undefined> {
+    try {
+      const object = await this.s3.send(new GetObjectCommand({ Bucket: this.target.bucket, Key: key }));
+      return Buffer.from(await object.Body!.transformToByteArray());
+    } catch (error) {
+      if ((error as Error).name === 'NoSuchKey') return undefined;
+      throw error;
+    }
+  }
+}
+
+export interface CheckInput {
+  outside: Outside;
+  users: SoakUser[];
+  uploads: UploadRecord[];
+  exports: ExportRecord[];
+  recorder: Recorder;
+  /** Where to look for orphan multipart uploads: the soak users' prefixes, or '' for the whole bucket. */
+  orphanPrefixes: string[];
+}
+
+export interface CheckResult {
+  violations: Violation[];
+  finalStates: Record<string, Record<string, number>>;
+  exportsVerified: number;
+  uploadsVerified: number;
+}
+
+const describeUploads = (uploads: MultipartUpload[]) =>
+  uploads.map((upload) => `${upload.Key} ${upload.UploadId} (${upload.Initiated?.toISOString()})`).join('; ');
+
+/** Holds S3 and DynamoDB, read directly, to what every operation was told. */
+export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
+  const { outside, recorder } = input;
+  const violations: Violation[] = [];
+  const finalStates: Record<string, Record<string, number>> = { upload: {}, export: {} };
+  let exportsVerified = 0;
+  let uploadsVerified = 0;
+  const uploadsByFile = new Map(
+    input.uploads.map((record) => [`${record.username}/${record.filename}`, record]),
+  );
+  const exportsById = new Map(
+    input.exports.flatMap((record) => (record.jobId ? [[record.jobId, record] as const] : [])),
+  );
+
+  for (const user of input.users) {
+    const items = await outside.partition(user.username);
+    const jobs = items
+      .filter((item) => String(item.sk).startsWith('JOB#'))
+      .map((item) => item as unknown as StoredJob);
+    const jobsById = new Map(jobs.map((job) => [job.jobId, job]));
+
+    for (const job of jobs) {
+      const states = finalStates[job.type]!;
+      states[job.status] = (states[job.status] ?? 0) + 1;
+      const base = { username: user.username, jobId: job.jobId, status: job.status };
+      if (!TERMINAL.has(job.status)) {
+        violations.push({
+          ...base,
+          rule: 'stuck-job',
+          detail: `${job.type} of ${job.filename} still ${job.status} after the settle and the janitor (updated ${job.updatedAt}${job.leaseUntil ? `, lease until ${new Date(job.leaseUntil * 1000).toISOString()}` : ''})`,
+        });
+      }
+      if (job.type === 'upload') {
+        const record = uploadsByFile.get(`${user.username}/${job.filename}`);
+        const steps = record?.steps;
+        if (!record) {
+          violations.push({
+            ...base,
+            rule: 'unknown-job',
+            detail: `no soak operation uploaded ${job.filename}`,
+          });
+          continue;
+        }
+        if (record.jobId && record.jobId !== job.jobId) {
+          violations.push({
+            ...base,
+            rule: 'unknown-job',
+            detail: `a second upload job for ${job.filename}; the operation's job was ${record.jobId}`,
+            steps,
+          });
+        }
+        if (job.status === 'COMPLETED') {
+          const bytes = await outside.bytes(job.key);
+          if (!bytes) {
+            violations.push({
+              ...base,
+              rule: 'completed-object-missing',
+              detail: `no object at ${job.key}`,
+              steps,
+            });
+          } else if (bytes.length !== record.size || sha256(bytes) !== record.sha256) {
+            violations.push({
+              ...base,
+              rule: 'upload-bytes',
+              detail: `${job.key} holds ${bytes.length} bytes sha256 ${sha256(bytes).slice(0, 16)}…; sent ${record.size} bytes sha256 ${record.sha256.slice(0, 16)}…`,
+              steps,
+            });
+          } else uploadsVerified++;
+          if (record.killAck) {
+            violations.push({
+              ...base,
+              rule: 'kill-acknowledged-but-completed',
+              detail: `a kill or abort answered that it aborted ${job.jobId}, yet the job is COMPLETED and ${job.key} exists`,
+              steps,
+            });
+          }
+        } else if (TERMINAL.has(job.status)) {
+          const left = (await outside.openUploads(job.key)).filter(
+            (upload) => upload.Key === job.key && (!job.uploadId || upload.UploadId === job.uploadId),
+          );
+          if (left.length > 0) {
+            violations.push({
+              ...base,
+              rule: 'parts-left',
+              detail: `multipart upload still open: ${describeUploads(left)}`,
+              steps,
+            });
+          }
+          if (await outside.exists(job.key)) {
+            violations.push({
+              ...base,
+              rule: 'object-after-abort',
+              detail: `${job.key} exists although the job ended ${job.status}${job.error ? ` (${job.error})` : ''}`,
+              steps,
+            });
+          }
+          if (record.completedAck) {
+            violations.push({
+              ...base,
+              rule: 'completion-acknowledged-but-lost',
+              detail: `the client was told COMPLETED, yet the job is ${job.status}`,
+              steps,
+            });
+          }
+        }
+        continue;
+      }
+
+      // Exports.
+      const record = exportsById.get(job.jobId);
+      const steps = record?.steps;
+      const prefix = `exports/${user.username}/${job.jobId}/`;
+      if (!record) {
+        violations.push({
+          ...base,
+          rule: 'unknown-job',
+          detail: `no soak operation started export ${job.jobId}`,
+        });
+        continue;
+      }
+      const open = await outside.openUploads(prefix);
+      if (job.status === 'SUCCEEDED') {
+        if (record.cancelAck) {
+          violations.push({
+            ...base,
+            rule: 'cancel-acknowledged-but-succeeded',
+            detail: 'a cancel or kill answered CANCELLING/CANCELLED, yet the export SUCCEEDED',
+            steps,
+          });
+        }
+        const problem = await verifyDownload(user, job.jobId, record, recorder);
+        if (problem) violations.push({ ...base, rule: 'export-bytes', detail: problem, steps });
+        else exportsVerified++;
+        if (open.length > 0) {
+          violations.push({
+            ...base,
+            rule: 'parts-left',
+            detail: `SUCCEEDED export with an open multipart upload: ${describeUploads(open)}`,
+            steps,
+          });
+        }
+      } else if (TERMINAL.has(job.status)) {
+        const objects = await outside.objects(prefix);
+        if (objects.length > 0 || open.length > 0) {
+          violations.push({
+            ...base,
+            rule: 'export-output-left',
+            detail: `${job.status} export left ${objects.map((object) => `${object.key} (${object.size} B)`).join(', ') || 'no object'}; open multipart uploads: ${describeUploads(open) || 'none'}`,
+            steps,
+          });
+        }
+      }
+    }
+
+    // The bookkeeping that lets a user go on: no slot held by a finished job, no running count left over.
+    for (const item of items) {
+      const sk = String(item.sk);
+      if (sk.startsWith('ACTIVE#')) {
+        const holder = jobsById.get(String(item.jobId));
+        if (!holder || TERMINAL.has(holder.status)) {
+          violations.push({
+            rule: 'slot-leak',
+            username: user.username,
+            jobId: String(item.jobId),
+            status: holder?.status ?? 'missing',
+            detail: `active slot ${sk} is still held by a ${holder ? `${holder.status} job` : 'missing job'}: no new job of that name can start`,
+          });
+        }
+      } else if (sk.startsWith('RUNNING#')) {
+        const type = sk.slice('RUNNING#'.length);
+        const running = Number(item.running ?? 0);
+        const active = jobs.filter((job) => job.type === type && !TERMINAL.has(job.status)).length;
+        if (running !== active) {
+          violations.push({
+            rule: 'counter-leak',
+            username: user.username,
+            detail: `${sk} counts ${running} running ${type} jobs; ${active} are unfinished`,
+          });
+        }
+      }
+    }
+
+    // Every operation that learned a job id must find that job in the table.
+    for (const record of [...input.uploads, ...input.exports]) {
+      if (record.username === user.username && record.jobId && !jobsById.has(record.jobId)) {
+        violations.push({
+          rule: 'job-missing',
+          username: user.username,
+          jobId: record.jobId,
+          detail: `${record.kind} job ${record.jobId} (${record.filename}) is not in the jobs table`,
+          steps: record.steps,
+        });
+      }
+    }
+  }
+
+  for (const prefix of input.orphanPrefixes) {
+    const open = await outside.openUploads(prefix);
+    if (open.length > 0) {
+      violations.push({
+        rule: 'orphan-multipart-upload',
+        detail: `${open.length} multipart upload(s) open under "${prefix}" after the janitor: ${describeUploads(open)}`,
+      });
+    }
+  }
+
+  for (const error of recorder.serverErrors) {
+    violations.push({
+      rule: 'http-5xx',
+      detail: `${error.call} answered ${error.status} at ${error.at}: ${error.body}`,
+    });
+  }
+  return { violations, finalStates, exportsVerified, uploadsVerified };
+}
+
+/** The export's download, fetched through its downloadUrl from GET /jobs/{id}, against its source. */
+async function verifyDownload(
+  user: SoakUser,
+  jobId: string,
+  record: ExportRecord,
+  recorder: Recorder,
+): Promise<string | undefined> {
+  const job = (await user.client.getJob(jobId)) as { downloadUrl?: string; status: string };
+  if (!job.downloadUrl) return `GET /jobs/${jobId} answered ${job.status} with no downloadUrl`;
+  const response = await recorder.fetch(job.downloadUrl, { method: 'GET' });
+  if (!response.ok) return `the download answered ${response.status}`;
+  const body = Buffer.from(await response.arrayBuffer());
+  recorder.bytesDown += body.length;
+  let content = body;
+  if (record.format === 'gzip') {
+    try {
+      content = gunzipSync(body);
+    } catch (error) {
+      return `the gzip download (${body.length} bytes) does not gunzip: ${(error as Error).message}`;
+    }
+  }
+  if (content.length !== record.sourceSize || sha256(content) !== record.sourceSha256) {
+    return `the ${record.format} download gives ${content.length} bytes sha256 ${sha256(content).slice(0, 16)}…; the source has ${record.sourceSize} bytes sha256 ${record.sourceSha256.slice(0, 16)}…`;
+  }
+  return undefined;
+}

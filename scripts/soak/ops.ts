@@ -1,0 +1,409 @@
+import { createHash } from 'node:crypto';
+import {
+  AbortedError,
+  ApiError,
+  type ExportJob,
+  type FileJobsClient,
+  FileJobsError,
+  JobFailedError,
+  MiB,
+} from '../../client/index.ts';
+import type { ExportRecord, OpKind, StoredFile, UploadRecord } from './model.ts';
+import { type Prng, seededBytes } from './prng.ts';
+import type { Recorder } from './recorder.ts';
+
+export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+const PART = 5 * MiB;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const TERMINAL = new Set(['COMPLETED', 'ABORTED', 'FAILED', 'EXPIRED', 'SUCCEEDED', 'CANCELLED']);
+
+/** One signed-in user; its lanes share the list of files it has in its uploads folder. */
+export interface SoakUser {
+  username: string;
+  token: string;
+  client: FileJobsClient;
+  files: StoredFile[];
+}
+
+export interface OpContext {
+  user: SoakUser;
+  rng: Prng;
+  recorder: Recorder;
+  apiUrl: string;
+  /** Unique per op across the run: names files, so no upload overwrites another's. */
+  opId: string;
+  uploads: UploadRecord[];
+  exports: ExportRecord[];
+  /** Longest wait for one export to end inside an op. */
+  exportWaitMs: number;
+}
+
+/** An error as a short outcome label: the API's code, the client's code, or the error's name. */
+export function outcomeOf(error: unknown): string {
+  if (error instanceof ApiError) return `${error.status} ${error.code}`;
+  if (error instanceof AbortedError) return `aborted (${error.outcome})`;
+  if (error instanceof JobFailedError) return error.job.status;
+  if (error instanceof FileJobsError) return error.code;
+  return (error as Error)?.name ?? String(error);
+}
+
+type SizeClass = 'tiny' | 'small' | 'one-part' | 'multi' | 'multi-odd';
+
+/** Sizes that cross the interesting lines: a few bytes, under one part, exactly one, several. */
+function pickSize(rng: Prng, weights: Record<SizeClass, number>): number {
+  switch (rng.weighted(weights)) {
+    case 'tiny':
+      return rng.int(1, 4096);
+    case 'small':
+      return rng.int(4097, PART - 1);
+    case 'one-part':
+      return PART;
+    case 'multi':
+      return 12 * MiB;
+    case 'multi-odd':
+      return 2 * PART + rng.int(1, 1000);
+  }
+}
+
+function newUploadRecord(ctx: OpContext, size: number): { record: UploadRecord; bytes: Buffer } {
+  const bytes = seededBytes(ctx.rng.word(), size);
+  const filename = `${ctx.opId}.bin`;
+  const record: UploadRecord = {
+    kind: 'upload',
+    op: ctx.opId,
+    username: ctx.user.username,
+    filename,
+    key: `uploads/${ctx.user.username}/${filename}`,
+    size,
+    sha256: sha256(bytes),
+    completedAck: false,
+    killAck: false,
+    steps: [],
+  };
+  ctx.uploads.push(record);
+  return { record, bytes };
+}
+
+function stored(ctx: OpContext, record: UploadRecord) {
+  ctx.user.files.push({ filename: record.filename, size: record.size, sha256: record.sha256 });
+}
+
+/** A plain upload through the client library, to completion (unless another lane's kill hits it). */
+async function plainUpload(ctx: OpContext): Promise<string> {
+  const size = pickSize(ctx.rng, { tiny: 3, small: 3, 'one-part': 1, multi: 3, 'multi-odd': 1 });
+  const { record, bytes } = newUploadRecord(ctx, size);
+  try {
+    const result = await ctx.user.client.upload({
+      source: bytes,
+      filename: record.filename,
+      ...(size > PART ? { partSize: PART } : {}),
+      concurrency: ctx.rng.int(1, 3),
+      onStart: (start) => {
+        record.jobId = start.jobId;
+      },
+    });
+    record.steps.push(`client: ${result.job.status}`);
+    if (result.job.status === 'COMPLETED') {
+      record.completedAck = true;
+      stored(ctx, record);
+      return 'completed';
+    }
+    return `resolved ${result.job.status}`;
+  } catch (error) {
+    record.steps.push(`client: ${outcomeOf(error)}`);
+    return outcomeOf(error);
+  }
+}
+
+type Interruption = 'kill' | 'abort' | 'signal' | 'crash';
+
+/**
+ * An upload interrupted at a random point of its bytes (often inside a part, as the bytes are paced):
+ * DELETE /upload/kill, DELETE /upload/{id}, the caller's AbortSignal (the client aborts the job), or
+ * a "crash" (the client stops and leaves the job for the janitor). A point past 100% fires after the
+ * upload finished, where the interruption must change nothing.
+ */
+async function interruptedUpload(ctx: OpContext, how: Interruption): Promise<string> {
+  const { rng, user } = ctx;
+  const size = pickSize(rng, { tiny: 1, small: 2, 'one-part': 1, multi: 5, 'multi-odd': 2 });
+  const { record, bytes } = newUploadRecord(ctx, size);
+  const at = rng.next() * 1.15;
+  const rate = rng.int(3, 12) * MiB;
+  const controller = new AbortController();
+  let fired: Promise<void> | undefined;
+  const fire = () => {
+    if (fired) return;
+    const jobId = record.jobId;
+    record.steps.push(`${how} at ${Math.round(at * 100)}%`);
+    fired = (async () => {
+      try {
+        if (how === 'kill') {
+          const { aborted } = await user.client.killUploads();
+          if (aborted.some((job) => job.jobId === jobId)) record.killAck = true;
+          record.steps.push(`kill answered: ${aborted.map((job) => job.jobId).join(',') || 'none'}`);
+        } else if (how === 'abort' && jobId) {
+          const job = await user.client.abortUpload(jobId);
+          if (job.status === 'ABORTED') record.killAck = true;
+          record.steps.push(`abort answered: ${job.status}`);
+        } else {
+          controller.abort();
+        }
+      } catch (error) {
+        record.steps.push(`${how} answered: ${outcomeOf(error)}`);
+      }
+    })();
+  };
+  let outcome: string;
+  try {
+    const result = await user.client.upload({
+      source: bytes,
+      filename: record.filename,
+      ...(size > PART ? { partSize: PART } : {}),
+      concurrency: rng.int(1, 3),
+      maxBytesPerSecond: rate,
+      progressIntervalMs: 10,
+      signal: controller.signal,
+      keepOnAbort: how === 'crash',
+      onStart: (start) => {
+        record.jobId = start.jobId;
+        if (at === 0) fire();
+      },
+      onProgress: (progress) => {
+        if (progress.bytesSent >= at * progress.bytesTotal) fire();
+      },
+    });
+    record.steps.push(`client: ${result.job.status}`);
+    if (result.job.status === 'COMPLETED') {
+      record.completedAck = true;
+      stored(ctx, record);
+    }
+    outcome = `completed${fired ? ' (interruption lost the race)' : ''}`;
+    // Past the end: interrupt a finished upload, which must leave the file as it is.
+    if (!fired && (how === 'kill' || how === 'abort')) fire();
+  } catch (error) {
+    record.steps.push(`client: ${outcomeOf(error)}`);
+    if (error instanceof AbortedError && error.outcome === 'killed') record.killAck = true;
+    outcome = outcomeOf(error);
+  }
+  await fired;
+  return outcome;
+}
+
+/** PUTs one part to its presigned URL; the ETag, or undefined when S3 refused it. */
+async function putPart(ctx: OpContext, url: string, body: Uint8Array): Promise<string | undefined> {
+  const response = await ctx.recorder.fetch(url, {
+    method: 'PUT',
+    headers: { 'content-length': String(body.byteLength) },
+    body: body as Uint8Array<ArrayBuffer>,
+  });
+  await response.text();
+  return response.ok ? (response.headers.get('etag') ?? undefined) : undefined;
+}
+
+/**
+ * Every part in S3, then two requests at the same instant: complete with abort, kill or a second
+ * complete. Exactly one of complete and abort may win, and S3 must end as the winner says.
+ */
+async function completeRace(ctx: OpContext): Promise<string> {
+  const { rng, user } = ctx;
+  const size = pickSize(rng, { tiny: 2, small: 2, 'one-part': 1, multi: 4, 'multi-odd': 1 });
+  const { record, bytes } = newUploadRecord(ctx, size);
+  const rival = rng.pick(['abort', 'kill', 'complete'] as const);
+  try {
+    const created = await user.client.createUpload({
+      filename: record.filename,
+      size,
+      ...(size > PART ? { partSize: PART } : {}),
+    });
+    record.jobId = created.job.jobId;
+    const parts = await Promise.all(
+      created.parts.map(async ({ partNumber, url }) => {
+        const start = (partNumber - 1) * created.partSize;
+        const body = bytes.subarray(start, Math.min(size, start + created.partSize));
+        return { partNumber, etag: await putPart(ctx, url, body), size: body.byteLength };
+      }),
+    );
+    if (rng.chance(0.5)) {
+      const finished = parts.flatMap((part) => (part.etag ? [{ ...part, etag: part.etag }] : []));
+      if (finished.length > 0) await user.client.reportProgress(created.job.jobId, finished);
+    }
+    const jobId = created.job.jobId;
+    record.steps.push(`parts sent; complete races ${rival}`);
+    const [completed, other] = await Promise.allSettled([
+      user.client.completeUpload(jobId),
+      rival === 'abort'
+        ? user.client.abortUpload(jobId)
+        : rival === 'kill'
+          ? user.client.killUploads()
+          : user.client.completeUpload(jobId),
+    ]);
+    const describe = (result: PromiseSettledResult<unknown>) =>
+      result.status === 'rejected'
+        ? outcomeOf(result.reason)
+        : ((result.value as { status?: string }).status ??
+          `aborted ${(result.value as { aborted: { jobId: string }[] }).aborted.map((job) => job.jobId).join(',')}`);
+    record.steps.push(`complete: ${describe(completed)}; ${rival}: ${describe(other)}`);
+    if (completed.status === 'fulfilled' && completed.value.status === 'COMPLETED')
+      record.completedAck = true;
+    if (other.status === 'fulfilled') {
+      const value = other.value as { status?: string; aborted?: { jobId: string }[] };
+      if (rival === 'complete' && value.status === 'COMPLETED') record.completedAck = true;
+      if (rival === 'abort' && value.status === 'ABORTED') record.killAck = true;
+      if (rival === 'kill' && value.aborted?.some((job) => job.jobId === jobId)) record.killAck = true;
+    }
+    if (record.completedAck) stored(ctx, record);
+    return record.completedAck ? `complete won over ${rival}` : `${rival} won`;
+  } catch (error) {
+    record.steps.push(`failed: ${outcomeOf(error)}`);
+    return outcomeOf(error);
+  }
+}
+
+/**
+ * The seed's form upload (small files, 0 bytes included; the JSON flow starts at 1 byte). A 0-byte
+ * file is first offered to the client library, which must refuse it without a request.
+ */
+async function formUpload(ctx: OpContext): Promise<string> {
+  const { rng, user } = ctx;
+  const size = rng.chance(0.5) ? 0 : rng.int(1, 64 * 1024);
+  const { record, bytes } = newUploadRecord(ctx, size);
+  if (size === 0) {
+    try {
+      await user.client.upload({ source: bytes, filename: record.filename });
+      record.steps.push('client library accepted 0 bytes');
+    } catch (error) {
+      record.steps.push(`client library: ${outcomeOf(error)}`);
+    }
+  }
+  const form = new FormData();
+  form.append('file', new Blob([bytes]), record.filename);
+  const response = await ctx.recorder.fetch(`${ctx.apiUrl}/upload`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${user.token}` },
+    body: form,
+  });
+  const body = (await response.json().catch(() => undefined)) as
+    | { job?: { jobId: string; status: string }; error?: { code: string } }
+    | undefined;
+  if (body?.job) record.jobId = body.job.jobId;
+  record.steps.push(`form: ${response.status} ${body?.job?.status ?? body?.error?.code ?? ''}`);
+  if (response.status === 201 && body?.job?.status === 'COMPLETED') {
+    ctx.recorder.bytesUp += size;
+    record.completedAck = true;
+    stored(ctx, record);
+    return `form ${size === 0 ? '0 bytes' : 'small'}: completed`;
+  }
+  return `form ${size === 0 ? '0 bytes' : 'small'}: ${response.status} ${body?.error?.code ?? ''}`.trim();
+}
+
+/** Polls GET /jobs/{id} until the job ends or `ms` pass; the last status seen. */
+async function waitForEnd(ctx: OpContext, jobId: string, ms: number): Promise<string> {
+  const deadline = Date.now() + ms;
+  let status = 'unknown';
+  while (Date.now() < deadline) {
+    try {
+      status = (await ctx.user.client.getJob(jobId)).status;
+    } catch (error) {
+      status = outcomeOf(error);
+    }
+    if (TERMINAL.has(status)) return status;
+    await sleep(250);
+  }
+  return `still ${status}`;
+}
+
+type ExportEnd = 'wait' | 'cancel' | 'kill';
+
+/**
+ * An export of one of the user's files (raw or gzip), left to finish, or cancelled with
+ * DELETE /export/{id} or POST /export/kill after a random delay, often while it runs.
+ */
+async function exportOp(ctx: OpContext, end: ExportEnd): Promise<string> {
+  const { rng, user } = ctx;
+  if (user.files.length === 0) return plainUpload(ctx).then((outcome) => `no file yet; upload ${outcome}`);
+  const file = rng.pick(user.files);
+  const format = rng.chance(0.5) ? 'gzip' : 'raw';
+  const record: ExportRecord = {
+    kind: 'export',
+    op: ctx.opId,
+    username: user.username,
+    filename: file.filename,
+    format,
+    sourceSha256: file.sha256,
+    sourceSize: file.size,
+    cancelAck: false,
+    steps: [],
+  };
+  ctx.exports.push(record);
+  let job: ExportJob;
+  try {
+    job = await user.client.startExport(file.filename, format);
+  } catch (error) {
+    record.steps.push(`start: ${outcomeOf(error)}`);
+    return `${format} start: ${outcomeOf(error)}`;
+  }
+  record.jobId = job.jobId;
+  record.steps.push(`started ${format} of ${file.size} bytes`);
+  if (end !== 'wait') {
+    const delay = rng.chance(0.15) ? 0 : rng.int(0, 3000);
+    await sleep(delay);
+    record.steps.push(`${end} after ${delay} ms`);
+    try {
+      if (end === 'cancel') {
+        const cancelled = await user.client.cancelExport(job.jobId);
+        if (cancelled.status === 'CANCELLING' || cancelled.status === 'CANCELLED') record.cancelAck = true;
+        record.steps.push(`cancel answered: ${cancelled.status}`);
+      } else {
+        const { cancelled } = await user.client.killExports();
+        if (cancelled.some((one) => one.jobId === job.jobId)) record.cancelAck = true;
+        record.steps.push(
+          `kill answered: ${cancelled.map((one) => `${one.jobId} ${one.status}`).join(', ')}`,
+        );
+      }
+    } catch (error) {
+      record.steps.push(`${end} answered: ${outcomeOf(error)}`);
+    }
+  }
+  const status = await waitForEnd(ctx, job.jobId, ctx.exportWaitMs);
+  record.steps.push(`seen ${status}`);
+  return `${format} ${status}${record.cancelAck ? ' (cancel acknowledged)' : ''}`;
+}
+
+export const OP_WEIGHTS: Record<OpKind, number> = {
+  upload: 24,
+  'upload-kill': 9,
+  'upload-abort': 9,
+  'upload-signal': 5,
+  'upload-crash': 4,
+  'complete-race': 9,
+  'form-upload': 5,
+  export: 16,
+  'export-cancel': 10,
+  'export-kill': 9,
+};
+
+export function runOp(kind: OpKind, ctx: OpContext): Promise<string> {
+  switch (kind) {
+    case 'upload':
+      return plainUpload(ctx);
+    case 'upload-kill':
+      return interruptedUpload(ctx, 'kill');
+    case 'upload-abort':
+      return interruptedUpload(ctx, 'abort');
+    case 'upload-signal':
+      return interruptedUpload(ctx, 'signal');
+    case 'upload-crash':
+      return interruptedUpload(ctx, 'crash');
+    case 'complete-race':
+      return completeRace(ctx);
+    case 'form-upload':
+      return formUpload(ctx);
+    case 'export':
+      return exportOp(ctx, 'wait');
+    case 'export-cancel':
+      return exportOp(ctx, 'cancel');
+    case 'export-kill':
+      return exportOp(ctx, 'kill');
+  }
+}

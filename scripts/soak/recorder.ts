@@ -1,0 +1,98 @@
+import type { FetchLike } from '../../client/index.ts';
+
+/** One HTTP answer of 500 or more, with enough to find it in the handlers' logs. */
+export interface ServerError {
+  at: string;
+  call: string;
+  status: number;
+  body: string;
+}
+
+/**
+ * Every HTTP exchange any soak client makes goes through one counting fetch: each status by route,
+ * the server errors with their bodies, and the bytes moved. Counting at the fetch level (not per
+ * client call) also sees the attempts that the client library retried and so hid.
+ */
+export class Recorder {
+  readonly statuses = new Map<string, number>();
+  readonly serverErrors: ServerError[] = [];
+  networkErrors = 0;
+  bytesUp = 0;
+  bytesDown = 0;
+  private readonly apiUrl: string;
+
+  constructor(apiUrl: string) {
+    this.apiUrl = apiUrl.replace(/\/+$/, '');
+  }
+
+  /** `POST /upload/{id}/complete` for API calls; `S3 PUT part` / `S3 GET object` for presigned ones. */
+  describe(method: string, url: string): string {
+    if (url.startsWith(this.apiUrl)) {
+      const path = new URL(url).pathname.replace(/\/[0-9A-HJKMNP-TV-Z]{26}(?=\/|$)/g, '/{id}');
+      return `${method} ${path}`;
+    }
+    const query = new URL(url).searchParams;
+    if (method === 'PUT' && query.has('partNumber')) return 'S3 PUT part';
+    return `S3 ${method} object`;
+  }
+
+  count(call: string, status: number | 'network-error') {
+    const key = `${call} ${status}`;
+    this.statuses.set(key, (this.statuses.get(key) ?? 0) + 1);
+  }
+
+  readonly fetch: FetchLike = async (url, init) => {
+    const method = (init.method ?? 'GET').toUpperCase();
+    const call = this.describe(method, url);
+    let response: Response;
+    try {
+      response = await globalThis.fetch(url, init);
+    } catch (error) {
+      // A request the caller itself aborted (a kill, a timeout it set) is not the server's doing.
+      if (!(init.signal as AbortSignal | undefined)?.aborted) {
+        this.networkErrors++;
+        this.count(call, 'network-error');
+      }
+      throw error;
+    }
+    this.count(call, response.status);
+    if (response.status >= 500) {
+      const body = await response
+        .clone()
+        .text()
+        .catch(() => '');
+      this.serverErrors.push({
+        at: new Date().toISOString(),
+        call,
+        status: response.status,
+        body: body.replace(/\s+/g, ' ').slice(0, 400),
+      });
+    }
+    if (response.ok && method === 'PUT') {
+      const length = Number(new Headers(init.headers).get('content-length'));
+      if (Number.isFinite(length)) this.bytesUp += length;
+    }
+    return response;
+  };
+
+  /** Statuses per route, sorted, as `{ "POST /upload 201": 12, … }`. */
+  table(): Record<string, number> {
+    return Object.fromEntries([...this.statuses.entries()].sort(([a], [b]) => a.localeCompare(b)));
+  }
+
+  /** Answers by class: `{ "2xx": …, "4xx": …, "5xx": … }`. */
+  classes(): Record<string, number> {
+    const classes: Record<string, number> = {};
+    for (const [key, count] of this.statuses) {
+      const status = key.slice(key.lastIndexOf(' ') + 1);
+      const label = status === 'network-error' ? status : `${status[0]}xx`;
+      classes[label] = (classes[label] ?? 0) + count;
+    }
+    return classes;
+  }
+
+  /** Server errors from the API (not from the S3 emulator's presigned URLs). */
+  apiServerErrors(): ServerError[] {
+    return this.serverErrors.filter((error) => !error.call.startsWith('S3 '));
+  }
+}

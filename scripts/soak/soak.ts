@@ -1,0 +1,313 @@
+import { randomBytes } from 'node:crypto';
+import { FileJobsClient } from '../../client/index.ts';
+import { hashPassword } from '../../lib/auth/passwords.ts';
+import { UserStore } from '../../lib/auth/user-store.ts';
+import type { JanitorReport, JanitorSettings } from '../../lib/janitor/janitor.ts';
+import { checkInvariants, Outside, TERMINAL } from './checks.ts';
+import { type ExportRecord, OP_KINDS, type OpKind, type UploadRecord, type Violation } from './model.ts';
+import { OP_WEIGHTS, type OpContext, outcomeOf, runOp, type SoakUser } from './ops.ts';
+import { Prng } from './prng.ts';
+import { Recorder } from './recorder.ts';
+
+/**
+ * The soak: many users uploading, killing, completing, exporting and cancelling at once, with
+ * choices from a seeded PRNG; then a settle, one janitor run, and invariants read straight from S3
+ * and DynamoDB. `npm run soak` (scripts/soak.ts) and tests/e2e/soak.test.ts both run this.
+ */
+
+export interface SoakTarget {
+  apiUrl: string;
+  region: string;
+  s3Endpoint: string;
+  dynamodbEndpoint: string;
+  bucket: string;
+  tables: { jobs: string; users: string };
+}
+
+export interface SoakOptions {
+  target: SoakTarget;
+  seed: number;
+  users: number;
+  /** Operations each user runs at once (default 2): a user's kill then also meets its other uploads. */
+  lanes?: number;
+  /** Stop starting operations after this many (over all users). */
+  ops?: number;
+  /** Stop starting operations after this long; running ones finish. */
+  durationMs?: number;
+  /** Longest wait for unfinished jobs before the janitor, and again after it (default 60 s). */
+  settleMs?: number;
+  /** Longest wait for one export inside an operation (default 60 s). */
+  exportWaitMs?: number;
+  /**
+   * Runs the janitor in this process (the handlers' configuration must be in process.env), with
+   * every limit at `janitorStaleSeconds` (default 0: anything idle, stuck or orphaned is stale).
+   * False skips it.
+   */
+  janitor?: boolean;
+  janitorStaleSeconds?: number;
+  /** Look for orphan multipart uploads in the whole bucket, not only under the soak users' prefixes. */
+  wholeBucket?: boolean;
+  /** Prefix of the soak users' names; a random tag is added so runs never share users. */
+  userPrefix?: string;
+  log?: (line: string) => void;
+}
+
+export interface SoakReport {
+  seed: number;
+  users: string[];
+  lanes: number;
+  /** Operations by kind, then by outcome. */
+  ops: Record<string, Record<string, number>>;
+  opsTotal: number;
+  bytesUploaded: number;
+  bytesDownloaded: number;
+  /** Every HTTP answer any client got, by call and status (retried attempts included). */
+  statuses: Record<string, number>;
+  statusClasses: Record<string, number>;
+  apiServerErrors: number;
+  networkErrors: number;
+  /** Jobs by type and status in DynamoDB at the end. */
+  finalStates: Record<string, Record<string, number>>;
+  uploadsVerified: number;
+  exportsVerified: number;
+  janitor?: JanitorReport;
+  /** Phases in ms. */
+  timings: { ops: number; settle: number; janitor: number; checks: number; total: number };
+  violations: Violation[];
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Soak users, with cheap scrypt parameters (the PHC string carries them) so that creating them is quick. */
+async function createUsers(options: SoakOptions, recorder: Recorder): Promise<SoakUser[]> {
+  const { target } = options;
+  const outside = new Outside({ ...target, jobsTable: target.tables.jobs });
+  const store = new UserStore(outside.db, target.tables.users);
+  const tag = randomBytes(3).toString('hex');
+  try {
+    return await Promise.all(
+      Array.from({ length: options.users }, async (_, index) => {
+        const username = `${options.userPrefix ?? 'soak'}-${tag}-u${index + 1}`;
+        const password = `pw-${randomBytes(12).toString('hex')}`;
+        await store.create(username, await hashPassword(password, { logN: 10, r: 8, p: 1 }));
+        const client = new FileJobsClient({
+          apiUrl: target.apiUrl,
+          fetch: recorder.fetch,
+          // Retries hide faults from the caller; the recorder still sees every attempt's status.
+          retry: { retries: 4, baseDelayMs: 100, maxDelayMs: 2000 },
+          requestTimeoutMs: 28_000,
+          userAgent: 'file-jobs-soak',
+        });
+        const { token } = await client.signIn(username, password);
+        return { username, token, client, files: [] };
+      }),
+    );
+  } finally {
+    outside.close();
+  }
+}
+
+/** Waits until every job of the soak users is finished in DynamoDB, or `ms` pass; the unfinished ones. */
+async function settle(
+  outside: Outside,
+  users: SoakUser[],
+  ms: number,
+  except?: (job: { status: string }) => boolean,
+) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const unfinished = (await Promise.all(users.map((user) => outside.jobs(user.username))))
+      .flat()
+      .filter((job) => !TERMINAL.has(job.status) && !except?.(job));
+    if (unfinished.length === 0 || Date.now() > deadline) return unfinished;
+    await sleep(500);
+  }
+}
+
+export async function runSoak(options: SoakOptions): Promise<SoakReport> {
+  const log = options.log ?? (() => {});
+  const started = Date.now();
+  const lanes = options.lanes ?? 2;
+  const settleMs = options.settleMs ?? 60_000;
+  if (options.ops === undefined && options.durationMs === undefined) {
+    throw new Error('give the soak a bound: ops, durationMs or both');
+  }
+  const { target } = options;
+  const recorder = new Recorder(target.apiUrl);
+  const users = await createUsers(options, recorder);
+  log(`${users.length} users signed in (${users.map((user) => user.username).join(', ')})`);
+
+  const uploads: UploadRecord[] = [];
+  const exports: ExportRecord[] = [];
+  const ops: Record<string, Record<string, number>> = Object.fromEntries(OP_KINDS.map((kind) => [kind, {}]));
+  let opsStarted = 0;
+  let opsDone = 0;
+  const deadline = options.durationMs === undefined ? Infinity : started + options.durationMs;
+  const mayStart = () => (options.ops === undefined || opsStarted < options.ops) && Date.now() < deadline;
+
+  const lane = async (user: SoakUser, userIndex: number, laneIndex: number) => {
+    const rng = new Prng(options.seed, `user ${userIndex} lane ${laneIndex}`);
+    for (let n = 1; mayStart(); n++) {
+      opsStarted++;
+      const kind: OpKind = rng.weighted(OP_WEIGHTS);
+      const ctx: OpContext = {
+        user,
+        rng,
+        recorder,
+        apiUrl: target.apiUrl,
+        opId: `u${userIndex + 1}l${laneIndex + 1}-${String(n).padStart(3, '0')}-${kind}`,
+        uploads,
+        exports,
+        exportWaitMs: options.exportWaitMs ?? 60_000,
+      };
+      let outcome: string;
+      try {
+        outcome = await runOp(kind, ctx);
+      } catch (error) {
+        // An op's own expectations are in its outcome; a throw here is the soak's or the client's bug.
+        outcome = `threw ${outcomeOf(error)}: ${(error as Error).message}`;
+      }
+      const byOutcome = ops[kind]!;
+      byOutcome[outcome] = (byOutcome[outcome] ?? 0) + 1;
+      opsDone++;
+      if (opsDone % 25 === 0)
+        log(`${opsDone} operations done (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+    }
+  };
+  await Promise.all(
+    users.flatMap((user, userIndex) =>
+      Array.from({ length: lanes }, (_, laneIndex) => lane(user, userIndex, laneIndex)),
+    ),
+  );
+  const opsEnded = Date.now();
+  log(`${opsDone} operations done in ${((opsEnded - started) / 1000).toFixed(1)} s; settling`);
+
+  const outside = new Outside({ ...target, jobsTable: target.tables.jobs });
+  try {
+    // Uploads left UPLOADING on purpose (the "crash" operations) are the janitor's to end.
+    const leftOver = await settle(outside, users, settleMs, (job) => job.status === 'UPLOADING');
+    if (leftOver.length > 0) {
+      log(
+        `still unfinished after ${settleMs / 1000} s: ${leftOver.map((job) => `${job.jobId} ${job.status}`).join(', ')}`,
+      );
+    }
+    const settled = Date.now();
+
+    let janitor: JanitorReport | undefined;
+    if (options.janitor !== false) {
+      const stale = options.janitorStaleSeconds ?? 0;
+      // A job must have been idle for longer than the limit: wait out the limit from the last op.
+      const wait = opsEnded + stale * 1000 + 1000 - Date.now();
+      if (wait > 0) await sleep(wait);
+      // Imported late: the handlers' configuration is read from process.env on first use.
+      const { runJanitor } = await import('../../lib/janitor/janitor.ts');
+      const settings: JanitorSettings = {
+        uploadIdleSeconds: stale,
+        stuckSeconds: stale,
+        orphanGraceSeconds: stale,
+        maxExportRestarts: 3,
+        prefixes: options.wholeBucket
+          ? ['uploads/', 'exports/']
+          : users.flatMap((user) => [`uploads/${user.username}/`, `exports/${user.username}/`]),
+      };
+      janitor = await runJanitor(settings);
+      log(`janitor: ${JSON.stringify(janitor)}`);
+      // Exports the janitor restarted or whose cancel it finished need a moment to end.
+      await settle(outside, users, settleMs);
+    }
+    const janitorDone = Date.now();
+
+    const checks = await checkInvariants({
+      outside,
+      users,
+      uploads,
+      exports,
+      recorder,
+      orphanPrefixes: options.wholeBucket
+        ? ['']
+        : users.flatMap((user) => [`uploads/${user.username}/`, `exports/${user.username}/`]),
+    });
+    const checked = Date.now();
+    return {
+      seed: options.seed,
+      users: users.map((user) => user.username),
+      lanes,
+      ops: Object.fromEntries(Object.entries(ops).filter(([, outcomes]) => Object.keys(outcomes).length > 0)),
+      opsTotal: opsDone,
+      bytesUploaded: recorder.bytesUp,
+      bytesDownloaded: recorder.bytesDown,
+      statuses: recorder.table(),
+      statusClasses: recorder.classes(),
+      apiServerErrors: recorder.apiServerErrors().length,
+      networkErrors: recorder.networkErrors,
+      finalStates: checks.finalStates,
+      uploadsVerified: checks.uploadsVerified,
+      exportsVerified: checks.exportsVerified,
+      ...(janitor ? { janitor } : {}),
+      timings: {
+        ops: opsEnded - started,
+        settle: settled - opsEnded,
+        janitor: janitorDone - settled,
+        checks: checked - janitorDone,
+        total: checked - started,
+      },
+      violations: checks.violations,
+    };
+  } finally {
+    outside.close();
+  }
+}
+
+const MB = 1e6;
+
+/** The report as text for a terminal. */
+export function formatReport(report: SoakReport): string {
+  const lines: string[] = [];
+  const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  lines.push(
+    `soak: seed ${report.seed}, ${report.users.length} users x ${report.lanes} lanes, ${report.opsTotal} operations in ${seconds(report.timings.ops)}`,
+  );
+  lines.push('operations (kind: outcome x count):');
+  for (const [kind, outcomes] of Object.entries(report.ops)) {
+    const total = Object.values(outcomes).reduce((sum, count) => sum + count, 0);
+    const detail = Object.entries(outcomes)
+      .sort(([, a], [, b]) => b - a)
+      .map(([outcome, count]) => `${outcome} x${count}`)
+      .join('; ');
+    lines.push(`  ${kind.padEnd(14)} ${String(total).padStart(4)}  ${detail}`);
+  }
+  lines.push(
+    `bytes: ${(report.bytesUploaded / MB).toFixed(1)} MB uploaded (part PUTs and forms), ${(report.bytesDownloaded / MB).toFixed(1)} MB of exports downloaded and verified`,
+  );
+  lines.push(
+    `HTTP answers: ${Object.entries(report.statusClasses)
+      .map(([label, count]) => `${label} ${count}`)
+      .join(', ')}; API 5xx: ${report.apiServerErrors}`,
+  );
+  for (const [call, count] of Object.entries(report.statuses)) lines.push(`  ${call.padEnd(40)} ${count}`);
+  lines.push(
+    `final job states: ${Object.entries(report.finalStates)
+      .map(
+        ([type, states]) =>
+          `${type} ${Object.entries(states)
+            .map(([status, count]) => `${status} ${count}`)
+            .join(', ')}`,
+      )
+      .join('; ')}`,
+  );
+  lines.push(
+    `verified from outside: ${report.uploadsVerified} COMPLETED objects byte-identical, ${report.exportsVerified} SUCCEEDED downloads identical to their sources`,
+  );
+  if (report.janitor) lines.push(`janitor: ${JSON.stringify(report.janitor)}`);
+  const t = report.timings;
+  lines.push(
+    `time: ops ${seconds(t.ops)}, settle ${seconds(t.settle)}, janitor ${seconds(t.janitor)}, checks ${seconds(t.checks)}, total ${seconds(t.total)}`,
+  );
+  lines.push(`violations: ${report.violations.length}`);
+  for (const violation of report.violations) {
+    const who = [violation.username, violation.jobId, violation.status].filter(Boolean).join(' ');
+    lines.push(`  [${violation.rule}] ${who ? `${who}: ` : ''}${violation.detail}`);
+    if (violation.steps?.length) lines.push(`      steps: ${violation.steps.join(' -> ')}`);
+  }
+  return lines.join('\n');
+}
