@@ -321,7 +321,8 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
   }
 }
 
-async function startOffline(
+/** serverless-offline for `stage` with these handler settings (also used alone by the fault tests). */
+export async function startOffline(
   stage: string,
   handlerEnv: Record<string, string>,
   options: StackOptions,

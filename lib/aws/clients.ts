@@ -11,29 +11,90 @@ import { config } from '../config.ts';
  */
 
 let s3: S3Client | undefined;
+let transferS3: S3Client | undefined;
 let presigningS3: S3Client | undefined;
 let documents: DynamoDBDocumentClient | undefined;
 
 /**
- * Fail fast on a dead connection instead of hanging until the Lambda times out. Requests may take
- * longer: a server-side part copy of a large range legitimately runs for a while.
+ * Timeouts and retries, chosen so that an API route answers well inside API Gateway's 29 s even when
+ * a dependency accepts connections and never answers (a "blackhole"), instead of hanging until the
+ * Lambda is killed (which API Gateway turns into a bare 503 and serverless-offline into a 200 with
+ * `errorMessage`). A dependency error that ends is answered 503 ServiceUnavailable with Retry-After
+ * (lib/http/dependency-errors.ts).
+ *
+ * - `connectionTimeout`: TCP connect. Inside an AWS region this takes milliseconds; 1 s means the
+ *   endpoint is unreachable.
+ * - `requestTimeout` with `throwOnRequestTimeout: true`: from sending the request to the response
+ *   headers. In @smithy/node-http-handler 4.x, `requestTimeout` alone only logs a warning; the flag
+ *   makes it a TimeoutError that the SDK retries. (Older handlers treated `requestTimeout` as a
+ *   socket idle timeout that threw; ignoring the unknown flag, they stay bounded too.)
+ * - `socketTimeout`: idle time on the socket, which also bounds a response body that stops arriving
+ *   after its headers.
+ * - `maxAttempts` in the SDK's `standard` retry mode (exponential backoff with jitter, a retry quota
+ *   per client, throttling backed off from 500 ms): timeouts, resets, refusals, 5xx and throttling
+ *   are retried.
+ *
+ * Worst case per call with a blackholed dependency: attempts × requestTimeout + backoff.
+ * - DynamoDB (single-digit ms p99): 1 s connect, 2 s request, 3 attempts: about 6.3 s.
+ * - S3 control calls (Head, List, Create/Complete/Abort multipart, PutObject of a form file of at most
+ *   a few MiB, Delete): 1 s connect, 3 s request and idle, 3 attempts: about 9.3 s.
+ * - SSM (signing keys, once per container) and the asynchronous Lambda invoke: as S3.
+ * A route fails at its first failing call, so each stays under these figures plus its own work.
+ * Presigning does no I/O.
+ *
+ * The export worker (900 s Lambda) copies and uploads whole parts: server-side UploadPartCopy of
+ * up to hundreds of MiB, UploadPart of a compressed part. Those need `transferS3Client()`, whose
+ * request timeout (120 s) stays under the worker's lease, so a hung copy is retried before the
+ * janitor would consider the worker dead.
  */
-const requestHandler = (requestTimeout: number) => ({ connectionTimeout: 3000, requestTimeout });
+export const CLIENT_TIMEOUTS = {
+  dynamodb: { connectionTimeout: 1000, requestTimeout: 2000, socketTimeout: 2000, maxAttempts: 3 },
+  s3: { connectionTimeout: 1000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
+  s3Transfer: { connectionTimeout: 1000, requestTimeout: 120_000, socketTimeout: 0, maxAttempts: 3 },
+  ssm: { connectionTimeout: 1000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
+  lambda: { connectionTimeout: 1000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
+} as const;
 
-function s3Options() {
+type Timeouts = (typeof CLIENT_TIMEOUTS)[keyof typeof CLIENT_TIMEOUTS];
+
+/** The client options that carry one entry of CLIENT_TIMEOUTS. */
+export function clientTimeouts({ connectionTimeout, requestTimeout, socketTimeout, maxAttempts }: Timeouts) {
+  return {
+    maxAttempts,
+    retryMode: 'standard',
+    requestHandler: {
+      connectionTimeout,
+      requestTimeout,
+      throwOnRequestTimeout: true,
+      ...(socketTimeout ? { socketTimeout } : {}),
+    },
+  };
+}
+
+function s3Options(timeouts: Timeouts = CLIENT_TIMEOUTS.s3) {
   const { region, endpoints } = config();
   // Emulators serve buckets by path, not by virtual host.
   return {
     region,
     endpoint: endpoints.s3,
     forcePathStyle: endpoints.s3 !== undefined,
-    requestHandler: requestHandler(120_000),
+    ...clientTimeouts(timeouts),
   };
 }
 
+/** S3 for the API's control calls: bounded so that a route answers within its budget. */
 export function s3Client(): S3Client {
   s3 ??= new S3Client(s3Options());
   return s3;
+}
+
+/**
+ * S3 for the export worker's long calls (UploadPartCopy of a large range, UploadPart of a whole
+ * part): a long request timeout that still throws. Not for API routes.
+ */
+export function transferS3Client(): S3Client {
+  transferS3 ??= new S3Client(s3Options(CLIENT_TIMEOUTS.s3Transfer));
+  return transferS3;
 }
 
 /**
@@ -49,7 +110,11 @@ export function documentClient(): DynamoDBDocumentClient {
   if (!documents) {
     const { region, endpoints } = config();
     documents = DynamoDBDocumentClient.from(
-      new DynamoDBClient({ region, endpoint: endpoints.dynamodb, requestHandler: requestHandler(10_000) }),
+      new DynamoDBClient({
+        region,
+        endpoint: endpoints.dynamodb,
+        ...clientTimeouts(CLIENT_TIMEOUTS.dynamodb),
+      }),
       {
         marshallOptions: { removeUndefinedValues: true },
       },
@@ -62,7 +127,7 @@ let ssm: SSMClient | undefined;
 
 /** Reads a SecureString parameter, decrypted. */
 export async function readSecureParameter(name: string): Promise<string> {
-  ssm ??= new SSMClient({ region: config().region });
+  ssm ??= new SSMClient({ region: config().region, ...clientTimeouts(CLIENT_TIMEOUTS.ssm) });
   const { Parameter } = await ssm.send(new GetParameterCommand({ Name: name, WithDecryption: true }));
   if (!Parameter?.Value) throw new Error(`SSM parameter ${name} is empty`);
   return Parameter.Value;
@@ -76,7 +141,11 @@ let lambda: LambdaClient | undefined;
  */
 export async function invokeAsync(functionName: string, payload: unknown): Promise<void> {
   const { region, endpoints } = config();
-  lambda ??= new LambdaClient({ region, endpoint: endpoints.lambda, requestHandler: requestHandler(10_000) });
+  lambda ??= new LambdaClient({
+    region,
+    endpoint: endpoints.lambda,
+    ...clientTimeouts(CLIENT_TIMEOUTS.lambda),
+  });
   const result = await lambda.send(
     new InvokeCommand({
       FunctionName: functionName,

@@ -1,6 +1,7 @@
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { logger } from '../log.ts';
-import { HttpError } from './errors.ts';
+import { dependencyFailure, dependencyFailureMessage } from './dependency-errors.ts';
+import { HttpError, serviceUnavailable } from './errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string; requestId: string; details?: unknown };
@@ -31,8 +32,13 @@ function fromMiddy(error: MiddyHttpError): HttpError | undefined {
 
 /** Maps any error to the service's JSON error shape. Never leaks a stack trace or an internal message. */
 export function errorResponse(error: unknown, requestId: string): APIGatewayProxyStructuredResultV2 {
-  const known = error instanceof HttpError ? error : isMiddyHttpError(error) ? fromMiddy(error) : undefined;
-  if (!known) {
+  let known = error instanceof HttpError ? error : isMiddyHttpError(error) ? fromMiddy(error) : undefined;
+  // A dependency that is down, slow or throttling: 503 with Retry-After, not a 500.
+  const failure = known || error instanceof HttpError ? undefined : dependencyFailure(error);
+  if (failure) {
+    known = serviceUnavailable(dependencyFailureMessage(failure), failure.retryAfterSeconds);
+    logger.error('dependency failed', { kind: failure.kind, error: error as Error });
+  } else if (!known) {
     logger.error('unhandled error', { error: error as Error });
   } else if (known.status >= 500) {
     logger.error('request failed', { error: known });
