@@ -134,10 +134,24 @@ export async function startExport(username: string, filename: string, format: Ex
   return { job: await exportView(job) };
 }
 
-/** Removes everything a cancelled or failed export may have left: its multipart upload and its folder. */
+/** The statuses whose output goes; every other one has a worker's upload or a finished output. */
+const CLEANABLE: ReadonlySet<string> = new Set(['CANCELLING', 'CANCELLED', 'FAILED', 'EXPIRED']);
+
+/**
+ * Removes everything a cancelled or failed export may have left: its multipart upload and its folder.
+ * Only once the job is in a status that keeps nothing, read here rather than trusted from the
+ * caller's copy: a SUCCEEDED output is never destroyed, however stale the caller's view.
+ */
 export async function cleanUpOutput(job: JobRecord): Promise<void> {
   const store = fileStore();
   const current = await jobStore().get(job.username, job.jobId);
+  if (current && !CLEANABLE.has(current.status)) {
+    logger.warn('not cleaning up an export that keeps its output', {
+      jobId: job.jobId,
+      status: current.status,
+    });
+    return;
+  }
   const uploadId = current?.uploadId ?? job.uploadId;
   if (uploadId) {
     for (let attempt = 1; attempt <= 5; attempt++) {

@@ -7,6 +7,7 @@ import { type JobRecord, TransitionRejected } from '../jobs/job-store.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
 import { fileStore } from '../storage/index.ts';
+import { exportsPrefix } from '../storage/keys.ts';
 import { MIN_PART_SIZE } from '../uploads/part-plan.ts';
 import {
   cleanUpOutput,
@@ -29,9 +30,17 @@ const gzip = promisify(gzipCallback);
  * - gzip: each step is one gzip member of that slice of the source; members are gathered into parts
  *   of at least 5 MiB. A file of concatenated gzip members is a valid gzip file (RFC 1952 2.2), and
  *   it lets a new invocation continue at a part boundary with no compressor state to carry over.
+ *
+ * Fencing: a step may outlast the lease, and the janitor then starts another worker on the same job.
+ * So every job write is conditional on this worker's token, the final ones included, and only the
+ * winner of a transition to an end status touches S3 after it: a worker that loses leaves S3 alone.
+ * Any step can die and be repeated: a new worker resumes from the recorded checkpoint and, at the
+ * end, records the state S3 is in (an output a dead predecessor completed is recorded, not redone).
+ * Errors that retrying cannot fix (the source deleted or changed, the output upload gone) fail the
+ * job; any other error interrupts the worker like a crash would, and the janitor restarts it.
  */
 
-export type RunResult = 'succeeded' | 'cancelled' | 'failed' | 'continued' | 'skipped';
+export type RunResult = 'succeeded' | 'cancelled' | 'failed' | 'continued' | 'interrupted' | 'skipped';
 
 export interface RunOptions {
   /** Epoch ms after which this invocation stops at the next part boundary and hands off. */
@@ -47,6 +56,31 @@ class Stop extends Error {
     super('stop');
     this.current = current;
   }
+}
+
+/** The output in S3 is not what the job recorded (its upload was removed, or parts are missing). */
+class OutputLost extends Error {
+  override name = 'OutputLost';
+}
+
+/** What the job table holds for this worker: where a restart would resume. */
+interface Recorded {
+  partsDone: number;
+  bytesDone: number;
+  checkpoint: { offset: number; partNumber: number };
+}
+
+const statusCode = (error: unknown) =>
+  (error as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+
+/** Errors a retry would meet again; everything else (throttling, timeouts, 5xx) is worth a restart. */
+function isPermanent(error: unknown): boolean {
+  const name = (error as Error)?.name;
+  return (
+    error instanceof OutputLost ||
+    ['NoSuchKey', 'NotFound', 'NoSuchUpload', 'PreconditionFailed'].includes(name) ||
+    statusCode(error) === 412
+  );
 }
 
 export async function runExport(event: WorkerEvent, options: RunOptions): Promise<RunResult> {
@@ -72,11 +106,17 @@ export async function runExport(event: WorkerEvent, options: RunOptions): Promis
   }
   logger.appendKeys({ jobId: job.jobId, username: job.username });
 
+  const recorded: Recorded = {
+    partsDone: job.partsDone,
+    bytesDone: job.bytesDone,
+    checkpoint: job.checkpoint ?? { offset: 0, partNumber: 1 },
+  };
   try {
-    return await work(job, token, options);
+    return await work(job, token, options, recorded);
   } catch (error) {
     if (error instanceof Stop) return stopped(error.current);
-    return fail(job, error);
+    if (isPermanent(error)) return fail(job, token, error);
+    return interrupt(job, token, recorded, error);
   }
 }
 
@@ -94,18 +134,16 @@ async function stopped(current: JobRecord | undefined): Promise<RunResult> {
 const describe = (error: unknown) => {
   const name = (error as Error)?.name;
   if (name === 'NoSuchKey' || name === 'NotFound') return 'the source file was deleted during the export';
-  if (
-    name === 'PreconditionFailed' ||
-    (error as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode === 412
-  ) {
+  if (name === 'PreconditionFailed' || statusCode(error) === 412) {
     return 'the source file changed during the export';
   }
+  if (error instanceof OutputLost || name === 'NoSuchUpload')
+    return 'the partial output was removed from S3; start the export again';
   return 'the export failed in S3; try again';
 };
 
-async function fail(job: JobRecord, error: unknown): Promise<RunResult> {
-  logger.error('export failed', { error: error as Error });
-  await cleanUpOutput(job);
+/** FAILED first, and only while the job is still ours; then, as the winner, the cleanup. */
+async function fail(job: JobRecord, token: string, error: unknown): Promise<RunResult> {
   try {
     await jobStore().transition(job.username, job.jobId, {
       from: ['RUNNING'],
@@ -113,18 +151,46 @@ async function fail(job: JobRecord, error: unknown): Promise<RunResult> {
       set: { error: describe(error) },
       slot: exportSlot(job),
       releaseCounter: true,
+      token,
     });
   } catch (transitionError) {
     if (!(transitionError instanceof TransitionRejected)) throw transitionError;
+    // Likely a successor's completion removed the upload under us: its job, not our failure.
+    logger.warn('export step failed in a worker that no longer holds the job', { error: error as Error });
     return stopped(transitionError.current);
   }
+  logger.error('export failed', { error: error as Error });
   recordJobMetric('ExportsFailed');
+  await cleanUpOutput(job);
   return 'failed';
+}
+
+/**
+ * Something a restart may well get past (a throttled or failed call, a lost answer): the job stays
+ * RUNNING at its last checkpoint with its lease given up, so the janitor's next run restarts it
+ * (its restart limit bounds an error that keeps coming back).
+ */
+async function interrupt(
+  job: JobRecord,
+  token: string,
+  recorded: Recorded,
+  error: unknown,
+): Promise<RunResult> {
+  logger.error('export interrupted; the janitor will restart it', { error: error as Error });
+  try {
+    await jobStore().saveCheckpoint(job.username, job.jobId, token, { ...recorded, leaseSeconds: -1 });
+  } catch (releaseError) {
+    if (releaseError instanceof TransitionRejected) return stopped(releaseError.current);
+    // The lease then runs out by itself; the restart only comes later.
+    logger.warn('could not give up the lease', { error: releaseError as Error });
+  }
+  return 'interrupted';
 }
 
 async function heartbeat(
   job: JobRecord,
   token: string,
+  recorded: Recorded,
   update: Parameters<ReturnType<typeof jobStore>['saveCheckpoint']>[3],
 ) {
   try {
@@ -133,9 +199,20 @@ async function heartbeat(
     if (error instanceof TransitionRejected) throw new Stop(error.current);
     throw error;
   }
+  Object.assign(recorded, {
+    partsDone: update.partsDone,
+    bytesDone: update.bytesDone,
+    checkpoint: update.checkpoint,
+  });
 }
 
-async function work(job: JobRecord, token: string, options: RunOptions): Promise<RunResult> {
+async function work(
+  job: JobRecord,
+  initialToken: string,
+  options: RunOptions,
+  recorded: Recorded,
+): Promise<RunResult> {
+  let token = initialToken;
   const store = fileStore();
   const details = detailsOf(job);
   const { leaseSeconds } = config().exports;
@@ -144,17 +221,22 @@ async function work(job: JobRecord, token: string, options: RunOptions): Promise
     // Nothing to copy in parts: the output is one small object.
     const empty = details.format === 'gzip' ? await gzip(Buffer.alloc(0)) : Buffer.alloc(0);
     await store.putObject(job.key, empty, details.format === 'gzip' ? 'application/gzip' : undefined);
-    return succeed(job, details, empty.length);
+    return succeed(job, token, details, empty.length);
   }
 
   let uploadId = job.uploadId;
   if (!uploadId) {
+    // Uploads an earlier worker opened and died before recording: only the token holder records
+    // one, and that is now this worker, so nobody will ever use them.
+    for (const open of await store.listOpenUploads(exportsPrefix(job.username, job.jobId))) {
+      await store.abortMultipartUpload(open.key, open.uploadId);
+    }
     uploadId = await store.createMultipartUpload(
       job.key,
       details.format === 'gzip' ? 'application/gzip' : undefined,
     );
     try {
-      await heartbeat(job, token, {
+      await heartbeat(job, token, recorded, {
         partsDone: 0,
         bytesDone: 0,
         checkpoint: { offset: 0, partNumber: 1 },
@@ -162,8 +244,9 @@ async function work(job: JobRecord, token: string, options: RunOptions): Promise
         uploadId,
       });
     } catch (error) {
-      // The job was cancelled before it recorded the upload: this worker alone knows of it.
-      await store.abortMultipartUpload(job.key, uploadId);
+      // Rejected: the job is not ours (cancelled, or taken over), so this worker alone knows of the
+      // upload. (After any other error the write may have landed: the next worker sorts it out.)
+      if (error instanceof Stop) await store.abortMultipartUpload(job.key, uploadId);
       throw error;
     }
     job = { ...job, uploadId };
@@ -185,14 +268,21 @@ async function work(job: JobRecord, token: string, options: RunOptions): Promise
     // Hand off only at a part boundary, and only after doing some work (so every invocation progresses).
     if (stepsThisRun > 0 && pendingBytes === 0 && Date.now() >= options.deadline) {
       const next = randomUUID();
-      await heartbeat(job, token, {
+      await heartbeat(job, token, recorded, {
         partsDone: steps(),
         bytesDone: offset,
         checkpoint: { offset, partNumber },
         leaseSeconds,
         handOffTo: next,
       });
-      await options.continueWith({ username: job.username, jobId: job.jobId, token: next });
+      token = next;
+      try {
+        await options.continueWith({ username: job.username, jobId: job.jobId, token: next });
+      } catch (error) {
+        // The export is resumable from this checkpoint: an interruption, not a failure.
+        logger.error('could not start the next invocation', { error: error as Error });
+        return interrupt(job, next, recorded, error);
+      }
       logger.info('export continues in a new invocation', { offset, partNumber });
       return 'continued';
     }
@@ -227,17 +317,53 @@ async function work(job: JobRecord, token: string, options: RunOptions): Promise
     const checkpoint =
       pendingBytes === 0 ? { offset, partNumber } : (job.checkpoint ?? { offset: 0, partNumber: 1 });
     if (pendingBytes === 0) job = { ...job, checkpoint };
-    await heartbeat(job, token, { partsDone: steps(), bytesDone: offset, checkpoint, leaseSeconds });
+    await heartbeat(job, token, recorded, {
+      partsDone: steps(),
+      bytesDone: offset,
+      checkpoint,
+      leaseSeconds,
+    });
   }
 
-  const parts = await store.listParts(job.key, uploadId);
-  if (!parts) throw new Error('the output multipart upload disappeared');
-  await store.completeMultipartUpload(job.key, uploadId, parts);
-  const output = await store.head(job.key);
-  return succeed(job, details, output?.size ?? 0);
+  const outputSize = await completeOutput(job, uploadId, partNumber - 1);
+  return succeed(job, token, details, outputSize);
 }
 
-async function succeed(job: JobRecord, details: ExportDetails, outputSize: number): Promise<RunResult> {
+const multipartParts = (etag: string) => Number(/-(\d+)"?$/.exec(etag)?.[1] ?? 0);
+
+/**
+ * Completes the output upload, or finds it completed: by this worker's own earlier call whose answer
+ * was lost, or by a worker that died (or outlasted its lease) before recording SUCCEEDED. Then S3
+ * holds no upload but the object, with a multipart ETag of as many parts (and, raw, the source's size).
+ * Returns the output's size.
+ */
+async function completeOutput(job: JobRecord, uploadId: string, partCount: number): Promise<number> {
+  const store = fileStore();
+  const parts = await store.listParts(job.key, uploadId);
+  if (parts) {
+    const contiguous = parts.length === partCount && parts.every((part, i) => part.partNumber === i + 1);
+    if (!contiguous) throw new OutputLost(`S3 holds ${parts.length} parts of the output, not ${partCount}`);
+    try {
+      await store.completeMultipartUpload(job.key, uploadId, parts);
+    } catch (error) {
+      if ((error as Error)?.name !== 'NoSuchUpload') throw error;
+    }
+  }
+  const output = await store.head(job.key);
+  const complete =
+    output !== undefined &&
+    multipartParts(output.etag) === partCount &&
+    (detailsOf(job).format !== 'raw' || output.size === job.size);
+  if (!complete) throw new OutputLost('the output multipart upload disappeared');
+  return output.size;
+}
+
+async function succeed(
+  job: JobRecord,
+  token: string,
+  details: ExportDetails,
+  outputSize: number,
+): Promise<RunResult> {
   try {
     await jobStore().transition(job.username, job.jobId, {
       from: ['RUNNING'],
@@ -245,13 +371,31 @@ async function succeed(job: JobRecord, details: ExportDetails, outputSize: numbe
       set: { partsDone: job.partCount, bytesDone: job.size, details: { ...details, outputSize } },
       slot: exportSlot(job),
       releaseCounter: true,
+      token,
     });
   } catch (error) {
-    // A kill that landed after the last part: the output goes, as a cancelled export leaves nothing.
-    if (error instanceof TransitionRejected) return stopped(error.current);
-    throw error;
+    if (!(error instanceof TransitionRejected)) throw error;
+    const status = error.current?.status;
+    if (status === 'FAILED' || status === 'CANCELLED' || status === 'EXPIRED') {
+      // The winner cleaned up before this worker's completion landed; the job keeps nothing.
+      await cleanUpOutput(error.current!);
+      return 'skipped';
+    }
+    // A kill after the last part (the output goes: a cancelled export leaves nothing), or another
+    // worker holds the job (it will record this output itself) or has already recorded it.
+    return stopped(error.current);
   }
   recordJobMetric('ExportsSucceeded', job.size);
   logger.info('export succeeded', { outputSize });
+  // Uploads of workers that died before recording them: nobody needs them once the job is over.
+  // (Best effort: the janitor's sweep of unowned uploads is the backstop.)
+  try {
+    const store = fileStore();
+    for (const open of await store.listOpenUploads(exportsPrefix(job.username, job.jobId))) {
+      await store.abortMultipartUpload(open.key, open.uploadId);
+    }
+  } catch (error) {
+    logger.warn('could not sweep stray uploads of a finished export', { error: error as Error });
+  }
   return 'succeeded';
 }

@@ -1,6 +1,6 @@
 import { invokeAsync } from '../aws/clients.ts';
 import { config } from '../config.ts';
-import { cleanUpOutput, exportSlot, finishCancel } from '../exports/exports.ts';
+import { cleanUpOutput, exportSlot, finishCancel, type WorkerEvent } from '../exports/exports.ts';
 import { jobStore } from '../jobs/index.ts';
 import { type JobRecord, TransitionRejected } from '../jobs/job-store.ts';
 import { logger } from '../log.ts';
@@ -50,9 +50,15 @@ export function janitorSettings(): JanitorSettings {
 
 const ageSeconds = (iso: string, now: number) => (now - Date.parse(iso)) / 1000;
 
+/** Starts an export worker: in Lambda an asynchronous invoke; tests may run it in-process instead. */
+export type StartExportWorker = (event: WorkerEvent) => Promise<void>;
+
+const invokeExportWorker: StartExportWorker = (event) => invokeAsync(config().exports.workerFunction, event);
+
 export async function runJanitor(
   settings: JanitorSettings = janitorSettings(),
   now = Date.now(),
+  startExportWorker: StartExportWorker = invokeExportWorker,
 ): Promise<JanitorReport> {
   const report: JanitorReport = {
     activeJobs: 0,
@@ -123,7 +129,7 @@ export async function runJanitor(
       if ((job.restarts ?? 0) < settings.maxExportRestarts) {
         await attempt(job, 'restart an export worker', async () => {
           if (!(await jobStore().countRestart(job))) return;
-          await invokeAsync(config().exports.workerFunction, { username: job.username, jobId: job.jobId });
+          await startExportWorker({ username: job.username, jobId: job.jobId });
           report.exportsRestarted++;
         });
       } else {
@@ -134,6 +140,8 @@ export async function runJanitor(
             set: { error: `the export worker stopped ${job.restarts} times` },
             slot: exportSlot(job),
             releaseCounter: true,
+            // Only the dead worker's job: one that a restarted worker claimed since the scan is alive.
+            ...(job.workerToken ? { token: job.workerToken } : {}),
           });
           await cleanUpOutput(job);
           recordJobMetric('ExportsFailed');

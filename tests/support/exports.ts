@@ -1,4 +1,8 @@
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
+import type { WorkerEvent } from '../../lib/exports/exports.ts';
+import { type RunResult, runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { newJobId } from '../../lib/jobs/job-ids.ts';
 import { testBucket } from './s3.ts';
@@ -35,4 +39,45 @@ export async function createExportJob(username: string, filename: string, format
     config().exports.maxRunning,
   );
   return jobId;
+}
+
+/** Runs the worker as Lambda would, each invocation with no time left: one part, then a hand-off. */
+export async function runToTheEnd(first: WorkerEvent, beforeEach?: (invocation: number) => Promise<void>) {
+  let event: WorkerEvent | undefined = first;
+  let invocations = 0;
+  let result: RunResult = 'skipped';
+  while (event) {
+    invocations++;
+    await beforeEach?.(invocations);
+    let next: WorkerEvent | undefined;
+    result = await runExport(event, {
+      deadline: 0,
+      continueWith: async (continuation) => {
+        next = continuation;
+      },
+    });
+    event = next;
+  }
+  return { result, invocations };
+}
+
+/** The lease of the job's worker ran out (as if its step outlasted it, or it died): no sleeping. */
+export async function expireLease(username: string, jobId: string) {
+  await documentClient().send(
+    new UpdateCommand({
+      TableName: config().jobsTable,
+      Key: { pk: `USER#${username}`, sk: `JOB#${jobId}` },
+      UpdateExpression: 'SET leaseUntil = :past',
+      ExpressionAttributeValues: { ':past': Math.floor(Date.now() / 1000) - 60 },
+    }),
+  );
+}
+
+/** Everything under the job's export folder: finished objects and open multipart uploads. */
+export async function exportLeftovers(username: string, jobId: string) {
+  const prefix = `exports/${username}/${jobId}/`;
+  return {
+    objects: (await testBucket().list(prefix)).map((object) => object.key),
+    openUploads: await testBucket().listOpenUploads(prefix),
+  };
 }
