@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { CreateMultipartUploadCommand, type S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
 import {
   AbortedError,
   ApiError,
@@ -124,11 +125,11 @@ type Interruption = 'kill' | 'abort' | 'signal' | 'crash';
  * a "crash" (the client stops and leaves the job for the janitor). A point past 100% fires after the
  * upload finished, where the interruption must change nothing.
  */
-async function interruptedUpload(ctx: OpContext, how: Interruption): Promise<string> {
+async function interruptedUpload(ctx: OpContext, how: Interruption, fraction?: number): Promise<string> {
   const { rng, user } = ctx;
   const size = pickSize(rng, { tiny: 1, small: 2, 'one-part': 1, multi: 5, 'multi-odd': 2 });
   const { record, bytes } = newUploadRecord(ctx, size);
-  const at = rng.next() * 1.15;
+  const at = fraction ?? rng.next() * 1.15;
   const rate = rng.int(3, 12) * MiB;
   const controller = new AbortController();
   let fired: Promise<void> | undefined;
@@ -368,6 +369,27 @@ async function exportOp(ctx: OpContext, end: ExportEnd): Promise<string> {
   const status = await waitForEnd(ctx, job.jobId, ctx.exportWaitMs);
   record.steps.push(`seen ${status}`);
   return `${format} ${status}${record.cancelAck ? ' (cancel acknowledged)' : ''}`;
+}
+
+/**
+ * For the janitor, after the other operations (whose kills would otherwise end it first): an upload
+ * that stops partway and is never heard of again, and a multipart upload that no job records (a
+ * crash between opening it in S3 and writing the job), made straight in S3.
+ */
+export async function janitorBait(ctx: OpContext, s3: S3Client, bucket: string): Promise<string[]> {
+  const crashed = await interruptedUpload(ctx, 'crash', 0.3 + ctx.rng.next() * 0.5);
+  const key = `uploads/${ctx.user.username}/${ctx.opId}-orphan.bin`;
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+  await s3.send(
+    new UploadPartCommand({
+      Bucket: bucket,
+      Key: key,
+      UploadId,
+      PartNumber: 1,
+      Body: seededBytes(ctx.rng.word(), 1024),
+    }),
+  );
+  return [`crash: ${crashed}`, `orphan ${key} ${UploadId}`];
 }
 
 export const OP_WEIGHTS: Record<OpKind, number> = {

@@ -6,6 +6,8 @@ export interface ServerError {
   call: string;
   status: number;
   body: string;
+  /** For a part PUT: the multipart upload it was for. */
+  uploadId?: string;
 }
 
 /**
@@ -61,11 +63,13 @@ export class Recorder {
         .clone()
         .text()
         .catch(() => '');
+      const uploadId = call.startsWith('S3 ') ? new URL(url).searchParams.get('uploadId') : null;
       this.serverErrors.push({
         at: new Date().toISOString(),
         call,
         status: response.status,
         body: body.replace(/\s+/g, ' ').slice(0, 400),
+        ...(uploadId ? { uploadId } : {}),
       });
     }
     if (response.ok && method === 'PUT') {

@@ -5,7 +5,7 @@ import { UserStore } from '../../lib/auth/user-store.ts';
 import type { JanitorReport, JanitorSettings } from '../../lib/janitor/janitor.ts';
 import { checkInvariants, Outside, TERMINAL } from './checks.ts';
 import { type ExportRecord, OP_KINDS, type OpKind, type UploadRecord, type Violation } from './model.ts';
-import { OP_WEIGHTS, type OpContext, outcomeOf, runOp, type SoakUser } from './ops.ts';
+import { janitorBait, OP_WEIGHTS, type OpContext, outcomeOf, runOp, type SoakUser } from './ops.ts';
 import { Prng } from './prng.ts';
 import { Recorder } from './recorder.ts';
 
@@ -70,6 +70,8 @@ export interface SoakReport {
   finalStates: Record<string, Record<string, number>>;
   uploadsVerified: number;
   exportsVerified: number;
+  /** moto's 500s on parts PUT to multipart uploads already aborted (real S3: 404 NoSuchUpload); not counted as faults. */
+  emulatorPartErrors: number;
   janitor?: JanitorReport;
   /** Phases in ms. */
   timings: { ops: number; settle: number; janitor: number; checks: number; total: number };
@@ -179,11 +181,35 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       Array.from({ length: lanes }, (_, laneIndex) => lane(user, userIndex, laneIndex)),
     ),
   );
-  const opsEnded = Date.now();
-  log(`${opsDone} operations done in ${((opsEnded - started) / 1000).toFixed(1)} s; settling`);
-
   const outside = new Outside({ ...target, jobsTable: target.tables.jobs });
   try {
+    if (options.janitor !== false) {
+      log(`${opsDone} operations done; leaving a crashed upload and an orphan multipart upload per user`);
+      const bait: Record<string, number> = {};
+      await Promise.all(
+        users.map(async (user, userIndex) => {
+          const rng = new Prng(options.seed, `user ${userIndex} janitor`);
+          const ctx: OpContext = {
+            user,
+            rng,
+            recorder,
+            apiUrl: target.apiUrl,
+            opId: `u${userIndex + 1}-janitor`,
+            uploads,
+            exports,
+            exportWaitMs: options.exportWaitMs ?? 60_000,
+          };
+          for (const outcome of await janitorBait(ctx, outside.s3, target.bucket)) {
+            const label = outcome.startsWith('orphan') ? 'orphan multipart upload made in S3' : outcome;
+            bait[label] = (bait[label] ?? 0) + 1;
+          }
+        }),
+      );
+      ops['janitor-bait'] = bait;
+    }
+    const opsEnded = Date.now();
+    log(`operations done in ${((opsEnded - started) / 1000).toFixed(1)} s; settling`);
+
     // Uploads left UPLOADING on purpose (the "crash" operations) are the janitor's to end.
     const leftOver = await settle(outside, users, settleMs, (job) => job.status === 'UPLOADING');
     if (leftOver.length > 0) {
@@ -200,8 +226,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       const wait = opsEnded + stale * 1000 + 1000 - Date.now();
       if (wait > 0) await sleep(wait);
       // Imported late: the handlers' configuration is read from process.env on first use.
-      const { runJanitor } = await import('../../lib/janitor/janitor.ts');
+      const { runJanitor, janitorSettings } = await import('../../lib/janitor/janitor.ts');
+      // The configured retention stays: SUCCEEDED exports must keep their output for the checks.
       const settings: JanitorSettings = {
+        ...janitorSettings(),
         uploadIdleSeconds: stale,
         stuckSeconds: stale,
         orphanGraceSeconds: stale,
@@ -243,6 +271,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       finalStates: checks.finalStates,
       uploadsVerified: checks.uploadsVerified,
       exportsVerified: checks.exportsVerified,
+      emulatorPartErrors: checks.emulatorPartErrors,
       ...(janitor ? { janitor } : {}),
       timings: {
         ops: opsEnded - started,
@@ -282,7 +311,9 @@ export function formatReport(report: SoakReport): string {
   lines.push(
     `HTTP answers: ${Object.entries(report.statusClasses)
       .map(([label, count]) => `${label} ${count}`)
-      .join(', ')}; API 5xx: ${report.apiServerErrors}`,
+      .join(
+        ', ',
+      )}; API 5xx: ${report.apiServerErrors}; S3 emulator 500s on parts of aborted uploads: ${report.emulatorPartErrors}`,
   );
   for (const [call, count] of Object.entries(report.statuses)) lines.push(`  ${call.padEnd(40)} ${count}`);
   lines.push(
