@@ -19,7 +19,8 @@ export type JobMetric =
   | 'ExportsStarted'
   | 'ExportsSucceeded'
   | 'ExportsCancelled'
-  | 'ExportsFailed';
+  | 'ExportsFailed'
+  | 'ExportOutputsExpired';
 
 /** Counts one job event; `bytes` also adds to BytesUploaded / BytesExported. */
 export function recordJobMetric(name: JobMetric, bytes?: number) {

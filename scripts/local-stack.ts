@@ -98,7 +98,12 @@ interface CfnBucket {
     })[];
   };
   LifecycleConfiguration?: {
-    Rules: (Omit<LifecycleRule, 'ID' | 'Filter'> & { Id?: string; Prefix?: string })[];
+    Rules: (Omit<LifecycleRule, 'ID' | 'Filter' | 'Expiration' | 'AbortIncompleteMultipartUpload'> & {
+      Id?: string;
+      Prefix?: string;
+      ExpirationInDays?: number | string;
+      AbortIncompleteMultipartUpload?: { DaysAfterInitiation: number | string };
+    })[];
   };
   BucketEncryption?: {
     ServerSideEncryptionConfiguration: (Omit<
@@ -129,11 +134,22 @@ async function createBucket(s3: S3Client, bucket: CfnBucket) {
     await s3.send(new PutBucketCorsCommand({ Bucket, CORSConfiguration: { CORSRules } }));
   }
   if (bucket.LifecycleConfiguration) {
-    const Rules = bucket.LifecycleConfiguration.Rules.map(({ Id, Prefix, ...rule }) => ({
-      ...rule,
-      ID: Id,
-      Filter: { Prefix: Prefix ?? '' },
-    }));
+    // Numbers from `${env:…}` variables arrive as strings: CloudFormation converts them, the S3 API does not.
+    const Rules = bucket.LifecycleConfiguration.Rules.map(
+      ({ Id, Prefix, ExpirationInDays, AbortIncompleteMultipartUpload, ...rule }) => ({
+        ...rule,
+        ID: Id,
+        Filter: { Prefix: Prefix ?? '' },
+        ...(ExpirationInDays === undefined ? {} : { Expiration: { Days: Number(ExpirationInDays) } }),
+        ...(AbortIncompleteMultipartUpload
+          ? {
+              AbortIncompleteMultipartUpload: {
+                DaysAfterInitiation: Number(AbortIncompleteMultipartUpload.DaysAfterInitiation),
+              },
+            }
+          : {}),
+      }),
+    );
     await s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket, LifecycleConfiguration: { Rules } }));
   }
   if (bucket.BucketEncryption) {

@@ -1,8 +1,9 @@
 import { invokeAsync } from '../aws/clients.ts';
 import { config } from '../config.ts';
 import { cleanUpOutput, exportSlot, finishCancel, type WorkerEvent } from '../exports/exports.ts';
+import { HttpError } from '../http/errors.ts';
 import { jobStore } from '../jobs/index.ts';
-import { type JobRecord, TransitionRejected } from '../jobs/job-store.ts';
+import { hasExpired, type JobRecord, TransitionRejected } from '../jobs/job-store.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
 import { fileStore } from '../storage/index.ts';
@@ -20,7 +21,9 @@ import { abortInS3, completeUpload } from '../uploads/uploads.ts';
  * - exports whose worker stopped renewing its lease, or that never started: worker restarted from
  *   its checkpoint, up to `maxExportRestarts` times; then FAILED with cleanup;
  * - multipart uploads no unfinished job owns (a crash between creating one and recording it),
- *   older than `orphanGraceSeconds`: aborted.
+ *   older than `orphanGraceSeconds`: aborted;
+ * - export outputs whose job has expired (or is gone): deleted, so nothing outlives its job. Only
+ *   objects older than the retention can belong to an expired job, so only those are looked up.
  */
 
 export interface JanitorSettings {
@@ -29,7 +32,9 @@ export interface JanitorSettings {
   stuckSeconds: number;
   orphanGraceSeconds: number;
   maxExportRestarts: number;
-  /** Where to look for orphan multipart uploads. */
+  /** How long a finished job stays; its export output goes with it. Default: the configured retention. */
+  retentionSeconds?: number;
+  /** Where to look for orphan multipart uploads (and, under exports/, for expired outputs). */
   prefixes: string[];
 }
 
@@ -41,11 +46,16 @@ export interface JanitorReport {
   exportsRestarted: number;
   exportsFailed: number;
   orphanUploadsAborted: number;
+  exportOutputsDeleted: number;
   errors: number;
 }
 
 export function janitorSettings(): JanitorSettings {
-  return { ...config().janitor, prefixes: ['uploads/', 'exports/'] };
+  return {
+    ...config().janitor,
+    retentionSeconds: config().jobRetentionSeconds,
+    prefixes: ['uploads/', 'exports/'],
+  };
 }
 
 const ageSeconds = (iso: string, now: number) => (now - Date.parse(iso)) / 1000;
@@ -68,6 +78,7 @@ export async function runJanitor(
     exportsRestarted: 0,
     exportsFailed: 0,
     orphanUploadsAborted: 0,
+    exportOutputsDeleted: 0,
     errors: 0,
   };
   const active = await jobStore().allActive();
@@ -109,7 +120,13 @@ export async function runJanitor(
         });
       } else if (job.status === 'COMPLETING' && ageSeconds(job.updatedAt, now) > settings.stuckSeconds) {
         await attempt(job, 'retry a completion', async () => {
-          await completeUpload(job.username, job.jobId);
+          try {
+            await completeUpload(job.username, job.jobId);
+          } catch (error) {
+            // A 409 is a settled job: FAILED (nothing in S3 to complete) or UPLOADING again (its
+            // parts no longer fit), which is what S3 holds; not a janitor failure.
+            if (!(error instanceof HttpError && error.status === 409)) throw error;
+          }
           report.completionsRetried++;
         });
       }
@@ -163,8 +180,38 @@ export async function runJanitor(
     }
   }
 
+  for (const prefix of settings.prefixes.filter((prefix) => prefix.startsWith('exports/'))) {
+    const retention = settings.retentionSeconds ?? config().jobRetentionSeconds;
+    report.exportOutputsDeleted += await deleteExpiredOutputs(prefix, retention, now);
+  }
+
   logger.info('janitor run', { report });
   return report;
+}
+
+/**
+ * Deletes the folders (exports/<user>/<jobId>/) of outputs whose job has expired. An output is
+ * written just before its job finishes and the job expires a retention after it finished, so an
+ * output younger than the retention always has a live job: only older ones cost a lookup.
+ */
+async function deleteExpiredOutputs(prefix: string, retentionSeconds: number, now: number) {
+  const folders = new Set<string>();
+  for (const object of await fileStore().list(prefix)) {
+    if ((now - object.lastModified.getTime()) / 1000 < retentionSeconds) continue;
+    const [area, username, jobId] = object.key.split('/');
+    if (area === 'exports' && username && jobId) folders.add(`${area}/${username}/${jobId}/`);
+  }
+  let deleted = 0;
+  for (const folder of folders) {
+    const [, username, jobId] = folder.split('/') as [string, string, string];
+    const job = await jobStore().get(username, jobId, { includeExpired: true });
+    if (job && !hasExpired(job, now)) continue;
+    if ((await fileStore().deletePrefix(folder)) > 0) {
+      recordJobMetric('ExportOutputsExpired');
+      deleted++;
+    }
+  }
+  return deleted;
 }
 
 /** Whether S3 received a part of the upload after `sinceMs` (epoch ms). */

@@ -4,6 +4,7 @@ import {
   TransactionCanceledException,
 } from '@aws-sdk/client-dynamodb';
 import {
+  BatchGetCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   paginateQuery,
@@ -14,7 +15,13 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import type { ExportStatus, JobStatus, UploadStatus } from './statuses.ts';
+import {
+  EXPORT_STATUSES,
+  type ExportStatus,
+  type JobStatus,
+  UPLOAD_STATUSES,
+  type UploadStatus,
+} from './statuses.ts';
 
 /**
  * The jobs table (single-table design):
@@ -31,6 +38,12 @@ import type { ExportStatus, JobStatus, UploadStatus } from './statuses.ts';
  *
  * Every status change is a conditional write on the current status; a terminal change also frees
  * the active slot in the same transaction.
+ *
+ * Indexes (keys only; a page of keys is then read from the table, consistently):
+ * - ActiveJobsByOwner (`activeOwner` = `<type>#<username>`, sparse): unfinished jobs, for the janitor;
+ * - JobsByOwnerType (`ownerType` = `<type>#<username>`) and JobsByOwnerStatus (`ownerStatus` =
+ *   `<type>#<username>#<status>`, rewritten with every status change): GET /jobs filtered by type or
+ *   status reads one page of an index, never the user's whole history.
  */
 
 export type JobType = 'upload' | 'export';
@@ -74,6 +87,8 @@ export interface JobRecord {
   checkpoint?: { offset: number; partNumber: number };
   /** How many times the janitor restarted the job's worker. */
   restarts?: number;
+  /** Epoch seconds after which a finished job is gone (DynamoDB TTL, honoured by the reads too). */
+  expiresAt?: number;
 }
 
 export interface PartRecord {
@@ -94,6 +109,14 @@ const slotSk = (type: JobType, name: string) => `ACTIVE#${type}#${name}`;
 const partPk = (jobId: string) => `JOB#${jobId}`;
 const partSk = (partNumber: number) => `PART#${String(partNumber).padStart(5, '0')}`;
 const counterSk = (type: JobType) => `RUNNING#${type}`;
+const ownerType = (username: string, type: JobType) => `${type}#${username}`;
+const ownerStatus = (username: string, type: JobType, status: JobStatus) => `${type}#${username}#${status}`;
+
+/** The job types a status can belong to (FAILED and EXPIRED belong to both). */
+const typesWithStatus = (status: JobStatus): JobType[] => [
+  ...((UPLOAD_STATUSES as readonly JobStatus[]).includes(status) ? (['upload'] as const) : []),
+  ...((EXPORT_STATUSES as readonly JobStatus[]).includes(status) ? (['export'] as const) : []),
+];
 
 /** A conditional status change lost: the job is not (or no longer) in a status it could leave. */
 export class TransitionRejected extends Error {
@@ -144,7 +167,15 @@ const JOB_FIELDS = [
   'invocations',
   'checkpoint',
   'restarts',
+  'expiresAt',
 ] as const;
+
+/**
+ * Whether a job's retention has run out. DynamoDB's TTL deletes expired items lazily (within days on
+ * AWS, never on DynamoDB Local), so every read treats an expired job as gone itself.
+ */
+export const hasExpired = (job: Pick<JobRecord, 'expiresAt'>, nowMs = Date.now()) =>
+  job.expiresAt !== undefined && job.expiresAt * 1000 <= nowMs;
 
 function toJob(item: Record<string, unknown>): JobRecord {
   const job: Record<string, unknown> = {};
@@ -160,15 +191,36 @@ const itemOf = (reason: CancellationReason | undefined) =>
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Transactions on one job item from concurrent requests conflict; DynamoDB asks us to retry. */
+/**
+ * DynamoDB cancels a transaction that meets another one on any of its items (TransactionConflict),
+ * and refuses a single write to an item a transaction holds (TransactionConflictException); both
+ * leave nothing written and ask to be retried. A failed condition decides the outcome: no retry.
+ */
+const lostConflict = (error: unknown) => {
+  if ((error as Error | undefined)?.name === 'TransactionConflictException') return true;
+  const reasons = reasonsOf(error);
+  return (
+    reasons.some((reason) => reason.Code === 'TransactionConflict') &&
+    !reasons.some((reason) => reason.Code === 'ConditionalCheckFailed')
+  );
+};
+
+const CONFLICT_TRIES = 10;
+const CONFLICT_BASE_MS = 25;
+const CONFLICT_MAX_WAIT_MS = 1000;
+
+/**
+ * Every transaction of this store goes through here. Full jitter, so that writers that collided do
+ * not collide again in step; each wait and the number of tries are capped (under 6 s in all), so a
+ * request stays well inside the API's 29 s even on a hot item such as a user's RUNNING counter.
+ */
 async function withConflictRetry<T>(attempt: () => Promise<T>): Promise<T> {
   for (let tries = 1; ; tries++) {
     try {
       return await attempt();
     } catch (error) {
-      const conflicted = reasonsOf(error).some((reason) => reason.Code === 'TransactionConflict');
-      if (!conflicted || tries >= 8) throw error;
-      await sleep(Math.random() * 20 * 2 ** tries);
+      if (!lostConflict(error) || tries >= CONFLICT_TRIES) throw error;
+      await sleep(Math.random() * Math.min(CONFLICT_MAX_WAIT_MS, CONFLICT_BASE_MS * 2 ** tries));
     }
   }
 }
@@ -220,39 +272,43 @@ export class JobStore {
             },
           ];
     try {
-      await this.db.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Put: {
-                TableName: this.table,
-                Item: {
-                  pk: userPk(job.username),
-                  sk: jobSk(job.jobId),
-                  activeOwner: `${job.type}#${job.username}`,
-                  ...job,
+      await withConflictRetry(() =>
+        this.db.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              {
+                Put: {
+                  TableName: this.table,
+                  Item: {
+                    pk: userPk(job.username),
+                    sk: jobSk(job.jobId),
+                    activeOwner: `${job.type}#${job.username}`,
+                    ownerType: ownerType(job.username, job.type),
+                    ownerStatus: ownerStatus(job.username, job.type, job.status),
+                    ...job,
+                  },
+                  ConditionExpression: 'attribute_not_exists(pk)',
                 },
-                ConditionExpression: 'attribute_not_exists(pk)',
               },
-            },
-            {
-              Put: {
-                TableName: this.table,
-                Item: {
-                  pk: userPk(job.username),
-                  sk: slotSk(job.type, slotName),
-                  jobId: job.jobId,
-                  type: job.type,
-                  name: slotName,
-                  createdAt: job.createdAt,
+              {
+                Put: {
+                  TableName: this.table,
+                  Item: {
+                    pk: userPk(job.username),
+                    sk: slotSk(job.type, slotName),
+                    jobId: job.jobId,
+                    type: job.type,
+                    name: slotName,
+                    createdAt: job.createdAt,
+                  },
+                  ConditionExpression: 'attribute_not_exists(pk)',
+                  ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
                 },
-                ConditionExpression: 'attribute_not_exists(pk)',
-                ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
               },
-            },
-            ...counter,
-          ],
-        }),
+              ...counter,
+            ],
+          }),
+        ),
       );
     } catch (error) {
       const reasons = reasonsOf(error);
@@ -264,7 +320,12 @@ export class JobStore {
     }
   }
 
-  async get(username: string, jobId: string): Promise<JobRecord | undefined> {
+  /** One job; an expired one reads as gone unless `includeExpired` (the janitor's cleanup needs it). */
+  async get(
+    username: string,
+    jobId: string,
+    options: { includeExpired?: boolean } = {},
+  ): Promise<JobRecord | undefined> {
     const { Item } = await this.db.send(
       new GetCommand({
         TableName: this.table,
@@ -272,7 +333,8 @@ export class JobStore {
         ConsistentRead: true,
       }),
     );
-    return Item ? toJob(Item) : undefined;
+    const job = Item ? toJob(Item) : undefined;
+    return job && (options.includeExpired || !hasExpired(job)) ? job : undefined;
   }
 
   /** Conditional status change; throws TransitionRejected (with the job as it is) when it loses. */
@@ -280,7 +342,12 @@ export class JobStore {
     const now = new Date();
     const names: Record<string, string> = { '#status': 'status' };
     const values: Record<string, unknown> = { ':to': options.to, ':now': now.toISOString() };
-    const sets = ['#status = :to', 'updatedAt = :now'];
+    // Terminal changes name their type through the slot they free; the others' status implies it.
+    const [impliedType, ...otherType] = typesWithStatus(options.to);
+    const type = options.slot?.type ?? (otherType.length === 0 ? impliedType : undefined);
+    if (!type) throw new Error(`a change to ${options.to} must name the job's slot`);
+    values[':ownerStatus'] = ownerStatus(username, type, options.to);
+    const sets = ['#status = :to', 'updatedAt = :now', 'ownerStatus = :ownerStatus'];
     const removes: string[] = [];
     for (const [field, value] of Object.entries(options.set ?? {})) {
       names[`#${field}`] = field;
@@ -398,47 +465,81 @@ export class JobStore {
     return slots;
   }
 
-  /** One page of the caller's jobs, newest first, optionally filtered. */
+  /**
+   * One page of the caller's jobs, newest first, optionally filtered: one query of the table or of an
+   * index (two for FAILED or EXPIRED without a type, merged), then the page read consistently. A page
+   * may come back shorter than `limit` (jobs that expired or changed status since the index was
+   * written); `lastJobId` is set whenever more may follow.
+   */
   async list(
     username: string,
     options: { type?: JobType; status?: JobStatus; limit: number; startAfter?: string },
   ): Promise<{ jobs: JobRecord[]; lastJobId?: string }> {
-    const names: Record<string, string> = {};
-    const values: Record<string, unknown> = { ':pk': userPk(username), ':prefix': 'JOB#' };
-    const filters: string[] = [];
-    if (options.type) {
-      names['#type'] = 'type';
-      values[':type'] = options.type;
-      filters.push('#type = :type');
-    }
-    if (options.status) {
-      names['#status'] = 'status';
-      values[':status'] = options.status;
-      filters.push('#status = :status');
-    }
-    const jobs: JobRecord[] = [];
-    let exclusiveStartKey: Record<string, unknown> | undefined = options.startAfter
-      ? { pk: userPk(username), sk: jobSk(options.startAfter) }
-      : undefined;
-    // A filter applies after Limit, so keep reading until the page is full or the jobs run out.
-    do {
-      const page = await this.db.send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-          FilterExpression: filters.length ? filters.join(' AND ') : undefined,
-          ExpressionAttributeNames: filters.length ? names : undefined,
-          ExpressionAttributeValues: values,
-          ScanIndexForward: false,
-          Limit: options.limit - jobs.length,
-          ExclusiveStartKey: exclusiveStartKey,
-        }),
-      );
-      jobs.push(...(page.Items ?? []).map(toJob));
-      exclusiveStartKey = page.LastEvaluatedKey;
-    } while (exclusiveStartKey && jobs.length < options.limit);
-    const last = exclusiveStartKey ? String(exclusiveStartKey.sk).slice('JOB#'.length) : undefined;
+    const before = options.startAfter ? jobSk(options.startAfter) : undefined;
+    const partitions: { index?: string; key: string; value: string }[] = options.status
+      ? (options.type ? [options.type] : typesWithStatus(options.status)).map((type) => ({
+          index: 'JobsByOwnerStatus',
+          key: 'ownerStatus',
+          value: ownerStatus(username, type, options.status!),
+        }))
+      : options.type
+        ? [{ index: 'JobsByOwnerType', key: 'ownerType', value: ownerType(username, options.type) }]
+        : [{ key: 'pk', value: userPk(username) }];
+
+    const pages = await Promise.all(
+      partitions.map(async ({ index, key, value }) => {
+        const page = await this.db.send(
+          new QueryCommand({
+            TableName: this.table,
+            IndexName: index,
+            KeyConditionExpression: `#key = :value AND ${before ? 'sk < :before' : 'begins_with(sk, :prefix)'}`,
+            ExpressionAttributeNames: { '#key': key },
+            ExpressionAttributeValues: {
+              ':value': value,
+              ...(before ? { ':before': before } : { ':prefix': 'JOB#' }),
+            },
+            ProjectionExpression: 'sk',
+            ScanIndexForward: false,
+            Limit: options.limit,
+          }),
+        );
+        // Keys below JOB# (ACTIVE#…) share the user's partition; `sk < :before` can reach them.
+        const keys = (page.Items ?? []).map((item) => String(item.sk)).filter((sk) => sk.startsWith('JOB#'));
+        return { keys, more: page.LastEvaluatedKey !== undefined && keys.length > 0 };
+      }),
+    );
+    const merged = pages
+      .flatMap((page) => page.keys)
+      .sort()
+      .reverse();
+    const pageKeys = merged.slice(0, options.limit);
+    const more = merged.length > options.limit || pages.some((page) => page.more);
+    const jobs = (await this.getMany(username, pageKeys)).filter(
+      (job) =>
+        !hasExpired(job) &&
+        (!options.type || job.type === options.type) &&
+        (!options.status || job.status === options.status),
+    );
+    const last = more && pageKeys.length > 0 ? pageKeys.at(-1)!.slice('JOB#'.length) : undefined;
     return { jobs, ...(last ? { lastJobId: last } : {}) };
+  }
+
+  /** Jobs by their sort keys (at most 100), in the order given; missing ones are left out. */
+  private async getMany(username: string, sortKeys: string[]): Promise<JobRecord[]> {
+    if (sortKeys.length === 0) return [];
+    const found = new Map<string, JobRecord>();
+    let keys: Record<string, unknown>[] = sortKeys.map((sk) => ({ pk: userPk(username), sk }));
+    for (let attempt = 0; keys.length > 0; attempt++) {
+      if (attempt > 0) await sleep(Math.random() * 20 * 2 ** Math.min(attempt, 6));
+      const result = await this.db.send(
+        new BatchGetCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }),
+      );
+      for (const item of result.Responses?.[this.table] ?? []) found.set(String(item.sk), toJob(item));
+      // DynamoDB may return some keys unprocessed under load; they are asked for again.
+      keys = (result.UnprocessedKeys?.[this.table]?.Keys ?? []) as Record<string, unknown>[];
+      if (attempt >= 8 && keys.length > 0) throw new Error('DynamoDB kept keys of a job page unprocessed');
+    }
+    return sortKeys.flatMap((sk) => found.get(sk) ?? []);
   }
 
   /**
@@ -487,7 +588,15 @@ export class JobStore {
             ...batch.map((part) => ({
               Put: {
                 TableName: this.table,
-                Item: { pk: partPk(jobId), sk: partSk(part.partNumber), ...part, expiresAt: expires },
+                Item: {
+                  pk: partPk(jobId),
+                  sk: partSk(part.partNumber),
+                  // Only the record's own fields: callers may pass richer part objects (S3's, with dates).
+                  partNumber: part.partNumber,
+                  etag: part.etag,
+                  size: part.size,
+                  expiresAt: expires,
+                },
                 ConditionExpression: 'attribute_not_exists(pk)',
               },
             })),
@@ -575,12 +684,13 @@ export class JobStore {
           TableName: this.table,
           Key: { pk: userPk(username), sk: jobSk(jobId) },
           UpdateExpression:
-            'SET #status = :running, workerToken = :newToken, leaseUntil = :lease, updatedAt = :now ADD invocations :one',
+            'SET #status = :running, ownerStatus = :ownerStatus, workerToken = :newToken, leaseUntil = :lease, updatedAt = :now ADD invocations :one',
           ConditionExpression:
             '#status = :queued OR (#status = :running AND (workerToken = :token OR leaseUntil < :epoch))',
           ExpressionAttributeNames: { '#status': 'status' },
           ExpressionAttributeValues: {
             ':running': 'RUNNING',
+            ':ownerStatus': ownerStatus(username, 'export', 'RUNNING'),
             ':queued': 'QUEUED',
             ':newToken': options.newToken,
             ':token': options.token ?? '-',

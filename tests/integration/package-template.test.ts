@@ -325,11 +325,26 @@ describe('serverless package', () => {
     expect(buckets.length).toBeGreaterThan(0);
     for (const [, { Properties: bucket }] of buckets) {
       const rules: Json[] = bucket.LifecycleConfiguration?.Rules ?? [];
+      // The backstop counts from initiation, not activity: it must outlast multi-day jobs.
+      const backstops = rules.filter(
+        (rule) => rule.Status === 'Enabled' && rule.AbortIncompleteMultipartUpload?.DaysAfterInitiation,
+      );
       expect(
-        rules.some(
-          (rule) => rule.Status === 'Enabled' && rule.AbortIncompleteMultipartUpload?.DaysAfterInitiation > 0,
-        ),
-      ).toBe(true);
+        backstops.map((rule) => [
+          rule.Prefix,
+          Number(rule.AbortIncompleteMultipartUpload.DaysAfterInitiation) >= 14,
+        ]),
+      ).toEqual([['', true]]);
+      // An export's output goes with its job: the same number of days as the job's retention.
+      const retentionDays = Number(
+        template.Resources.JanitorLambdaFunction!.Properties.Environment.Variables.JOB_RETENTION_DAYS,
+      );
+      expect(retentionDays).toBeGreaterThan(0);
+      expect(
+        rules
+          .filter((rule) => rule.Status === 'Enabled' && rule.ExpirationInDays !== undefined)
+          .map((rule) => [rule.Prefix, Number(rule.ExpirationInDays)]),
+      ).toEqual([['exports/', retentionDays]]);
       const cors: Json[] = bucket.CorsConfiguration?.CorsRules ?? [];
       expect(
         cors.some((rule) => rule.ExposedHeaders?.includes('ETag') && rule.AllowedMethods?.includes('PUT')),
