@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { NoSuchUpload } from '@aws-sdk/client-s3';
 import { config } from '../config.ts';
 import { conflict, HttpError, notFound } from '../http/errors.ts';
@@ -84,12 +85,11 @@ function newJob(
   };
 }
 
-async function claimSlot(job: JobRecord, onTaken: () => Promise<void>) {
+async function claimSlot(job: JobRecord) {
   try {
     await jobStore().create(job, job.filename);
   } catch (error) {
     if (!(error instanceof SlotTaken)) throw error;
-    await onTaken();
     throw conflict(
       'UploadInProgress',
       `${job.filename} is already being uploaded by job ${error.holder.jobId}`,
@@ -120,7 +120,21 @@ export async function createUpload(username: string, input: CreateUploadInput) {
   if (!input.overwrite) await refuseExistingFile(job.key, job.filename);
 
   job.uploadId = await fileStore().createMultipartUpload(job.key, input.contentType);
-  await claimSlot(job, () => fileStore().abortMultipartUpload(job.key, job.uploadId!));
+  try {
+    await claimSlot(job);
+  } catch (error) {
+    // No job records the upload, so nobody else would abort it (the janitor's orphan sweep would,
+    // hours later). Best effort: the job write's own error is the one to report.
+    await fileStore()
+      .abortMultipartUpload(job.key, job.uploadId)
+      .catch((abortError: unknown) =>
+        logger.warn('could not abort the multipart upload of a job that was not created', {
+          key: job.key,
+          error: abortError as Error,
+        }),
+      );
+    throw error;
+  }
   logger.appendKeys({ jobId: job.jobId });
   recordJobMetric('UploadsStarted');
 
@@ -143,8 +157,9 @@ export async function createFormUpload(
 ) {
   const size = file.content.length;
   const job = newJob(username, file.filename, { size, partSize: size, partCount: 1 }, file.contentType);
+  job.details = { contentMd5: createHash('md5').update(file.content).digest('hex') } satisfies FormDetails;
   if (!overwrite) await refuseExistingFile(job.key, job.filename);
-  await claimSlot(job, async () => {});
+  await claimSlot(job);
   logger.appendKeys({ jobId: job.jobId });
   recordJobMetric('UploadsStarted');
   // Claim the file before writing it, so that a kill that wins first means nothing gets written.
@@ -154,30 +169,60 @@ export async function createFormUpload(
     if (error instanceof TransitionRejected && error.current) throw notActive(error.current, 'be stored');
     throw error;
   }
+  let settled: JobView | undefined;
   try {
     await fileStore().putObject(job.key, file.content, file.contentType);
   } catch (error) {
-    await jobStore().transition(username, job.jobId, {
-      from: ['COMPLETING'],
-      to: 'FAILED',
-      set: { error: 'storing the file failed' },
-      slot: slotFor(job),
-    });
-    recordJobMetric('UploadsFailed');
-    throw error;
+    // A PutObject that errs may still have stored the file (a timeout after S3 wrote it): S3 decides.
+    // If even that cannot be told now, the job stays COMPLETING for /complete or the janitor.
+    settled = await settleFormUpload(job).catch(() => undefined);
+    if (settled?.status !== 'COMPLETED') throw error;
   }
-  const done = await jobStore().transition(username, job.jobId, {
-    from: ['COMPLETING'],
-    to: 'COMPLETED',
-    set: { partsDone: 1, bytesDone: size },
-    slot: slotFor(job),
-  });
-  recordJobMetric('UploadsCompleted', size);
+  const done =
+    settled ??
+    (await recordCompleted(job).catch((error: unknown) => {
+      if (error instanceof TransitionRejected && error.current) throw notActive(error.current, 'be stored');
+      throw error;
+    }));
   const stored = await fileStore().head(job.key);
   return {
-    job: jobView(done),
+    job: done,
     file: { name: job.filename, size, lastModified: (stored?.lastModified ?? new Date()).toISOString() },
   };
+}
+
+/** What a form upload's job keeps to recognise its own file in S3. */
+interface FormDetails {
+  /** Hex MD5 of the content: the ETag S3 gives a single PutObject (SSE-S3, the bucket's encryption). */
+  contentMd5: string;
+}
+
+/** Whether the key holds this form upload's file, not an earlier file of the same name and size. */
+function holdsFormFile(job: JobRecord, object: { size: number; etag: string } | undefined) {
+  if (object?.size !== job.size) return false;
+  const md5 = (job.details as Partial<FormDetails> | undefined)?.contentMd5;
+  return md5 === undefined || object.etag.replace(/"/g, '') === md5;
+}
+
+/**
+ * A form upload is one PutObject, written only once the job is COMPLETING, so S3 alone says how it
+ * ended: the file there, COMPLETED; not there, nothing will write it any more (the request that
+ * would have died), FAILED with its slot freed. An UPLOADING one never got to write. Returns the
+ * job when COMPLETED, throws UploadGone when FAILED.
+ */
+async function settleFormUpload(seen: JobRecord): Promise<JobView> {
+  const job = (await jobStore().get(seen.username, seen.jobId))!;
+  if (job.status === 'COMPLETED') return jobView(job);
+  if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
+  if (job.status === 'COMPLETING' && holdsFormFile(job, await fileStore().head(job.key))) {
+    return recordCompleted(job);
+  }
+  await markFailed(job, job.status, 'the file was not stored; send it again');
+  const current = (await jobStore().get(job.username, job.jobId))!;
+  // A concurrent settle (or kill) may have moved it first.
+  if (current.status === 'COMPLETED') return jobView(current);
+  if (current.status !== 'FAILED') throw notActive(current, 'be completed');
+  throw conflict('UploadGone', `the file of job ${job.jobId} was not stored; upload it again`);
 }
 
 function checkPartNumbers(job: JobRecord, partNumbers: number[]) {
@@ -281,16 +326,22 @@ export async function completeUpload(username: string, jobId: string): Promise<J
   let job = await findUpload(username, jobId);
   if (job.status === 'COMPLETED') return jobView(job);
   if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
+  // Form uploads have no multipart upload to complete; their one object is there or not.
+  if (!job.uploadId) return settleFormUpload(job);
 
   const store = fileStore();
-  const stored = await store.listParts(job.key, job.uploadId!);
+  const stored = await store.listParts(job.key, job.uploadId);
   if (!stored) return settleVanishedUpload(job);
   const { missing, wrongSize, complete } = checkStoredParts(job, stored);
-  if (job.status === 'UPLOADING' && (missing.length > 0 || wrongSize.length > 0)) {
+  // Checked on a retried completion too: parts can be sent again while a job is COMPLETING (their
+  // URLs are still valid), and S3 would otherwise complete whatever it holds now.
+  if (missing.length > 0 || wrongSize.length > 0) {
     const problems = [
       missing.length ? `missing parts ${describeRanges(missing)}` : '',
       wrongSize.length ? `wrong size: parts ${describeRanges(wrongSize.map((part) => part.partNumber))}` : '',
     ].filter(Boolean);
+    const reopened = await reopenUpload(job);
+    if (reopened.status === 'COMPLETED') return jobView(reopened);
     throw conflict('PartsIncomplete', `S3 does not hold every part yet: ${problems.join('; ')}`, {
       missing,
       wrongSize,
@@ -313,14 +364,45 @@ export async function completeUpload(username: string, jobId: string): Promise<J
   try {
     await store.completeMultipartUpload(job.key, job.uploadId!, complete);
   } catch (error) {
-    if (!(error instanceof NoSuchUpload)) throw error;
-    return settleVanishedUpload(job);
+    if (error instanceof NoSuchUpload) return settleVanishedUpload(job);
+    const refusal = (error as Error).name;
+    if (!PART_LIST_REFUSALS.has(refusal)) throw error;
+    const reopened = await reopenUpload(job);
+    if (reopened.status === 'COMPLETED') return jobView(reopened);
+    throw conflict(
+      'PartsIncomplete',
+      `S3 refused the part list (${refusal}): a part changed while the upload was completing; check the parts and complete again`,
+      { missing: [], wrongSize: [], s3Error: refusal },
+    );
   }
   return recordCompleted(job);
 }
 
+/**
+ * S3's answers to CompleteMultipartUpload that mean the parts it holds are not the ones listed (one
+ * was sent again after ListParts) or do not make a valid object: the client's parts to fix, not a fault.
+ */
+const PART_LIST_REFUSALS = new Set(['InvalidPart', 'InvalidPartOrder', 'EntityTooSmall']);
+
+/**
+ * A completion found the parts unfit: a COMPLETING job goes back to UPLOADING, so that its parts can
+ * be sent again and it can be completed once they fit. Returns the job as it now is (COMPLETED when a
+ * concurrent completion got there first).
+ */
+async function reopenUpload(job: JobRecord): Promise<JobRecord> {
+  if (job.status !== 'COMPLETING') return job;
+  try {
+    return await jobStore().transition(job.username, job.jobId, { from: ['COMPLETING'], to: 'UPLOADING' });
+  } catch (error) {
+    if (!(error instanceof TransitionRejected) || !error.current) throw error;
+    if (error.current.status === 'COMPLETED' || error.current.status === 'UPLOADING') return error.current;
+    throw notActive(error.current, 'be completed');
+  }
+}
+
 async function recordCompleted(job: JobRecord): Promise<JobView> {
   try {
+    // Only after S3 was checked to hold exactly the planned parts (or the object, for a form upload).
     const done = await jobStore().transition(job.username, job.jobId, {
       from: ['COMPLETING'],
       to: 'COMPLETED',

@@ -1,0 +1,117 @@
+import { randomBytes } from 'node:crypto';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { documentClient } from '../../lib/aws/clients.ts';
+import { config } from '../../lib/config.ts';
+import { jobStore } from '../../lib/jobs/index.ts';
+import { MiB } from '../../lib/uploads/part-plan.ts';
+import { type ApiResponse, api } from '../support/http.ts';
+import { testBucket } from '../support/s3.ts';
+import { createTestUser } from '../support/users.ts';
+
+/**
+ * One user's exports all touch one item, the RUNNING#export counter: every start adds to it in its
+ * create transaction and every finish takes from it in its own. Many at once make DynamoDB cancel
+ * transactions with TransactionConflict; none of that may reach the client as a 5xx, and the
+ * counter must still say how many exports run.
+ */
+
+type User = Awaited<ReturnType<typeof createTestUser>> & { jwt: string };
+
+const ACTIVE = ['QUEUED', 'RUNNING', 'CANCELLING'];
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function newUser(): Promise<User> {
+  const user = await createTestUser('exc');
+  return { ...user, jwt: await user.token() };
+}
+
+async function counter(username: string): Promise<number> {
+  const { Item } = await documentClient().send(
+    new GetCommand({
+      TableName: config().jobsTable,
+      Key: { pk: `USER#${username}`, sk: 'RUNNING#export' },
+      ConsistentRead: true,
+    }),
+  );
+  return Number(Item?.running ?? 0);
+}
+
+async function exportJobs(username: string) {
+  return (await jobStore().list(username, { type: 'export', limit: 500 })).jobs;
+}
+
+async function waitUntilSettled(username: string, timeoutMs = 90_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const jobs = await exportJobs(username);
+    if (jobs.every((job) => !ACTIVE.includes(job.status))) return jobs;
+    if (Date.now() > deadline) {
+      throw new Error(`exports still active: ${jobs.filter((job) => ACTIVE.includes(job.status)).length}`);
+    }
+    await sleep(200);
+  }
+}
+
+const startExport = (user: User, filename: string, format: 'raw' | 'gzip') =>
+  api('/export', { method: 'POST', token: user.jwt, body: { filename, format } });
+
+const summary = (responses: ApiResponse[]) =>
+  responses.map((response) => `${response.status} ${response.body?.error?.code ?? ''}`.trim());
+
+describe('export starts and finishes of one user at once', () => {
+  it('a burst of starts: no 5xx, exactly the limit accepted, the rest 429', async () => {
+    const user = await newUser();
+    const limit = config().exports.maxRunning;
+    // Big enough, in gzip, that none of the accepted exports finishes while the burst is answered.
+    await testBucket().putObject(`uploads/${user.username}/slow.bin`, randomBytes(40 * MiB));
+
+    const responses = await Promise.all(
+      Array.from({ length: 12 }, () => startExport(user, 'slow.bin', 'gzip')),
+    );
+    const statuses = summary(responses);
+    expect(statuses.filter((status) => status.startsWith('5'))).toEqual([]);
+    expect(statuses.filter((status) => status === '202')).toHaveLength(limit);
+    expect(statuses.filter((status) => status === '429 TooManyRequests')).toHaveLength(12 - limit);
+    expect(await counter(user.username)).toBe(limit);
+
+    const jobs = await waitUntilSettled(user.username);
+    expect(jobs.map((job) => job.status)).toEqual(Array(limit).fill('SUCCEEDED'));
+    expect(await counter(user.username)).toBe(0);
+    expect(await testBucket().listOpenUploads(`exports/${user.username}/`)).toEqual([]);
+  }, 120_000);
+
+  it('waves of starts while earlier exports finish: no 5xx, the limit holds, the counter ends true', async () => {
+    const user = await newUser();
+    const limit = config().exports.maxRunning;
+    // Small: each export finishes within moments, so finishes overlap the next wave's starts.
+    await testBucket().putObject(`uploads/${user.username}/quick.bin`, randomBytes(6 * MiB));
+
+    const all: ApiResponse[] = [];
+    let maxCounter = 0;
+    for (let wave = 0; wave < 10; wave++) {
+      const [responses, seen] = await Promise.all([
+        Promise.all(Array.from({ length: 8 }, () => startExport(user, 'quick.bin', 'raw'))),
+        counter(user.username),
+      ]);
+      all.push(...responses);
+      maxCounter = Math.max(maxCounter, seen, await counter(user.username));
+      // A wave starts no more than the limit allows on top of what is still running.
+      expect(responses.filter((response) => response.status === 202).length).toBeLessThanOrEqual(limit);
+      await sleep(150 + Math.random() * 250);
+    }
+    const statuses = summary(all);
+    expect(statuses.filter((status) => status.startsWith('5'))).toEqual([]);
+    expect(statuses.every((status) => status === '202' || status === '429 TooManyRequests')).toBe(true);
+    expect(maxCounter).toBeLessThanOrEqual(limit);
+
+    const accepted = all.filter((response) => response.status === 202).map((r) => r.body.job.jobId);
+    // Finishes did free places: more were accepted in all than the limit.
+    expect(accepted.length).toBeGreaterThan(limit);
+    const jobs = await waitUntilSettled(user.username);
+    expect(jobs.map((job) => job.jobId).sort()).toEqual([...accepted].sort());
+    expect(jobs.filter((job) => job.status !== 'SUCCEEDED')).toEqual([]);
+    // The counter equals the exports really running: none now.
+    expect(await counter(user.username)).toBe(0);
+    expect(await testBucket().listOpenUploads(`exports/${user.username}/`)).toEqual([]);
+  }, 180_000);
+});
