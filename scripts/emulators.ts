@@ -175,9 +175,29 @@ export async function startDynamoDbLocal(port?: number): Promise<RunningProcess>
   return { name: 'DynamoDB Local', endpoint, stop: () => child.stopGroup() };
 }
 
+/** Which emulator serves a service: tests that need real S3 behaviour (signature checks) ask this. */
+export type EmulatorKind = 'moto' | 'dynamodb-local' | 'localstack' | 'other';
+
+/** Asks an endpoint given from outside (AWS_ENDPOINT_URL*) what it is: LocalStack and moto say so. */
+async function probeEmulator(endpoint: string): Promise<EmulatorKind> {
+  const ok = async (path: string) => {
+    try {
+      const response = await fetch(new URL(path, endpoint), { signal: AbortSignal.timeout(2000) });
+      const body = await response.text();
+      return response.ok ? body : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  if ((await ok('/_localstack/health'))?.includes('"services"')) return 'localstack';
+  if ((await ok('/moto-api/')) !== undefined) return 'moto';
+  return 'other';
+}
+
 export interface Emulators {
   s3Endpoint: string;
   dynamodbEndpoint: string;
+  kinds: { s3: EmulatorKind; dynamodb: EmulatorKind };
   /** What was started, for the start-up banner; empty when external endpoints were given. */
   started: string[];
   stop(): Promise<void>;
@@ -186,6 +206,8 @@ export interface Emulators {
 /**
  * Uses the endpoints in the environment (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3,
  * AWS_ENDPOINT_URL_DYNAMODB) when set, and starts emulators on free ports for the rest.
+ * TEST_EMULATOR=localstack starts LocalStack on the host (scripts/localstack.ts) on a free port for
+ * both services instead, and stops it with the rest.
  */
 export async function startEmulators(
   env: NodeJS.ProcessEnv = process.env,
@@ -195,6 +217,23 @@ export async function startEmulators(
   const stop = async () => {
     await Promise.all(running.map((process) => process.stop()));
   };
+  if (env.TEST_EMULATOR === 'localstack') {
+    // Loaded only when asked for: the moto path needs none of it.
+    const { startLocalStackServer } = await import('./localstack.ts');
+    const localstack = await startLocalStackServer({ log, info: log });
+    return {
+      s3Endpoint: localstack.endpoint,
+      dynamodbEndpoint: localstack.endpoint,
+      kinds: { s3: 'localstack', dynamodb: 'localstack' },
+      started: [`${localstack.name} ${localstack.endpoint}`],
+      stop: () => localstack.stop(),
+    };
+  }
+  if (env.TEST_EMULATOR && env.TEST_EMULATOR !== 'moto') {
+    throw new MissingPrerequisiteError(
+      `TEST_EMULATOR=${env.TEST_EMULATOR}: use moto (the default) or localstack`,
+    );
+  }
   try {
     let s3Endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL;
     let dynamodbEndpoint = env.AWS_ENDPOINT_URL_DYNAMODB || env.AWS_ENDPOINT_URL;
@@ -217,9 +256,23 @@ export async function startEmulators(
     const [moto, dynamoDbLocal] = starts.map((start) =>
       start.status === 'fulfilled' ? start.value : undefined,
     );
+    const kinds = {
+      s3: s3Endpoint ? await probeEmulator(s3Endpoint) : ('moto' as const),
+      dynamodb: dynamodbEndpoint
+        ? await probeEmulator(dynamodbEndpoint)
+        : dynamoDbLocal
+          ? ('dynamodb-local' as const)
+          : ('moto' as const),
+    };
     s3Endpoint ??= moto!.endpoint;
     dynamodbEndpoint ??= dynamoDbLocal?.endpoint ?? moto!.endpoint;
-    return { s3Endpoint, dynamodbEndpoint, started: running.map((p) => `${p.name} ${p.endpoint}`), stop };
+    return {
+      s3Endpoint,
+      dynamodbEndpoint,
+      kinds,
+      started: running.map((p) => `${p.name} ${p.endpoint}`),
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;

@@ -32,7 +32,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { generateKeyset } from '../lib/auth/key-generation.ts';
 import { hashPassword } from '../lib/auth/passwords.ts';
 import { UserExistsError, UserStore } from '../lib/auth/user-store.ts';
-import { freePort, spawnGroup, startEmulators, waitForHttp } from './emulators.ts';
+import { type Emulators, freePort, spawnGroup, startEmulators, waitForHttp } from './emulators.ts';
 
 export const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const serverlessBin = join(projectRoot, 'node_modules', '.bin', 'serverless');
@@ -56,6 +56,8 @@ export interface StackInfo {
   dynamodbEndpoint: string;
   bucket: string;
   tables: { jobs: string; users: string };
+  /** What serves S3 and DynamoDB (tests that need a signature-checking S3 skip on moto). */
+  emulator: Emulators['kinds'];
 }
 
 interface CfnResource {
@@ -323,6 +325,7 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
       dynamodbEndpoint: emulators.dynamodbEndpoint,
       bucket: environment.FILES_BUCKET!,
       tables: { jobs: environment.JOBS_TABLE!, users: environment.USERS_TABLE! },
+      emulator: emulators.kinds,
     };
     if (options.withApi) {
       const api = await startOffline(stage, handlerEnv, { ...options, lambdaPort }, log);
