@@ -12,7 +12,9 @@ import { createTestUser } from '../support/users.ts';
  * One user's exports all touch one item, the RUNNING#export counter: every start adds to it in its
  * create transaction and every finish takes from it in its own. Many at once make DynamoDB cancel
  * transactions with TransactionConflict; none of that may reach the client as a 5xx, and the
- * counter must still say how many exports run.
+ * counter must still say how many exports run. DynamoDB Local runs transactions one at a time and
+ * never reports a conflict, so this checks the outcome over real HTTP; the conflicts themselves are
+ * emulated in tests/integration/transaction-conflicts.test.ts.
  */
 
 type User = Awaited<ReturnType<typeof createTestUser>> & { jwt: string };
@@ -94,9 +96,8 @@ describe('export starts and finishes of one user at once', () => {
         counter(user.username),
       ]);
       all.push(...responses);
+      // (A wave may accept more than the limit in all: exports that finish during it free places.)
       maxCounter = Math.max(maxCounter, seen, await counter(user.username));
-      // A wave starts no more than the limit allows on top of what is still running.
-      expect(responses.filter((response) => response.status === 202).length).toBeLessThanOrEqual(limit);
       await sleep(150 + Math.random() * 250);
     }
     const statuses = summary(all);
