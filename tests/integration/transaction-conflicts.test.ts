@@ -218,6 +218,49 @@ describe('transaction conflicts', () => {
     expect(open.map((upload) => upload.uploadId)).toEqual([winner.uploadId]);
   }, 60_000);
 
+  it('a transaction that keeps conflicting is tried a bounded number of times, then its error stands', async () => {
+    const client = documentClient();
+    const original = client.send.bind(client) as unknown as Send;
+    let tries = 0;
+    const spy = jest.spyOn(client, 'send').mockImplementation((async (
+      command: unknown,
+      ...rest: unknown[]
+    ) => {
+      if (!(command instanceof TransactWriteCommand)) return original(command, ...rest);
+      tries++;
+      throw new TransactionCanceledException({
+        message: 'Transaction cancelled',
+        $metadata: { httpStatusCode: 400 },
+        CancellationReasons: [{ Code: 'None' }, { Code: 'None' }, { Code: 'TransactionConflict' }],
+      });
+    }) as never);
+    const started = Date.now();
+    try {
+      const jobId = randomUUID();
+      const now = new Date().toISOString();
+      const job = {
+        jobId,
+        username: `conflict-${randomUUID().slice(0, 8)}`,
+        type: 'export' as const,
+        status: 'QUEUED' as const,
+        filename: 'x',
+        key: 'x',
+        size: 1,
+        partSize: 1,
+        partCount: 1,
+        partsDone: 0,
+        bytesDone: 0,
+        createdAt: now,
+        updatedAt: now,
+      };
+      await expect(jobStore().create(job, jobId, 3)).rejects.toBeInstanceOf(TransactionCanceledException);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(tries).toBe(10);
+    expect(Date.now() - started).toBeLessThan(7000);
+  });
+
   it('an upload whose job write fails aborts the multipart upload it had just opened', async () => {
     const username = `conflict-${randomUUID().slice(0, 8)}`;
     const create = jest.spyOn(jobStore(), 'create').mockRejectedValueOnce(new Error('the table said no'));
