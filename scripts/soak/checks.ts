@@ -33,6 +33,9 @@ export interface StoredJob {
   updatedAt: string;
   leaseUntil?: number;
   error?: string;
+  createdAt: string;
+  partsDone?: number;
+  details?: { format?: string };
 }
 
 export const TERMINAL = new Set(['COMPLETED', 'ABORTED', 'FAILED', 'EXPIRED', 'SUCCEEDED', 'CANCELLED']);
@@ -158,6 +161,8 @@ export interface CheckResult {
   uploadsVerified: number;
   /** moto's 500s on parts sent to multipart uploads already aborted (S3 says 404 NoSuchUpload). */
   emulatorPartErrors: number;
+  /** Export jobs whose POST /export never reached its client with an answer (5xx, network error). */
+  unansweredExports: number;
 }
 
 const describeUploads = (uploads: MultipartUpload[]) =>
@@ -170,8 +175,15 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
   const finalStates: Record<string, Record<string, number>> = { upload: {}, export: {} };
   let exportsVerified = 0;
   let uploadsVerified = 0;
-  const uploadsByFile = new Map(
-    input.uploads.map((record) => [`${record.username}/${record.filename}`, record]),
+  let unansweredExports = 0;
+  const uploadsById = new Map(
+    input.uploads.flatMap((record) => (record.jobId ? [[record.jobId, record] as const] : [])),
+  );
+  // A job whose creation answer never reached its client is known only by its name.
+  const unanswered = new Map(
+    input.uploads.flatMap((record) =>
+      record.jobId ? [] : [[`${record.username}/${record.filename}`, record] as const],
+    ),
   );
   const exportsById = new Map(
     input.exports.flatMap((record) => (record.jobId ? [[record.jobId, record] as const] : [])),
@@ -198,23 +210,15 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
         });
       }
       if (job.type === 'upload') {
-        const record = uploadsByFile.get(`${user.username}/${job.filename}`);
+        const record = uploadsById.get(job.jobId) ?? unanswered.get(`${user.username}/${job.filename}`);
         const steps = record?.steps;
         if (!record) {
           violations.push({
             ...base,
             rule: 'unknown-job',
-            detail: `no soak operation uploaded ${job.filename}`,
+            detail: `no soak operation knows upload job ${job.jobId} of ${job.filename}`,
           });
           continue;
-        }
-        if (record.jobId && record.jobId !== job.jobId) {
-          violations.push({
-            ...base,
-            rule: 'unknown-job',
-            detail: `a second upload job for ${job.filename}; the operation's job was ${record.jobId}`,
-            steps,
-          });
         }
         if (job.status === 'COMPLETED') {
           const bytes = await outside.bytes(job.key);
@@ -253,7 +257,12 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
               steps,
             });
           }
-          if (await outside.exists(job.key)) {
+          // Names are unique per operation except in upload bursts, where another job of the same
+          // name may have completed after this one ended; then the object is that job's.
+          const completedSibling = jobs.some(
+            (other) => other.type === 'upload' && other.key === job.key && other.status === 'COMPLETED',
+          );
+          if (!completedSibling && (await outside.exists(job.key))) {
             violations.push({
               ...base,
               rule: 'object-after-abort',
@@ -274,17 +283,35 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
       }
 
       // Exports.
-      const record = exportsById.get(job.jobId);
-      const steps = record?.steps;
       const prefix = `exports/${user.username}/${job.jobId}/`;
+      let record = exportsById.get(job.jobId);
       if (!record) {
-        violations.push({
-          ...base,
-          rule: 'unknown-job',
-          detail: `no soak operation started export ${job.jobId}`,
-        });
-        continue;
+        // No client learned of this job: its POST /export answered 5xx or never answered (and the
+        // client may have started another). Telling the client "not started" is only true if the
+        // job then ended FAILED without running; anything else is a phantom export.
+        const source = user.files.find((file) => file.filename === job.filename);
+        const format = job.details?.format === 'gzip' ? 'gzip' : 'raw';
+        record = {
+          kind: 'export',
+          op: 'unknown',
+          username: user.username,
+          filename: job.filename,
+          format,
+          sourceSha256: source?.sha256 ?? '',
+          sourceSize: source?.size ?? -1,
+          cancelAck: false,
+          steps: [`no client was told of this job (created ${job.createdAt})`],
+        };
+        unansweredExports++;
+        if (!(job.status === 'FAILED' && job.partsDone === 0)) {
+          violations.push({
+            ...base,
+            rule: 'phantom-export',
+            detail: `export ${job.jobId} of ${job.filename} (${format}, created ${job.createdAt}) ran to ${job.status} with ${job.partsDone ?? 0} parts done, though no POST /export answered with it (see the 5xx and network errors near that time)${job.error ? `; error: ${job.error}` : ''}`,
+          });
+        }
       }
+      const steps = record.steps;
       const open = await outside.openUploads(prefix);
       if (job.status === 'SUCCEEDED') {
         if (record.cancelAck) {
@@ -386,7 +413,7 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
       detail: `${error.call} answered ${error.status} at ${error.at}${error.uploadId ? ` (upload ${error.uploadId})` : ''}: ${error.body}`,
     });
   }
-  return { violations, finalStates, exportsVerified, uploadsVerified, emulatorPartErrors };
+  return { violations, finalStates, exportsVerified, uploadsVerified, emulatorPartErrors, unansweredExports };
 }
 
 /** The export's download, fetched through its downloadUrl from GET /jobs/{id}, against its source. */

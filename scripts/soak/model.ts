@@ -8,9 +8,11 @@ export const OP_KINDS = [
   'upload-crash',
   'complete-race',
   'form-upload',
+  'upload-burst',
   'export',
   'export-cancel',
   'export-kill',
+  'export-burst',
 ] as const;
 export type OpKind = (typeof OP_KINDS)[number];
 

@@ -67,9 +67,12 @@ function pickSize(rng: Prng, weights: Record<SizeClass, number>): number {
   }
 }
 
-function newUploadRecord(ctx: OpContext, size: number): { record: UploadRecord; bytes: Buffer } {
+function newUploadRecord(
+  ctx: OpContext,
+  size: number,
+  filename = `${ctx.opId}.bin`,
+): { record: UploadRecord; bytes: Buffer } {
   const bytes = seededBytes(ctx.rng.word(), size);
-  const filename = `${ctx.opId}.bin`;
   const record: UploadRecord = {
     kind: 'upload',
     op: ctx.opId,
@@ -316,6 +319,22 @@ async function waitForEnd(ctx: OpContext, jobId: string, ms: number): Promise<st
 
 type ExportEnd = 'wait' | 'cancel' | 'kill';
 
+function newExportRecord(ctx: OpContext, file: StoredFile, format: 'raw' | 'gzip'): ExportRecord {
+  const record: ExportRecord = {
+    kind: 'export',
+    op: ctx.opId,
+    username: ctx.user.username,
+    filename: file.filename,
+    format,
+    sourceSha256: file.sha256,
+    sourceSize: file.size,
+    cancelAck: false,
+    steps: [],
+  };
+  ctx.exports.push(record);
+  return record;
+}
+
 /**
  * An export of one of the user's files (raw or gzip), left to finish, or cancelled with
  * DELETE /export/{id} or POST /export/kill after a random delay, often while it runs.
@@ -325,18 +344,7 @@ async function exportOp(ctx: OpContext, end: ExportEnd): Promise<string> {
   if (user.files.length === 0) return plainUpload(ctx).then((outcome) => `no file yet; upload ${outcome}`);
   const file = rng.pick(user.files);
   const format = rng.chance(0.5) ? 'gzip' : 'raw';
-  const record: ExportRecord = {
-    kind: 'export',
-    op: ctx.opId,
-    username: user.username,
-    filename: file.filename,
-    format,
-    sourceSha256: file.sha256,
-    sourceSize: file.size,
-    cancelAck: false,
-    steps: [],
-  };
-  ctx.exports.push(record);
+  const record = newExportRecord(ctx, file, format);
   let job: ExportJob;
   try {
     job = await user.client.startExport(file.filename, format);
@@ -350,25 +358,160 @@ async function exportOp(ctx: OpContext, end: ExportEnd): Promise<string> {
     const delay = rng.chance(0.15) ? 0 : rng.int(0, 3000);
     await sleep(delay);
     record.steps.push(`${end} after ${delay} ms`);
-    try {
-      if (end === 'cancel') {
-        const cancelled = await user.client.cancelExport(job.jobId);
-        if (cancelled.status === 'CANCELLING' || cancelled.status === 'CANCELLED') record.cancelAck = true;
-        record.steps.push(`cancel answered: ${cancelled.status}`);
-      } else {
-        const { cancelled } = await user.client.killExports();
-        if (cancelled.some((one) => one.jobId === job.jobId)) record.cancelAck = true;
-        record.steps.push(
-          `kill answered: ${cancelled.map((one) => `${one.jobId} ${one.status}`).join(', ')}`,
-        );
-      }
-    } catch (error) {
-      record.steps.push(`${end} answered: ${outcomeOf(error)}`);
-    }
+    await (end === 'cancel' ? cancelOne(ctx, record) : killAll(ctx, [record]));
   }
   const status = await waitForEnd(ctx, job.jobId, ctx.exportWaitMs);
   record.steps.push(`seen ${status}`);
   return `${format} ${status}${record.cancelAck ? ' (cancel acknowledged)' : ''}`;
+}
+
+/** DELETE /export/{id}; notes on the record whether the service acknowledged the cancel. */
+async function cancelOne(ctx: OpContext, record: ExportRecord): Promise<void> {
+  try {
+    const cancelled = await ctx.user.client.cancelExport(record.jobId!);
+    if (cancelled.status === 'CANCELLING' || cancelled.status === 'CANCELLED') record.cancelAck = true;
+    record.steps.push(`cancel answered: ${cancelled.status}`);
+  } catch (error) {
+    record.steps.push(`cancel answered: ${outcomeOf(error)}`);
+  }
+}
+
+/** POST /export/kill; notes on each record whether the kill named its job. */
+async function killAll(ctx: OpContext, records: ExportRecord[]): Promise<void> {
+  try {
+    const { cancelled } = await ctx.user.client.killExports();
+    const named = cancelled.map((one) => `${one.jobId} ${one.status}`).join(', ');
+    for (const record of records) {
+      if (cancelled.some((one) => one.jobId === record.jobId)) record.cancelAck = true;
+      record.steps.push(`kill answered: ${named}`);
+    }
+  } catch (error) {
+    for (const record of records) record.steps.push(`kill answered: ${outcomeOf(error)}`);
+  }
+}
+
+/**
+ * Several requests on one user at the same instant, where transactions on the same items (the
+ * running-exports counter, active slots, one job) conflict: 4 exports started at once (one over the
+ * limit of 3), then a kill, a second kill and a cancel of each, all at once.
+ */
+async function exportBurst(ctx: OpContext): Promise<string> {
+  const { rng, user } = ctx;
+  if (user.files.length === 0) return plainUpload(ctx).then((outcome) => `no file yet; upload ${outcome}`);
+  const records = Array.from({ length: 4 }, () =>
+    newExportRecord(ctx, rng.pick(user.files), rng.chance(0.5) ? 'gzip' : 'raw'),
+  );
+  const starts = await Promise.all(
+    records.map(async (record) => {
+      try {
+        const job = await user.client.startExport(record.filename, record.format);
+        record.jobId = job.jobId;
+        record.steps.push(`burst: started ${record.format} of ${record.sourceSize} bytes`);
+        return 'started';
+      } catch (error) {
+        record.steps.push(`burst start: ${outcomeOf(error)}`);
+        return outcomeOf(error);
+      }
+    }),
+  );
+  const started = records.filter((record) => record.jobId);
+  const delay = rng.int(0, 1500);
+  await sleep(delay);
+  for (const record of started) record.steps.push(`kill x2 and cancel at once after ${delay} ms`);
+  await Promise.all([
+    killAll(ctx, started),
+    killAll(ctx, started),
+    ...started.map((record) => cancelOne(ctx, record)),
+  ]);
+  const ends = await Promise.all(started.map((record) => waitForEnd(ctx, record.jobId!, ctx.exportWaitMs)));
+  for (const [index, record] of started.entries()) record.steps.push(`seen ${ends[index]}`);
+  const tally = (items: string[]) => {
+    const counts = new Map<string, number>();
+    for (const item of items) counts.set(item, (counts.get(item) ?? 0) + 1);
+    return [...counts.entries()]
+      .map(([item, count]) => `${count} ${item}`)
+      .sort()
+      .join(', ');
+  };
+  return `starts: ${tally(starts)}; ends: ${tally(ends)}`;
+}
+
+/**
+ * Three clients upload different bytes under one name at the same instant: one wins the name (the
+ * others get 409), and a kill may land mid-way. The object must be the winner's bytes.
+ */
+async function uploadBurst(ctx: OpContext): Promise<string> {
+  const { rng, user } = ctx;
+  const size = pickSize(rng, { tiny: 2, small: 2, 'one-part': 1, multi: 3, 'multi-odd': 1 });
+  const filename = `${ctx.opId}.bin`;
+  const kill = rng.chance(0.4) ? rng.int(0, 1500) : undefined;
+  const attempts = Array.from({ length: 3 }, () => newUploadRecord(ctx, size, filename));
+  const killer =
+    kill === undefined
+      ? undefined
+      : sleep(kill).then(async () => {
+          try {
+            const { aborted } = await user.client.killUploads();
+            for (const { record } of attempts) {
+              if (aborted.some((job) => job.jobId === record.jobId)) record.killAck = true;
+              record.steps.push(
+                `kill after ${kill} ms answered: ${aborted.map((job) => job.jobId).join(',')}`,
+              );
+            }
+          } catch (error) {
+            for (const { record } of attempts)
+              record.steps.push(`kill after ${kill} ms: ${outcomeOf(error)}`);
+          }
+        });
+  const outcomes = await Promise.all(
+    attempts.map(async ({ record, bytes }) => {
+      try {
+        const result = await user.client.upload({
+          source: bytes,
+          filename,
+          ...(size > PART ? { partSize: PART } : {}),
+          maxBytesPerSecond: 8 * MiB,
+          onStart: (start) => {
+            record.jobId = start.jobId;
+          },
+        });
+        record.steps.push(`client: ${result.job.status}`);
+        if (result.job.status === 'COMPLETED') {
+          record.completedAck = true;
+          stored(ctx, record);
+        }
+        return 'completed';
+      } catch (error) {
+        record.steps.push(`client: ${outcomeOf(error)}`);
+        return outcomeOf(error);
+      }
+    }),
+  );
+  await killer;
+  return outcomes.sort().join(' | ');
+}
+
+/** A small first file for a user (one part, a few KiB to 2 MiB), uploaded through the client. */
+export async function seedFile(ctx: OpContext): Promise<string> {
+  const size = ctx.rng.int(1, 2 * MiB);
+  const { record, bytes } = newUploadRecord(ctx, size);
+  try {
+    const result = await ctx.user.client.upload({
+      source: bytes,
+      filename: record.filename,
+      onStart: (start) => {
+        record.jobId = start.jobId;
+      },
+    });
+    record.steps.push(`client: ${result.job.status}`);
+    if (result.job.status !== 'COMPLETED') return `resolved ${result.job.status}`;
+    record.completedAck = true;
+    stored(ctx, record);
+    return 'completed';
+  } catch (error) {
+    record.steps.push(`client: ${outcomeOf(error)}`);
+    return outcomeOf(error);
+  }
 }
 
 /**
@@ -400,9 +543,11 @@ export const OP_WEIGHTS: Record<OpKind, number> = {
   'upload-crash': 4,
   'complete-race': 9,
   'form-upload': 5,
+  'upload-burst': 5,
   export: 16,
   'export-cancel': 10,
   'export-kill': 9,
+  'export-burst': 5,
 };
 
 export function runOp(kind: OpKind, ctx: OpContext): Promise<string> {
@@ -421,6 +566,10 @@ export function runOp(kind: OpKind, ctx: OpContext): Promise<string> {
       return completeRace(ctx);
     case 'form-upload':
       return formUpload(ctx);
+    case 'upload-burst':
+      return uploadBurst(ctx);
+    case 'export-burst':
+      return exportBurst(ctx);
     case 'export':
       return exportOp(ctx, 'wait');
     case 'export-cancel':

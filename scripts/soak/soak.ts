@@ -5,7 +5,7 @@ import { UserStore } from '../../lib/auth/user-store.ts';
 import type { JanitorReport, JanitorSettings } from '../../lib/janitor/janitor.ts';
 import { checkInvariants, Outside, TERMINAL } from './checks.ts';
 import { type ExportRecord, OP_KINDS, type OpKind, type UploadRecord, type Violation } from './model.ts';
-import { janitorBait, OP_WEIGHTS, type OpContext, outcomeOf, runOp, type SoakUser } from './ops.ts';
+import { janitorBait, OP_WEIGHTS, type OpContext, outcomeOf, runOp, type SoakUser, seedFile } from './ops.ts';
 import { Prng } from './prng.ts';
 import { Recorder } from './recorder.ts';
 
@@ -72,6 +72,8 @@ export interface SoakReport {
   exportsVerified: number;
   /** moto's 500s on parts PUT to multipart uploads already aborted (real S3: 404 NoSuchUpload); not counted as faults. */
   emulatorPartErrors: number;
+  /** Export jobs created although their POST /export gave the client no answer with them. */
+  unansweredExports: number;
   janitor?: JanitorReport;
   /** Phases in ms. */
   timings: { ops: number; settle: number; janitor: number; checks: number; total: number };
@@ -146,6 +148,26 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   let opsDone = 0;
   const deadline = options.durationMs === undefined ? Infinity : started + options.durationMs;
   const mayStart = () => (options.ops === undefined || opsStarted < options.ops) && Date.now() < deadline;
+
+  // One small file per user first, so that exports have something to read from the start.
+  const setup: Record<string, number> = {};
+  await Promise.all(
+    users.map(async (user, userIndex) => {
+      const ctx: OpContext = {
+        user,
+        rng: new Prng(options.seed, `user ${userIndex} setup`),
+        recorder,
+        apiUrl: target.apiUrl,
+        opId: `u${userIndex + 1}-setup`,
+        uploads,
+        exports,
+        exportWaitMs: options.exportWaitMs ?? 60_000,
+      };
+      const outcome = await seedFile(ctx).catch((error: unknown) => `threw ${outcomeOf(error)}`);
+      setup[outcome] = (setup[outcome] ?? 0) + 1;
+    }),
+  );
+  ops.setup = setup;
 
   const lane = async (user: SoakUser, userIndex: number, laneIndex: number) => {
     const rng = new Prng(options.seed, `user ${userIndex} lane ${laneIndex}`);
@@ -272,6 +294,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       uploadsVerified: checks.uploadsVerified,
       exportsVerified: checks.exportsVerified,
       emulatorPartErrors: checks.emulatorPartErrors,
+      unansweredExports: checks.unansweredExports,
       ...(janitor ? { janitor } : {}),
       timings: {
         ops: opsEnded - started,
@@ -329,6 +352,11 @@ export function formatReport(report: SoakReport): string {
   lines.push(
     `verified from outside: ${report.uploadsVerified} COMPLETED objects byte-identical, ${report.exportsVerified} SUCCEEDED downloads identical to their sources`,
   );
+  if (report.unansweredExports > 0) {
+    lines.push(
+      `export jobs created whose POST /export answered 5xx or never answered: ${report.unansweredExports}`,
+    );
+  }
   if (report.janitor) lines.push(`janitor: ${JSON.stringify(report.janitor)}`);
   const t = report.timings;
   lines.push(
