@@ -413,6 +413,14 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
       detail: `${error.call} answered ${error.status} at ${error.at}${error.uploadId ? ` (upload ${error.uploadId})` : ''}: ${error.body}`,
     });
   }
+  // API Gateway gives up after 29 s with a 504: an API call unanswered for 28 s is a 5xx in AWS.
+  for (const timeout of recorder.timeouts) {
+    if (timeout.call.startsWith('S3 ')) continue;
+    violations.push({
+      rule: 'api-timeout',
+      detail: `${timeout.call} got no answer within 28 s (at ${timeout.at})`,
+    });
+  }
   return { violations, finalStates, exportsVerified, uploadsVerified, emulatorPartErrors, unansweredExports };
 }
 

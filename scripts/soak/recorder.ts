@@ -19,6 +19,8 @@ export class Recorder {
   readonly statuses = new Map<string, number>();
   readonly serverErrors: ServerError[] = [];
   networkErrors = 0;
+  /** Requests that got no answer within the client's own timeout. */
+  readonly timeouts: { at: string; call: string }[] = [];
   bytesUp = 0;
   bytesDown = 0;
   private readonly apiUrl: string;
@@ -38,7 +40,7 @@ export class Recorder {
     return `S3 ${method} object`;
   }
 
-  count(call: string, status: number | 'network-error') {
+  count(call: string, status: number | 'network-error' | 'timeout') {
     const key = `${call} ${status}`;
     this.statuses.set(key, (this.statuses.get(key) ?? 0) + 1);
   }
@@ -50,10 +52,15 @@ export class Recorder {
     try {
       response = await globalThis.fetch(url, init);
     } catch (error) {
-      // A request the caller itself aborted (a kill, a timeout it set) is not the server's doing.
-      if (!(init.signal as AbortSignal | undefined)?.aborted) {
+      // A request the caller aborted (a kill) is not the server's doing; one that got no answer
+      // within the client's request timeout is, in a way: count it apart.
+      const signal = init.signal as AbortSignal | undefined;
+      if (!signal?.aborted) {
         this.networkErrors++;
         this.count(call, 'network-error');
+      } else if ((signal.reason as Error | undefined)?.name === 'TimeoutError') {
+        this.timeouts.push({ at: new Date().toISOString(), call });
+        this.count(call, 'timeout');
       }
       throw error;
     }
@@ -89,7 +96,7 @@ export class Recorder {
     const classes: Record<string, number> = {};
     for (const [key, count] of this.statuses) {
       const status = key.slice(key.lastIndexOf(' ') + 1);
-      const label = status === 'network-error' ? status : `${status[0]}xx`;
+      const label = /^\d+$/.test(status) ? `${status[0]}xx` : status;
       classes[label] = (classes[label] ?? 0) + count;
     }
     return classes;

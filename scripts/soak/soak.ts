@@ -66,6 +66,8 @@ export interface SoakReport {
   statusClasses: Record<string, number>;
   apiServerErrors: number;
   networkErrors: number;
+  /** Requests that got no answer within the client's request timeout (28 s for API calls). */
+  timeouts: number;
   /** Jobs by type and status in DynamoDB at the end. */
   finalStates: Record<string, Record<string, number>>;
   uploadsVerified: number;
@@ -290,6 +292,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       statusClasses: recorder.classes(),
       apiServerErrors: recorder.apiServerErrors().length,
       networkErrors: recorder.networkErrors,
+      timeouts: recorder.timeouts.length,
       finalStates: checks.finalStates,
       uploadsVerified: checks.uploadsVerified,
       exportsVerified: checks.exportsVerified,
