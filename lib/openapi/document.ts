@@ -2,6 +2,7 @@ import { credentialsBody } from '../auth/schemas.ts';
 import { startExportBody } from '../exports/schemas.ts';
 import { getJobQuery, jobPath, listJobsQuery } from '../jobs/schemas.ts';
 import * as z from '../schema.ts';
+import { filenameSchema, MAX_FILENAME_BYTES } from '../storage/keys.ts';
 import { createUploadBody, recordProgressBody, signPartsBody } from '../uploads/schemas.ts';
 import * as responses from './responses.ts';
 
@@ -193,11 +194,38 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   429: 'too many attempts or running jobs; see Retry-After',
 };
 
+// What JavaScript's trim() removes (and ECMAScript's \s matches), spelled out so that every regex
+// engine reading the document (a fuzzer's included) agrees on it.
+const WHITESPACE = String.raw`[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]`;
+
+/**
+ * The file-name rules of lib/storage/keys.ts (filenameProblem), which the schema checks in code
+ * (a refinement JSON Schema cannot see): without them the document would promise that any string
+ * is a name, and clients and fuzzers would learn the rules only from 400s. Two rules are stated in
+ * words only: the limit counts UTF-8 bytes (maxLength counts characters), and names are in NFC.
+ */
+const FILENAME_JSON_SCHEMA = {
+  type: 'string',
+  minLength: 1,
+  maxLength: MAX_FILENAME_BYTES,
+  // Not ".", no "..", not starting or ending with whitespace, no "/", "\\" or control characters.
+  pattern: String.raw`^(?!\.$)(?![\s\S]*\.\.)(?!${WHITESPACE})(?![\s\S]*${WHITESPACE}$)[^/\\\u0000-\u001f\u007f]+$`,
+  description: `A file name: at most ${MAX_FILENAME_BYTES} bytes of UTF-8, in Unicode NFC form; no "/", "\\" or control characters, no "..", no leading or trailing whitespace.`,
+};
+
+const NO_PROTO_KEY = { not: { const: '__proto__' } };
+
 function jsonSchema(schema: Schema, io: 'input' | 'output') {
-  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<
-    string,
-    unknown
-  >;
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, {
+    io,
+    unrepresentable: 'any',
+    override: ({ zodSchema, jsonSchema }) => {
+      if (zodSchema === filenameSchema) Object.assign(jsonSchema, FILENAME_JSON_SCHEMA);
+      // The JSON body parser refuses a "__proto__" key at any depth (400): say so, since the
+      // objects otherwise allow (and ignore) keys of their own.
+      if (io === 'input' && jsonSchema.type === 'object') jsonSchema.propertyNames = NO_PROTO_KEY;
+    },
+  }) as Record<string, unknown>;
   return rest;
 }
 

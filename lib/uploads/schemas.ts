@@ -5,13 +5,23 @@ import { MAX_PARTS_PER_REQUEST } from './uploads.ts';
 
 const int = (min: number, max: number) => z.number().check(z.int(), z.gte(min), z.lte(max));
 
+/**
+ * A media type as HTTP defines it (RFC 9110 §8.3.1): `type/subtype`, then `; name=value`
+ * parameters, each part a token, a value a token or a quoted string of visible ASCII. Only spaces
+ * may stand around the `;`: the value becomes the object's Content-Type header in S3, where a
+ * newline or any other control character makes the SDK refuse the header (a 500 before this rule).
+ */
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const QUOTED = String.raw`"(?:[ !#-\[\]-~]|\\[ -~])*"`;
+export const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(?: *; *${TOKEN}=(?:${TOKEN}|${QUOTED}))*$`);
+
 export const createUploadBody = z.object({
   filename: filenameSchema,
   size: int(1, MAX_OBJECT_SIZE),
   contentType: z.optional(
     z
       .string()
-      .check(z.maxLength(255), z.regex(/^[\w.+-]+\/[\w.+-]+(?:\s*;\s*[\w.+-]+=[\w.+"-]+)*$/, 'a MIME type')),
+      .check(z.maxLength(255), z.regex(MEDIA_TYPE, 'a media type such as "text/plain; charset=utf-8"')),
   ),
   partSize: z.optional(int(MIN_PART_SIZE, MAX_PART_SIZE)),
   overwrite: z.optional(z.boolean()),
