@@ -303,11 +303,27 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
           steps: [`no client was told of this job (created ${job.createdAt})`],
         };
         unansweredExports++;
-        if (!(job.status === 'FAILED' && job.partsDone === 0)) {
+        // Which unanswered POST /export of this user made it: one that answered 5xx ("not started")
+        // within a few seconds of the job's creation, or one the client gave up on (28 s timeout).
+        const created = Date.parse(job.createdAt);
+        const near = (at: string, before: number, after: number) =>
+          Date.parse(at) >= created - before && Date.parse(at) <= created + after;
+        const answered5xx = recorder.serverErrors.find(
+          (error) =>
+            error.call === 'POST /export' && error.username === user.username && near(error.at, 1000, 30_000),
+        );
+        const gaveUp = recorder.timeouts.some(
+          (timeout) =>
+            timeout.call === 'POST /export' &&
+            timeout.username === user.username &&
+            near(timeout.at, 1000, 30_000),
+        );
+        const ranAnyway = !(job.status === 'FAILED' && (job.partsDone ?? 0) === 0);
+        if (ranAnyway && (answered5xx || !gaveUp)) {
           violations.push({
             ...base,
             rule: 'phantom-export',
-            detail: `export ${job.jobId} of ${job.filename} (${format}, created ${job.createdAt}) ran to ${job.status} with ${job.partsDone ?? 0} parts done, though no POST /export answered with it (see the 5xx and network errors near that time)${job.error ? `; error: ${job.error}` : ''}`,
+            detail: `export ${job.jobId} of ${job.filename} (${format}, created ${job.createdAt}) ran to ${job.status} with ${job.partsDone ?? 0} parts done, though ${answered5xx ? `its POST /export answered ${answered5xx.status} at ${answered5xx.at}: ${answered5xx.body}` : 'no POST /export answered with it'}${job.error ? `; error: ${job.error}` : ''}`,
           });
         }
       }

@@ -8,6 +8,8 @@ export interface ServerError {
   body: string;
   /** For a part PUT: the multipart upload it was for. */
   uploadId?: string;
+  /** Whose call it was (API calls). */
+  username?: string;
 }
 
 /**
@@ -20,7 +22,9 @@ export class Recorder {
   readonly serverErrors: ServerError[] = [];
   networkErrors = 0;
   /** Requests that got no answer within the client's own timeout. */
-  readonly timeouts: { at: string; call: string }[] = [];
+  readonly timeouts: { at: string; call: string; username?: string }[] = [];
+  /** Bearer token -> username, so that a fault can be laid at the right user's jobs. */
+  readonly owners = new Map<string, string>();
   bytesUp = 0;
   bytesDown = 0;
   private readonly apiUrl: string;
@@ -48,6 +52,9 @@ export class Recorder {
   readonly fetch: FetchLike = async (url, init) => {
     const method = (init.method ?? 'GET').toUpperCase();
     const call = this.describe(method, url);
+    const token = new Headers(init.headers).get('authorization')?.replace(/^Bearer /, '');
+    const username = token ? this.owners.get(token) : undefined;
+    const who = username ? { username } : {};
     let response: Response;
     try {
       response = await globalThis.fetch(url, init);
@@ -59,7 +66,7 @@ export class Recorder {
         this.networkErrors++;
         this.count(call, 'network-error');
       } else if ((signal.reason as Error | undefined)?.name === 'TimeoutError') {
-        this.timeouts.push({ at: new Date().toISOString(), call });
+        this.timeouts.push({ at: new Date().toISOString(), call, ...who });
         this.count(call, 'timeout');
       }
       throw error;
@@ -77,6 +84,7 @@ export class Recorder {
         status: response.status,
         body: body.replace(/\s+/g, ' ').slice(0, 400),
         ...(uploadId ? { uploadId } : {}),
+        ...who,
       });
     }
     if (response.ok && method === 'PUT') {

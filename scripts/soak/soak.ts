@@ -76,6 +76,8 @@ export interface SoakReport {
   emulatorPartErrors: number;
   /** Export jobs created although their POST /export gave the client no answer with them. */
   unansweredExports: number;
+  /** Open multipart uploads no unfinished job owned before the janitor ran (besides the planted ones). */
+  unownedBeforeJanitor: string[];
   janitor?: JanitorReport;
   /** Phases in ms. */
   timings: { ops: number; settle: number; janitor: number; checks: number; total: number };
@@ -105,6 +107,7 @@ async function createUsers(options: SoakOptions, recorder: Recorder): Promise<So
           userAgent: 'file-jobs-soak',
         });
         const { token } = await client.signIn(username, password);
+        recorder.owners.set(token, username);
         return { username, token, client, files: [] };
       }),
     );
@@ -244,11 +247,27 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const settled = Date.now();
 
     let janitor: JanitorReport | undefined;
+    const unownedBeforeJanitor: string[] = [];
     if (options.janitor !== false) {
       const stale = options.janitorStaleSeconds ?? 0;
       // A job must have been idle for longer than the limit: wait out the limit from the last op.
       const wait = opsEnded + stale * 1000 + 1000 - Date.now();
       if (wait > 0) await sleep(wait);
+      // Multipart uploads no unfinished job owns, other than the planted ones: left by a request
+      // that failed halfway. The janitor should abort them; the report names them.
+      const owned = new Set(
+        (await Promise.all(users.map((user) => outside.jobs(user.username))))
+          .flat()
+          .flatMap((job) => (job.uploadId && !TERMINAL.has(job.status) ? [job.uploadId] : [])),
+      );
+      for (const user of users) {
+        for (const prefix of [`uploads/${user.username}/`, `exports/${user.username}/`]) {
+          for (const open of await outside.openUploads(prefix)) {
+            if (!owned.has(open.UploadId!) && !open.Key!.endsWith('-orphan.bin'))
+              unownedBeforeJanitor.push(`${open.Key} ${open.UploadId} (${open.Initiated?.toISOString()})`);
+          }
+        }
+      }
       // Imported late: the handlers' configuration is read from process.env on first use.
       const { runJanitor, janitorSettings } = await import('../../lib/janitor/janitor.ts');
       // The configured retention stays: SUCCEEDED exports must keep their output for the checks.
@@ -298,6 +317,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       exportsVerified: checks.exportsVerified,
       emulatorPartErrors: checks.emulatorPartErrors,
       unansweredExports: checks.unansweredExports,
+      unownedBeforeJanitor,
       ...(janitor ? { janitor } : {}),
       timings: {
         ops: opsEnded - started,
@@ -358,6 +378,11 @@ export function formatReport(report: SoakReport): string {
   if (report.unansweredExports > 0) {
     lines.push(
       `export jobs created whose POST /export answered 5xx or never answered: ${report.unansweredExports}`,
+    );
+  }
+  if (report.unownedBeforeJanitor.length > 0) {
+    lines.push(
+      `multipart uploads no job owned before the janitor (besides the planted ones): ${report.unownedBeforeJanitor.join('; ')}`,
     );
   }
   if (report.janitor) lines.push(`janitor: ${JSON.stringify(report.janitor)}`);
