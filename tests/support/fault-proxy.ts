@@ -16,6 +16,12 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from 'n
  *
  * The mode applies to connections already open, chunk by chunk, so a client's pooled keep-alive
  * sockets meet the fault too. `set(mode, { killExisting: true })` also resets every open connection.
+ *
+ * `match` narrows `blackhole` and `cut` to chosen requests: a connection passes until a request
+ * chunk matches (its request line or a header, e.g. `X-Amz-Target: …TransactWriteItems` or
+ * `POST /bucket/key?uploadId=`), and then meets the fault. HTTP/1.1 clients send one request at a
+ * time per connection, so the answer that follows is that request's: this is how a test loses the
+ * answer of a write that the service did apply.
  */
 
 export type FaultMode = 'pass' | 'refuse' | 'down' | 'blackhole' | 'delay' | 'cut';
@@ -27,6 +33,8 @@ export interface FaultOptions {
   cutAfterBytes?: number;
   /** Reset every open connection now. */
   killExisting?: boolean;
+  /** `blackhole` and `cut`: only requests whose bytes match meet the fault (see above). */
+  match?: RegExp;
 }
 
 export interface FaultProxy {
@@ -50,6 +58,8 @@ interface Connection {
   /** Keeps delayed request chunks in order. */
   queue: Promise<void>;
   closed: boolean;
+  /** A request matched `match`: the fault applies to this connection from now on. */
+  armed: boolean;
 }
 
 const listen = (server: Server, port: number) =>
@@ -113,7 +123,10 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       answered: 0,
       queue: Promise.resolve(),
       closed: false,
+      armed: false,
     };
+    /** Whether `blackhole` or `cut` applies to this connection now. */
+    const faulty = () => connection.armed || options.match === undefined;
     client.on('error', () => kill(connection));
     client.on('close', () => kill(connection));
     if (mode === 'refuse' || mode === 'down') {
@@ -138,12 +151,16 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     });
 
     client.on('data', (chunk: Buffer) => {
+      if (options.match && !connection.armed && options.match.test(chunk.toString('latin1')))
+        connection.armed = true;
       switch (mode) {
         case 'refuse':
         case 'down':
           return kill(connection);
         case 'blackhole':
-          return; // swallowed: the request never arrives, the client waits
+          // Swallowed: the request never arrives, the client waits.
+          if (faulty()) return;
+          return forwardRequest(connection, chunk);
         default:
           return forwardRequest(connection, chunk);
       }
@@ -155,8 +172,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         case 'down':
           return kill(connection);
         case 'blackhole':
+          if (faulty()) return;
+          client.write(chunk);
           return;
         case 'cut': {
+          if (!faulty()) {
+            client.write(chunk);
+            return;
+          }
           const room = (options.cutAfterBytes ?? 0) - connection.answered;
           if (room >= chunk.length) {
             connection.answered += chunk.length;
@@ -203,7 +226,10 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     async set(next: FaultMode, nextOptions: FaultOptions = {}) {
       mode = next;
       options = nextOptions;
-      for (const connection of connections) connection.answered = 0;
+      for (const connection of connections) {
+        connection.answered = 0;
+        connection.armed = false;
+      }
       // A stopped process takes its connections with it.
       if (nextOptions.killExisting || next === 'down')
         for (const connection of [...connections]) kill(connection);
