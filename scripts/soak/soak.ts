@@ -151,7 +151,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const ops: Record<string, Record<string, number>> = Object.fromEntries(OP_KINDS.map((kind) => [kind, {}]));
   let opsStarted = 0;
   let opsDone = 0;
-  const deadline = options.durationMs === undefined ? Infinity : started + options.durationMs;
+  let deadline = Infinity;
   const mayStart = () => (options.ops === undefined || opsStarted < options.ops) && Date.now() < deadline;
 
   // One small file per user first, so that exports have something to read from the start.
@@ -173,6 +173,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     }),
   );
   ops.setup = setup;
+  // The clock starts after the setup, whose first calls also wake every handler (slow on a busy machine).
+  if (options.durationMs !== undefined) deadline = Date.now() + options.durationMs;
 
   const lane = async (user: SoakUser, userIndex: number, laneIndex: number) => {
     const rng = new Prng(options.seed, `user ${userIndex} lane ${laneIndex}`);

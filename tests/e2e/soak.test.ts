@@ -15,7 +15,7 @@ describe('soak', () => {
       users: 8,
       lanes: 2,
       ops: 32,
-      durationMs: 15_000,
+      durationMs: 10_000,
       settleMs: 10_000,
       exportWaitMs: 10_000,
       janitor: true,
@@ -32,5 +32,5 @@ describe('soak', () => {
       apiServerErrors: 0,
     });
     expect(report.opsTotal).toBeGreaterThanOrEqual(16);
-  }, 90_000);
+  }, 150_000);
 });
