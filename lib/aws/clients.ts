@@ -135,18 +135,22 @@ export async function readSecureParameter(name: string): Promise<string> {
 
 let lambda: LambdaClient | undefined;
 
-/**
- * Starts a function asynchronously (InvocationType Event): Lambda queues the event and answers at
- * once. Locally the endpoint is serverless-offline's invoke API.
- */
-export async function invokeAsync(functionName: string, payload: unknown): Promise<void> {
+export function lambdaClient(): LambdaClient {
   const { region, endpoints } = config();
   lambda ??= new LambdaClient({
     region,
     endpoint: endpoints.lambda,
     ...clientTimeouts(CLIENT_TIMEOUTS.lambda),
   });
-  const result = await lambda.send(
+  return lambda;
+}
+
+/**
+ * Starts a function asynchronously (InvocationType Event): Lambda queues the event and answers at
+ * once. Locally the endpoint is serverless-offline's invoke API.
+ */
+export async function invokeAsync(functionName: string, payload: unknown): Promise<void> {
+  const result = await lambdaClient().send(
     new InvokeCommand({
       FunctionName: functionName,
       InvocationType: 'Event',

@@ -1,6 +1,6 @@
 import { invokeAsync } from '../aws/clients.ts';
 import { config } from '../config.ts';
-import { conflict, HttpError, notFound, tooManyRequests } from '../http/errors.ts';
+import { conflict, notFound, serviceUnavailable, tooManyRequests } from '../http/errors.ts';
 import { jobStore } from '../jobs/index.ts';
 import { newJobId } from '../jobs/job-ids.ts';
 import { type JobRecord, LimitReached, TransitionRejected } from '../jobs/job-store.ts';
@@ -120,16 +120,27 @@ export async function startExport(username: string, filename: string, format: Ex
     await invokeAsync(settings.workerFunction, { username, jobId } satisfies WorkerEvent);
   } catch (error) {
     logger.error('could not start the export worker', { jobId, error: error as Error });
-    await jobStore()
-      .transition(username, jobId, {
+    // A timed-out invoke may still have been delivered. The answer follows the job: if this write
+    // wins, no worker can ever claim it and "not started" is true; if a worker claimed it first,
+    // the export runs and is answered as started; if the write cannot be made at all, the job stays
+    // QUEUED and the janitor starts it once it counts as stuck, so it is answered as started too.
+    try {
+      await jobStore().transition(username, jobId, {
         from: ['QUEUED'],
         to: 'FAILED',
         set: { error: 'the export worker could not be started' },
         slot: exportSlot(job),
         releaseCounter: true,
-      })
-      .catch(() => {});
-    throw new HttpError(503, 'ServiceUnavailable', 'the export could not be started; try again later');
+      });
+    } catch (transitionError) {
+      if (transitionError instanceof TransitionRejected && transitionError.current)
+        return { job: await exportView(transitionError.current) };
+      logger.error('could not record the failed start; the janitor will start the export', {
+        error: transitionError as Error,
+      });
+      return { job: await exportView(job) };
+    }
+    throw serviceUnavailable('the export could not be started; try again later', 5);
   }
   return { job: await exportView(job) };
 }
