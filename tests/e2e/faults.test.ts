@@ -590,13 +590,9 @@ describe('an answer lost after the dependency did the work', () => {
     expect(await fileStore().listOpenUploads(`uploads/${user.username}/`)).toEqual([]);
   }, 60_000);
 
-  // KNOWN BUG (lib/uploads/uploads.ts, createUpload): when the job write fails, the create aborts the
-  // multipart upload it opened, even when the failure is ambiguous (a timeout or a cut answer: the
-  // write may have landed). Here it did land, so the job the retry names is UPLOADING with an
-  // aborted upload, and its part PUT fails (moto 500, S3 404 NoSuchUpload). The fix: abort only
-  // when the write surely failed, or first read whether the job exists (the janitor's orphan sweep
-  // covers the rest). `it.failing` until then: this test passes (and so fails here) once it is fixed.
-  it.failing('DynamoDB writes the new upload but its answer is cut: 503, then a retry names the job, which resumes', async () => {
+  // The create must not abort the multipart upload when its job write may have landed (a timeout or
+  // a lost answer): the job the retry names would then take no parts.
+  it('DynamoDB writes the new upload but its answer is cut: 503, then a retry names the job, which resumes', async () => {
     const user = await newUser('fault-lost');
     const filename = 'lost-create.bin';
     const bytes = Buffer.from('bytes of a lost create');
