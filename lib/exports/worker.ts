@@ -6,7 +6,9 @@ import { jobStore } from '../jobs/index.ts';
 import { type JobRecord, TransitionRejected } from '../jobs/job-store.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
-import { fileStore } from '../storage/index.ts';
+// Every S3 call of the worker may move a whole part (UploadPartCopy, UploadPart): the store whose
+// client allows long requests (see CLIENT_TIMEOUTS), not the API's bounded one.
+import { transferFileStore } from '../storage/index.ts';
 import { exportsPrefix } from '../storage/keys.ts';
 import { MIN_PART_SIZE } from '../uploads/part-plan.ts';
 import {
@@ -213,7 +215,7 @@ async function work(
   recorded: Recorded,
 ): Promise<RunResult> {
   let token = initialToken;
-  const store = fileStore();
+  const store = transferFileStore();
   const details = detailsOf(job);
   const { leaseSeconds } = config().exports;
 
@@ -338,7 +340,7 @@ const multipartParts = (etag: string) => Number(/-(\d+)"?$/.exec(etag)?.[1] ?? 0
  * Returns the output's size.
  */
 async function completeOutput(job: JobRecord, uploadId: string, partCount: number): Promise<number> {
-  const store = fileStore();
+  const store = transferFileStore();
   const parts = await store.listParts(job.key, uploadId);
   if (parts) {
     const contiguous = parts.length === partCount && parts.every((part, i) => part.partNumber === i + 1);
@@ -390,7 +392,7 @@ async function succeed(
   // Uploads of workers that died before recording them: nobody needs them once the job is over.
   // (Best effort: the janitor's sweep of unowned uploads is the backstop.)
   try {
-    const store = fileStore();
+    const store = transferFileStore();
     for (const open of await store.listOpenUploads(exportsPrefix(job.username, job.jobId))) {
       await store.abortMultipartUpload(open.key, open.uploadId);
     }

@@ -3,7 +3,7 @@ import { gunzipSync } from 'node:zlib';
 import { jest } from '@jest/globals';
 import { jobStore } from '../../lib/jobs/index.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
-import { fileStore } from '../../lib/storage/index.ts';
+import { transferFileStore } from '../../lib/storage/index.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { createExportJob, expireLease, exportLeftovers, runToTheEnd } from '../support/exports.ts';
@@ -30,7 +30,7 @@ const user = () => `crash-${randomUUID().slice(0, 8)}`;
 
 /** Lets the `nth` call of a FileStore method reach S3, then crashes the caller; resolves when it did. */
 function crashAfter(step: Step, nth: number, crash: Crash): Promise<void> {
-  const store = fileStore();
+  const store = transferFileStore();
   const real = (store[step] as (...args: unknown[]) => Promise<unknown>).bind(store);
   let calls = 0;
   return new Promise((crashed) => {

@@ -7,7 +7,7 @@ import { runExport } from '../../lib/exports/worker.ts';
 import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import type { JobRecord } from '../../lib/jobs/job-store.ts';
-import { fileStore } from '../../lib/storage/index.ts';
+import { transferFileStore } from '../../lib/storage/index.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { createExportJob, expireLease, exportLeftovers, runToTheEnd } from '../support/exports.ts';
@@ -45,7 +45,7 @@ afterEach(() => {
  * `release()` lets it go on; `release(error)` makes the call fail instead (after the pause).
  */
 function pauseAt(step: Step, who: string, nth: number, when: 'before' | 'after') {
-  const store = fileStore() as unknown as Record<Step, (...args: unknown[]) => Promise<unknown>>;
+  const store = transferFileStore() as unknown as Record<Step, (...args: unknown[]) => Promise<unknown>>;
   const own = Object.hasOwn(store, step);
   const inner = store[step];
   const reached = deferred<void>();
