@@ -22,8 +22,9 @@ let documents: DynamoDBDocumentClient | undefined;
  * `errorMessage`). A dependency error that ends is answered 503 ServiceUnavailable with Retry-After
  * (lib/http/dependency-errors.ts).
  *
- * - `connectionTimeout`: TCP connect. Inside an AWS region this takes milliseconds; 1 s means the
- *   endpoint is unreachable.
+ * - `connectionTimeout`: TCP connect. Inside an AWS region this takes milliseconds; 2 s means the
+ *   endpoint is unreachable (1 s was seen to expire against a local emulator on a loaded 2-core
+ *   machine, with 200 requests opening connections at once).
  * - `requestTimeout` with `throwOnRequestTimeout: true`: from sending the request to the response
  *   headers. In @smithy/node-http-handler 4.x, `requestTimeout` alone only logs a warning; the flag
  *   makes it a TimeoutError that the SDK retries. (Older handlers treated `requestTimeout` as a
@@ -34,10 +35,11 @@ let documents: DynamoDBDocumentClient | undefined;
  *   per client, throttling backed off from 500 ms): timeouts, resets, refusals, 5xx and throttling
  *   are retried.
  *
- * Worst case per call with a blackholed dependency: attempts × requestTimeout + backoff.
- * - DynamoDB (single-digit ms p99): 1 s connect, 2 s request, 3 attempts: about 6.3 s.
+ * Worst case per call with a blackholed or unreachable dependency: attempts × the longer of the
+ * connect and request timeouts, plus backoff.
+ * - DynamoDB (single-digit ms p99): 2 s connect, 2 s request, 3 attempts: about 6.3 s.
  * - S3 control calls (Head, List, Create/Complete/Abort multipart, PutObject of a form file of at most
- *   a few MiB, Delete): 1 s connect, 3 s request and idle, 3 attempts: about 9.3 s.
+ *   a few MiB, Delete): 2 s connect, 3 s request and idle, 3 attempts: about 9.3 s.
  * - SSM (signing keys, once per container) and the asynchronous Lambda invoke: as S3.
  * A route fails at its first failing call, so each stays under these figures plus its own work.
  * Presigning does no I/O.
@@ -48,11 +50,11 @@ let documents: DynamoDBDocumentClient | undefined;
  * janitor would consider the worker dead.
  */
 export const CLIENT_TIMEOUTS = {
-  dynamodb: { connectionTimeout: 1000, requestTimeout: 2000, socketTimeout: 2000, maxAttempts: 3 },
-  s3: { connectionTimeout: 1000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
-  s3Transfer: { connectionTimeout: 1000, requestTimeout: 120_000, socketTimeout: 0, maxAttempts: 3 },
-  ssm: { connectionTimeout: 1000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
-  lambda: { connectionTimeout: 1000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
+  dynamodb: { connectionTimeout: 2000, requestTimeout: 2000, socketTimeout: 2000, maxAttempts: 3 },
+  s3: { connectionTimeout: 2000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
+  s3Transfer: { connectionTimeout: 2000, requestTimeout: 120_000, socketTimeout: 0, maxAttempts: 3 },
+  ssm: { connectionTimeout: 2000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
+  lambda: { connectionTimeout: 2000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
 } as const;
 
 type Timeouts = (typeof CLIENT_TIMEOUTS)[keyof typeof CLIENT_TIMEOUTS];
