@@ -45,6 +45,8 @@ const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const sourceDir = join(projectRoot, 'scripts', 'localstack');
 const requirementsFile = join(sourceDir, 'requirements.txt');
 const agentSource = join(sourceDir, 'ddb-local-loader', 'NoopAgent.java');
+/** `python -m localstack.runtime.main` with a deeper listen backlog (see the file). */
+const runner = join(sourceDir, 'run.py');
 export const venvDir = join(projectRoot, '.venv-localstack');
 const venvPython = join(venvDir, 'bin', 'python');
 /** Written after a successful install: the hash of the requirements it installed. */
@@ -265,6 +267,9 @@ export function localStackEnv(port: number, root: string): Record<string, string
     // These machines are containers themselves; LocalStack would otherwise assume its Docker paths.
     OVERRIDE_IN_DOCKER: '0',
     FILESYSTEM_ROOT: root,
+    // Its default server (twisted) ignores the host of GATEWAY_LISTEN and listens on every
+    // interface; hypercorn listens on 127.0.0.1 only.
+    GATEWAY_SERVER: 'hypercorn',
     // No DNS server on port 53, no analytics, no certificate download.
     DNS_ADDRESS: '0',
     DISABLE_EVENTS: '1',
@@ -304,7 +309,7 @@ export async function startLocalStackServer(options: LocalStackOptions = {}): Pr
   const root = join(stateDir, options.name ?? `instance-${process.pid}-${port}`);
   await layOutRoot(root, info);
   const endpoint = `http://127.0.0.1:${port}`;
-  const child = spawnGroup('LocalStack', python, ['-m', 'localstack.runtime.main'], {
+  const child = spawnGroup('LocalStack', python, [runner], {
     env: { ...process.env, ...localStackEnv(port, root) },
     log: options.log ?? (() => {}),
   });
@@ -327,7 +332,7 @@ async function main() {
   try {
     if (installOnly) {
       const python = await installLocalStack();
-      console.log(`LocalStack is installed: ${python} -m localstack.runtime.main`);
+      console.log(`LocalStack is installed: ${python} ${runner}`);
       return;
     }
     const port = Number(process.env.LOCALSTACK_PORT ?? LOCALSTACK_DEFAULT_PORT);
