@@ -90,6 +90,8 @@ async function claimSlot(job: JobRecord) {
     await jobStore().create(job, job.filename);
   } catch (error) {
     if (!(error instanceof SlotTaken)) throw error;
+    // Held by this very job: an earlier try of the same write landed and its answer was lost.
+    if (error.holder.jobId === job.jobId) return;
     throw conflict(
       'UploadInProgress',
       `${job.filename} is already being uploaded by job ${error.holder.jobId}`,
@@ -98,6 +100,18 @@ async function claimSlot(job: JobRecord) {
       },
     );
   }
+}
+
+/** After a failed create: whether the job may exist all the same (read it, or assume so if that fails too). */
+async function mayHaveBeenWritten(job: JobRecord, error: unknown): Promise<boolean> {
+  // Refused on purpose (the name is taken): surely not written.
+  if (error instanceof HttpError) return false;
+  return jobStore()
+    .get(job.username, job.jobId)
+    .then(
+      (found) => found !== undefined,
+      () => true,
+    );
 }
 
 export async function signParts(job: JobRecord, partNumbers: number[]): Promise<SignedPart[]> {
@@ -123,16 +137,20 @@ export async function createUpload(username: string, input: CreateUploadInput) {
   try {
     await claimSlot(job);
   } catch (error) {
-    // No job records the upload, so nobody else would abort it (the janitor's orphan sweep would,
-    // hours later). Best effort: the job write's own error is the one to report.
-    await fileStore()
-      .abortMultipartUpload(job.key, job.uploadId)
-      .catch((abortError: unknown) =>
-        logger.warn('could not abort the multipart upload of a job that was not created', {
-          key: job.key,
-          error: abortError as Error,
-        }),
-      );
+    // Until the job records the upload, only this request knows it: abort it, unless the job write
+    // may have landed (a timeout or a lost answer), which the job's retry would then find aborted.
+    // Best effort, and the job write's own error is the one to report; the janitor's orphan sweep
+    // aborts whatever is left without a job.
+    if (!(await mayHaveBeenWritten(job, error))) {
+      await fileStore()
+        .abortMultipartUpload(job.key, job.uploadId)
+        .catch((abortError: unknown) =>
+          logger.warn('could not abort the multipart upload of a job that was not created', {
+            key: job.key,
+            error: abortError as Error,
+          }),
+        );
+    }
     throw error;
   }
   logger.appendKeys({ jobId: job.jobId });

@@ -10,9 +10,9 @@ import { killExports } from '../../lib/exports/exports.ts';
 import { runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
-import { createUpload } from '../../lib/uploads/uploads.ts';
+import { completeUpload, createUpload, signParts } from '../../lib/uploads/uploads.ts';
 import { invoke, type ParsedResponse } from '../support/events.ts';
-import { testBucket } from '../support/s3.ts';
+import { putPart, testBucket } from '../support/s3.ts';
 import { createTestUser } from '../support/users.ts';
 
 /**
@@ -259,6 +259,36 @@ describe('transaction conflicts', () => {
     }
     expect(tries).toBe(10);
     expect(Date.now() - started).toBeLessThan(7000);
+  });
+
+  it('a job write that landed but whose answer was lost keeps its multipart upload, and the retry resumes it', async () => {
+    const username = `conflict-${randomUUID().slice(0, 8)}`;
+    const store = jobStore();
+    const real = store.create.bind(store);
+    const create = jest.spyOn(store, 'create').mockImplementationOnce(async (...args) => {
+      await real(...args);
+      throw Object.assign(new Error('socket hang up'), { name: 'TimeoutError' });
+    });
+    try {
+      await expect(createUpload(username, { filename: 'landed.bin', size: 10 })).rejects.toThrow(
+        'socket hang up',
+      );
+    } finally {
+      create.mockRestore();
+    }
+    const [open] = await testBucket().listOpenUploads(`uploads/${username}/`);
+    expect(open).toBeDefined();
+
+    // The client tries again, learns which job holds the name, and carries on with it.
+    const again = await createUpload(username, { filename: 'landed.bin', size: 10 }).catch((error) => error);
+    expect(again).toMatchObject({ status: 409, code: 'UploadInProgress' });
+    const jobId = (again as { details: { jobId: string } }).details.jobId;
+    const job = (await jobStore().get(username, jobId))!;
+    expect(job.uploadId).toBe(open!.uploadId);
+    const [part] = await signParts(job, [1]);
+    await putPart(part!.url, Buffer.from('0123456789'));
+    expect((await completeUpload(username, jobId)).status).toBe('COMPLETED');
+    expect(await testBucket().listOpenUploads(`uploads/${username}/`)).toEqual([]);
   });
 
   it('an upload whose job write fails aborts the multipart upload it had just opened', async () => {
