@@ -263,6 +263,9 @@ export function localStackEnv(port: number, root: string): Record<string, string
     // Check presigned URL signatures as S3 does (LocalStack accepts any by default).
     S3_SKIP_SIGNATURE_VALIDATION: '0',
     PERSISTENCE: '0',
+    // DynamoDB Local in memory (-inMemory), not in files under FILESYSTEM_ROOT: nothing is kept
+    // anyway, and writes are faster.
+    DYNAMODB_IN_MEMORY: '1',
     GATEWAY_LISTEN: `127.0.0.1:${port}`,
     // These machines are containers themselves; LocalStack would otherwise assume its Docker paths.
     OVERRIDE_IN_DOCKER: '0',
@@ -275,6 +278,28 @@ export function localStackEnv(port: number, root: string): Record<string, string
     DISABLE_EVENTS: '1',
     SKIP_SSL_CERT_DOWNLOAD: '1',
   };
+}
+
+/**
+ * Kills what LocalStack started outside its process group: it runs DynamoDB Local in a session of
+ * its own (start_new_session), so stopping LocalStack's group misses it whenever LocalStack cannot
+ * stop it itself (killed, crashed). Found by the instance's own FILESYSTEM_ROOT in the command line.
+ */
+function killStrays(root: string) {
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry));
+  } catch {
+    return; // no /proc (macOS): LocalStack's own shutdown has to do
+  }
+  for (const pid of pids) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${root}/`))
+        process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
 }
 
 function portIsFree(port: number): Promise<boolean> {
@@ -313,9 +338,14 @@ export async function startLocalStackServer(options: LocalStackOptions = {}): Pr
     env: { ...process.env, ...localStackEnv(port, root) },
     log: options.log ?? (() => {}),
   });
+  // Even when this process dies without stopping it (the group itself is killed by emulators.ts).
+  const onExit = () => killStrays(root);
+  process.once('exit', onExit);
   const stop = async () => {
-    // Its own process group: DynamoDB Local (its Java child) goes with it.
+    // SIGTERM lets LocalStack stop DynamoDB Local (its Java child) itself; then whatever is left.
     await child.stopGroup();
+    killStrays(root);
+    process.removeListener('exit', onExit);
     rmSync(root, { recursive: true, force: true });
   };
   try {
