@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
 import { config } from '../config.ts';
-import { jobStore } from '../jobs/index.ts';
-import { type JobRecord, TransitionRejected } from '../jobs/job-store.ts';
+import { jobStore, workerLeases } from '../jobs/index.ts';
+import { type JobRecord, TransitionRejected } from '../jobs/jobs-table.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
 // Every S3 call of the worker may move a whole part (UploadPartCopy, UploadPart): the store whose
@@ -90,7 +90,7 @@ export async function runExport(event: WorkerEvent, options: RunOptions): Promis
   const { leaseSeconds } = config().exports;
   let job: JobRecord;
   try {
-    job = await jobStore().claimWorker(event.username, event.jobId, {
+    job = await workerLeases().claim(event.username, event.jobId, {
       token: event.token,
       newToken: token,
       leaseSeconds,
@@ -180,7 +180,7 @@ async function interrupt(
 ): Promise<RunResult> {
   logger.error('export interrupted; the janitor will restart it', { error: error as Error });
   try {
-    await jobStore().saveCheckpoint(job.username, job.jobId, token, { ...recorded, leaseSeconds: -1 });
+    await workerLeases().heartbeat(job.username, job.jobId, token, { ...recorded, leaseSeconds: -1 });
   } catch (releaseError) {
     if (releaseError instanceof TransitionRejected) return stopped(releaseError.current);
     // The lease then runs out by itself; the restart only comes later.
@@ -193,10 +193,10 @@ async function heartbeat(
   job: JobRecord,
   token: string,
   recorded: Recorded,
-  update: Parameters<ReturnType<typeof jobStore>['saveCheckpoint']>[3],
+  update: Parameters<ReturnType<typeof workerLeases>['heartbeat']>[3],
 ) {
   try {
-    await jobStore().saveCheckpoint(job.username, job.jobId, token, update);
+    await workerLeases().heartbeat(job.username, job.jobId, token, update);
   } catch (error) {
     if (error instanceof TransitionRejected) throw new Stop(error.current);
     throw error;

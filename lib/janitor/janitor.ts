@@ -2,8 +2,8 @@ import { invokeAsync } from '../aws/clients.ts';
 import { config } from '../config.ts';
 import { cleanUpOutput, exportSlot, finishCancel, type WorkerEvent } from '../exports/exports.ts';
 import { HttpError } from '../http/errors.ts';
-import { jobStore } from '../jobs/index.ts';
-import { hasExpired, type JobRecord, TransitionRejected } from '../jobs/job-store.ts';
+import { jobStore, workerLeases } from '../jobs/index.ts';
+import { hasExpired, type JobRecord, TransitionRejected } from '../jobs/jobs-table.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
 import { fileStore } from '../storage/index.ts';
@@ -145,7 +145,7 @@ export async function runJanitor(
     ) {
       if ((job.restarts ?? 0) < settings.maxExportRestarts) {
         await attempt(job, 'restart an export worker', async () => {
-          if (!(await jobStore().countRestart(job))) return;
+          if (!(await workerLeases().countRestart(job))) return;
           await startExportWorker({ username: job.username, jobId: job.jobId });
           report.exportsRestarted++;
         });

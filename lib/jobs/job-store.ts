@@ -1,9 +1,4 @@
 import {
-  type CancellationReason,
-  ConditionalCheckFailedException,
-  TransactionCanceledException,
-} from '@aws-sdk/client-dynamodb';
-import {
   BatchGetCommand,
   type DynamoDBDocumentClient,
   GetCommand,
@@ -11,219 +6,37 @@ import {
   paginateScan,
   QueryCommand,
   TransactWriteCommand,
-  type TransactWriteCommandInput,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
-  EXPORT_STATUSES,
-  type ExportStatus,
+  type ActiveSlot,
+  counterSk,
+  hasExpired,
+  itemOf,
+  type JobRecord,
   type JobStatus,
-  UPLOAD_STATUSES,
-  type UploadStatus,
-} from './statuses.ts';
+  type JobType,
+  jobSk,
+  LimitReached,
+  ownerStatus,
+  ownerType,
+  reasonsOf,
+  rejectionOf,
+  SlotTaken,
+  sleep,
+  slotSk,
+  TERMINAL_STATUSES,
+  toJob,
+  typesWithStatus,
+  userPk,
+  withConflictRetry,
+} from './jobs-table.ts';
 
 /**
- * The jobs table (single-table design):
- *
- * | item        | pk                | sk                         | what                                   |
- * |-------------|-------------------|----------------------------|----------------------------------------|
- * | job         | USER#<username>   | JOB#<jobId>                | status, plan, progress counters        |
- * | active slot | USER#<username>   | ACTIVE#<type>#<name>       | exists only while a job runs: one      |
- * |             |                   |                            | active upload per file, and kill reads |
- * |             |                   |                            | these (O(active jobs), consistent)     |
- * | part        | JOB#<jobId>       | PART#<00001>               | one per recorded part (10,000 scale)   |
- * | counter     | USER#<username>   | RUNNING#<type>             | running jobs of a type, for a per-user |
- * |             |                   |                            | limit enforced in the create transaction |
- *
- * Every status change is a conditional write on the current status; a terminal change also frees
- * the active slot in the same transaction.
- *
- * Indexes (keys only; a page of keys is then read from the table, consistently):
- * - ActiveJobsByOwner (`activeOwner` = `<type>#<username>`, sparse): unfinished jobs, for the janitor;
- * - JobsByOwnerType (`ownerType` = `<type>#<username>`) and JobsByOwnerStatus (`ownerStatus` =
- *   `<type>#<username>#<status>`, rewritten with every status change): GET /jobs filtered by type or
- *   status reads one page of an index, never the user's whole history.
+ * A job's life in the jobs table (see jobs-table.ts for the items): created with its active slot
+ * (and, with a limit, a unit of the user's running counter) in one transaction; read, listed; moved
+ * from status to status by conditional writes, a terminal one freeing the slot and the counter.
  */
-
-export type JobType = 'upload' | 'export';
-
-export type { ExportStatus, JobStatus, UploadStatus };
-
-export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
-  'COMPLETED',
-  'ABORTED',
-  'FAILED',
-  'EXPIRED',
-  'SUCCEEDED',
-  'CANCELLED',
-]);
-
-export interface JobRecord {
-  jobId: string;
-  username: string;
-  type: JobType;
-  status: JobStatus;
-  filename: string;
-  /** The S3 key the job writes. */
-  key: string;
-  size: number;
-  partSize: number;
-  partCount: number;
-  contentType?: string;
-  uploadId?: string;
-  partsDone: number;
-  bytesDone: number;
-  createdAt: string;
-  updatedAt: string;
-  finishedAt?: string;
-  error?: string;
-  /** Type-specific fields (an export's format, source, output…). */
-  details?: Record<string, unknown>;
-  /** Worker bookkeeping (exports): who may run the job, until when, and where it left off. */
-  workerToken?: string;
-  leaseUntil?: number;
-  invocations?: number;
-  checkpoint?: { offset: number; partNumber: number };
-  /** How many times the janitor restarted the job's worker. */
-  restarts?: number;
-  /** Epoch seconds after which a finished job is gone (DynamoDB TTL, honoured by the reads too). */
-  expiresAt?: number;
-}
-
-export interface PartRecord {
-  partNumber: number;
-  etag: string;
-  size: number;
-}
-
-export interface ActiveSlot {
-  jobId: string;
-  type: JobType;
-  name: string;
-}
-
-const userPk = (username: string) => `USER#${username}`;
-const jobSk = (jobId: string) => `JOB#${jobId}`;
-const slotSk = (type: JobType, name: string) => `ACTIVE#${type}#${name}`;
-const partPk = (jobId: string) => `JOB#${jobId}`;
-const partSk = (partNumber: number) => `PART#${String(partNumber).padStart(5, '0')}`;
-const counterSk = (type: JobType) => `RUNNING#${type}`;
-const ownerType = (username: string, type: JobType) => `${type}#${username}`;
-const ownerStatus = (username: string, type: JobType, status: JobStatus) => `${type}#${username}#${status}`;
-
-/** The job types a status can belong to (FAILED and EXPIRED belong to both). */
-const typesWithStatus = (status: JobStatus): JobType[] => [
-  ...((UPLOAD_STATUSES as readonly JobStatus[]).includes(status) ? (['upload'] as const) : []),
-  ...((EXPORT_STATUSES as readonly JobStatus[]).includes(status) ? (['export'] as const) : []),
-];
-
-/** A conditional status change lost: the job is not (or no longer) in a status it could leave. */
-export class TransitionRejected extends Error {
-  override name = 'TransitionRejected';
-  readonly current: JobRecord | undefined;
-  constructor(message: string, current: JobRecord | undefined) {
-    super(message);
-    this.current = current;
-  }
-}
-
-/** The user already runs as many jobs of this type as allowed. */
-export class LimitReached extends Error {
-  override name = 'LimitReached';
-}
-
-/** Another job holds the active slot for this (type, name). */
-export class SlotTaken extends Error {
-  override name = 'SlotTaken';
-  readonly holder: ActiveSlot;
-  constructor(holder: ActiveSlot) {
-    super(`${holder.type} ${holder.jobId} is active for ${holder.name}`);
-    this.holder = holder;
-  }
-}
-
-const JOB_FIELDS = [
-  'jobId',
-  'username',
-  'type',
-  'status',
-  'filename',
-  'key',
-  'size',
-  'partSize',
-  'partCount',
-  'contentType',
-  'uploadId',
-  'partsDone',
-  'bytesDone',
-  'createdAt',
-  'updatedAt',
-  'finishedAt',
-  'error',
-  'details',
-  'workerToken',
-  'leaseUntil',
-  'invocations',
-  'checkpoint',
-  'restarts',
-  'expiresAt',
-] as const;
-
-/**
- * Whether a job's retention has run out. DynamoDB's TTL deletes expired items lazily (within days on
- * AWS, never on DynamoDB Local), so every read treats an expired job as gone itself.
- */
-export const hasExpired = (job: Pick<JobRecord, 'expiresAt'>, nowMs = Date.now()) =>
-  job.expiresAt !== undefined && job.expiresAt * 1000 <= nowMs;
-
-function toJob(item: Record<string, unknown>): JobRecord {
-  const job: Record<string, unknown> = {};
-  for (const field of JOB_FIELDS) if (item[field] !== undefined) job[field] = item[field];
-  return job as unknown as JobRecord;
-}
-
-const reasonsOf = (error: unknown): CancellationReason[] =>
-  error instanceof TransactionCanceledException ? (error.CancellationReasons ?? []) : [];
-
-const itemOf = (reason: CancellationReason | undefined) =>
-  reason?.Item ? unmarshall(reason.Item as Parameters<typeof unmarshall>[0]) : undefined;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/**
- * DynamoDB cancels a transaction that meets another one on any of its items (TransactionConflict),
- * and refuses a single write to an item a transaction holds (TransactionConflictException); both
- * leave nothing written and ask to be retried. A failed condition decides the outcome: no retry.
- */
-const lostConflict = (error: unknown) => {
-  if ((error as Error | undefined)?.name === 'TransactionConflictException') return true;
-  const reasons = reasonsOf(error);
-  return (
-    reasons.some((reason) => reason.Code === 'TransactionConflict') &&
-    !reasons.some((reason) => reason.Code === 'ConditionalCheckFailed')
-  );
-};
-
-const CONFLICT_TRIES = 10;
-const CONFLICT_BASE_MS = 25;
-const CONFLICT_MAX_WAIT_MS = 1000;
-
-/**
- * Every transaction of this store goes through here. Full jitter, so that writers that collided do
- * not collide again in step; each wait and the number of tries are capped (under 6 s in all), so a
- * request stays well inside the API's 29 s even on a hot item such as a user's RUNNING counter.
- */
-async function withConflictRetry<T>(attempt: () => Promise<T>): Promise<T> {
-  for (let tries = 1; ; tries++) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (!lostConflict(error) || tries >= CONFLICT_TRIES) throw error;
-      await sleep(Math.random() * Math.min(CONFLICT_MAX_WAIT_MS, CONFLICT_BASE_MS * 2 ** tries));
-    }
-  }
-}
 
 export interface TransitionOptions {
   from: readonly JobStatus[];
@@ -381,27 +194,23 @@ export class JobStore {
       ExpressionAttributeNames: names,
       ExpressionAttributeValues: values,
     };
-    const rejected = (current: Record<string, unknown> | undefined) =>
-      new TransitionRejected(
-        current ? `job ${jobId} is ${current.status}, not ${options.from.join(' or ')}` : `no job ${jobId}`,
-        current ? toJob(current) : undefined,
-      );
+    const describe = (current: JobRecord | undefined) =>
+      current ? `job ${jobId} is ${current.status}, not ${options.from.join(' or ')}` : `no job ${jobId}`;
 
     if (!options.slot || !TERMINAL_STATUSES.has(options.to)) {
       try {
-        const { Attributes } = await this.db.send(
-          new UpdateCommand({
-            ...update,
-            ReturnValues: 'ALL_NEW',
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-          }),
+        const { Attributes } = await withConflictRetry(() =>
+          this.db.send(
+            new UpdateCommand({
+              ...update,
+              ReturnValues: 'ALL_NEW',
+              ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+            }),
+          ),
         );
         return toJob(Attributes!);
       } catch (error) {
-        if (error instanceof ConditionalCheckFailedException) {
-          throw rejected(error.Item ? unmarshall(error.Item as Parameters<typeof unmarshall>[0]) : undefined);
-        }
-        throw error;
+        throw rejectionOf(error, describe) ?? error;
       }
     }
 
@@ -439,11 +248,9 @@ export class JobStore {
         ),
       );
     } catch (error) {
-      const reasons = reasonsOf(error);
-      if (reasons[0]?.Code === 'ConditionalCheckFailed') throw rejected(itemOf(reasons[0]));
-      throw error;
+      throw rejectionOf(error, describe) ?? error;
     }
-    return (await this.get(username, jobId))!;
+    return (await this.get(username, jobId, { includeExpired: true }))!;
   }
 
   /** The caller's active slots of one type: a consistent read of O(active jobs) items. */
@@ -543,248 +350,6 @@ export class JobStore {
   }
 
   /**
-   * Records finished parts and bumps the job's counters in the same transactions, so the counters
-   * always equal the part items. A part recorded again with the same ETag changes nothing; with a
-   * new ETag (the part was sent again) it replaces the old record. Only while the job is `status`.
-   */
-  async recordParts(username: string, jobId: string, parts: PartRecord[], status: JobStatus): Promise<void> {
-    const now = Math.floor(Date.now() / 1000);
-    const expires = now + this.retentionSeconds + 30 * 24 * 3600;
-    const jobUpdate = (partsDelta: number, bytesDelta: number) => ({
-      Update: {
-        TableName: this.table,
-        Key: { pk: userPk(username), sk: jobSk(jobId) },
-        UpdateExpression: 'ADD partsDone :parts, bytesDone :bytes SET updatedAt = :now',
-        ConditionExpression: '#status = :status',
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: {
-          ':parts': partsDelta,
-          ':bytes': bytesDelta,
-          ':now': new Date().toISOString(),
-          ':status': status,
-        },
-        ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
-      },
-    });
-    const jobRejected = async () => {
-      const current = await this.get(username, jobId);
-      return new TransitionRejected(
-        current ? `job ${jobId} is ${current.status}, not ${status}` : `no job ${jobId}`,
-        current,
-      );
-    };
-
-    // New parts: up to 99 puts plus the counter update per transaction (DynamoDB allows 100 items).
-    const existing: PartRecord[] = [];
-    for (let start = 0; start < parts.length; start += 99) {
-      let batch = parts.slice(start, start + 99);
-      while (batch.length > 0) {
-        const transaction: TransactWriteCommandInput = {
-          TransactItems: [
-            jobUpdate(
-              batch.length,
-              batch.reduce((sum, part) => sum + part.size, 0),
-            ),
-            ...batch.map((part) => ({
-              Put: {
-                TableName: this.table,
-                Item: {
-                  pk: partPk(jobId),
-                  sk: partSk(part.partNumber),
-                  // Only the record's own fields: callers may pass richer part objects (S3's, with dates).
-                  partNumber: part.partNumber,
-                  etag: part.etag,
-                  size: part.size,
-                  expiresAt: expires,
-                },
-                ConditionExpression: 'attribute_not_exists(pk)',
-              },
-            })),
-          ],
-        };
-        try {
-          await withConflictRetry(() => this.db.send(new TransactWriteCommand(transaction)));
-          batch = [];
-        } catch (error) {
-          const reasons = reasonsOf(error);
-          if (reasons.length === 0) throw error;
-          if (reasons[0]?.Code === 'ConditionalCheckFailed') throw await jobRejected();
-          // Parts that were recorded before: set them aside and retry the rest of the batch.
-          const known = new Set(
-            reasons.flatMap((reason, index) =>
-              index > 0 && reason.Code === 'ConditionalCheckFailed' ? [index - 1] : [],
-            ),
-          );
-          if (known.size === 0) throw error;
-          existing.push(...batch.filter((_, index) => known.has(index)));
-          batch = batch.filter((_, index) => !known.has(index));
-        }
-      }
-    }
-
-    // Parts seen before: a no-op for the same ETag, a replacement (and a byte-count correction) otherwise.
-    for (const part of existing) {
-      const { Item } = await this.db.send(
-        new GetCommand({
-          TableName: this.table,
-          Key: { pk: partPk(jobId), sk: partSk(part.partNumber) },
-          ConsistentRead: true,
-        }),
-      );
-      if (!Item || (Item.etag === part.etag && Item.size === part.size)) continue;
-      try {
-        await withConflictRetry(() =>
-          this.db.send(
-            new TransactWriteCommand({
-              TransactItems: [
-                jobUpdate(0, part.size - Number(Item.size)),
-                {
-                  Update: {
-                    TableName: this.table,
-                    Key: { pk: partPk(jobId), sk: partSk(part.partNumber) },
-                    UpdateExpression: 'SET etag = :etag, #size = :size',
-                    ConditionExpression: 'etag = :oldEtag AND #size = :oldSize',
-                    ExpressionAttributeNames: { '#size': 'size' },
-                    ExpressionAttributeValues: {
-                      ':etag': part.etag,
-                      ':size': part.size,
-                      ':oldEtag': Item.etag,
-                      ':oldSize': Item.size,
-                    },
-                  },
-                },
-              ],
-            }),
-          ),
-        );
-      } catch (error) {
-        const reasons = reasonsOf(error);
-        if (reasons[0]?.Code === 'ConditionalCheckFailed') throw await jobRejected();
-        // The part changed under us: a concurrent record of the same part won, which is as good.
-        if (reasons[1]?.Code === 'ConditionalCheckFailed') continue;
-        throw error;
-      }
-    }
-  }
-
-  /**
-   * A worker takes a job: a QUEUED one, a RUNNING one handed to `token` by the previous invocation,
-   * or a RUNNING one whose lease ran out (its worker died). Throws TransitionRejected otherwise,
-   * which is how a duplicate delivery of the same event finds out it has nothing to do.
-   */
-  async claimWorker(
-    username: string,
-    jobId: string,
-    options: { token?: string | undefined; newToken: string; leaseSeconds: number },
-  ): Promise<JobRecord> {
-    const now = Math.floor(Date.now() / 1000);
-    try {
-      const { Attributes } = await this.db.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: { pk: userPk(username), sk: jobSk(jobId) },
-          UpdateExpression:
-            'SET #status = :running, ownerStatus = :ownerStatus, workerToken = :newToken, leaseUntil = :lease, updatedAt = :now ADD invocations :one',
-          ConditionExpression:
-            '#status = :queued OR (#status = :running AND (workerToken = :token OR leaseUntil < :epoch))',
-          ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: {
-            ':running': 'RUNNING',
-            ':ownerStatus': ownerStatus(username, 'export', 'RUNNING'),
-            ':queued': 'QUEUED',
-            ':newToken': options.newToken,
-            ':token': options.token ?? '-',
-            ':lease': now + options.leaseSeconds,
-            ':epoch': now,
-            ':now': new Date().toISOString(),
-            ':one': 1,
-          },
-          ReturnValues: 'ALL_NEW',
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        }),
-      );
-      return toJob(Attributes!);
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) {
-        const current = error.Item
-          ? toJob(unmarshall(error.Item as Parameters<typeof unmarshall>[0]))
-          : undefined;
-        throw new TransitionRejected(
-          current ? `job ${jobId} is ${current.status} and not handed to this worker` : `no job ${jobId}`,
-          current,
-        );
-      }
-      throw error;
-    }
-  }
-
-  /**
-   * The worker's heartbeat after each part: progress, checkpoint and a fresh lease, only while the
-   * job is RUNNING under `token`. A kill (CANCELLING) makes it fail: that is how the worker notices.
-   * `set` may also record type-specific fields (the output upload id) and hand the job to a new token.
-   */
-  async saveCheckpoint(
-    username: string,
-    jobId: string,
-    token: string,
-    update: {
-      partsDone: number;
-      bytesDone: number;
-      checkpoint: { offset: number; partNumber: number };
-      leaseSeconds: number;
-      uploadId?: string;
-      handOffTo?: string;
-    },
-  ): Promise<void> {
-    const now = Math.floor(Date.now() / 1000);
-    const sets = [
-      'partsDone = :partsDone',
-      'bytesDone = :bytesDone',
-      'checkpoint = :checkpoint',
-      'leaseUntil = :lease',
-      'updatedAt = :now',
-    ];
-    const values: Record<string, unknown> = {
-      ':partsDone': update.partsDone,
-      ':bytesDone': update.bytesDone,
-      ':checkpoint': update.checkpoint,
-      ':lease': now + update.leaseSeconds,
-      ':now': new Date().toISOString(),
-      ':running': 'RUNNING',
-      ':token': token,
-    };
-    if (update.uploadId) {
-      sets.push('uploadId = :uploadId');
-      values[':uploadId'] = update.uploadId;
-    }
-    if (update.handOffTo) {
-      sets.push('workerToken = :next');
-      values[':next'] = update.handOffTo;
-    }
-    try {
-      await this.db.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: { pk: userPk(username), sk: jobSk(jobId) },
-          UpdateExpression: `SET ${sets.join(', ')}`,
-          ConditionExpression: '#status = :running AND workerToken = :token',
-          ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: values,
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        }),
-      );
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) {
-        const current = error.Item
-          ? toJob(unmarshall(error.Item as Parameters<typeof unmarshall>[0]))
-          : undefined;
-        throw new TransitionRejected(`job ${jobId} is no longer running under this worker`, current);
-      }
-      throw error;
-    }
-  }
-
-  /**
    * Every job that has not finished, of every user: a scan of the sparse ActiveJobsByOwner index,
    * which holds only those, so it costs O(active jobs) however long the history. For the janitor.
    */
@@ -797,53 +362,5 @@ export class JobStore {
       jobs.push(...(page.Items ?? []).map(toJob));
     }
     return jobs;
-  }
-
-  /**
-   * Counts one restart of a job's worker, only if nobody counted it since `seen` was read: of two
-   * janitors running at once, one restarts the worker.
-   */
-  async countRestart(job: JobRecord): Promise<boolean> {
-    try {
-      await this.db.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: { pk: userPk(job.username), sk: jobSk(job.jobId) },
-          UpdateExpression: 'SET restarts = :next, updatedAt = :now',
-          ConditionExpression: '#status = :status AND (attribute_not_exists(restarts) OR restarts = :seen)',
-          ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: {
-            ':next': (job.restarts ?? 0) + 1,
-            ':seen': job.restarts ?? 0,
-            ':status': job.status,
-            ':now': new Date().toISOString(),
-          },
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw error;
-    }
-  }
-
-  /** Every recorded part of a job, in part order. */
-  async parts(jobId: string): Promise<PartRecord[]> {
-    const parts: PartRecord[] = [];
-    const pages = paginateQuery(
-      { client: this.db },
-      {
-        TableName: this.table,
-        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-        ExpressionAttributeValues: { ':pk': partPk(jobId), ':prefix': 'PART#' },
-        ProjectionExpression: 'partNumber, etag, #size',
-        ExpressionAttributeNames: { '#size': 'size' },
-        ConsistentRead: true,
-      },
-    );
-    for await (const page of pages) {
-      for (const item of page.Items ?? []) parts.push(item as PartRecord);
-    }
-    return parts;
   }
 }

@@ -1,4 +1,4 @@
-import type { JobRecord } from './job-store.ts';
+import type { JobRecord } from './jobs-table.ts';
 
 /** What clients see of a job: no table keys, no S3 upload id. */
 export interface JobView {

@@ -2,8 +2,8 @@ import { exportView } from '../exports/exports.ts';
 import { badRequest, notFound } from '../http/errors.ts';
 import { jobStore } from './index.ts';
 import { JOB_ID_PATTERN } from './job-ids.ts';
-import type { JobStatus, JobType } from './job-store.ts';
 import { jobView } from './job-view.ts';
+import type { JobStatus, JobType } from './jobs-table.ts';
 
 /** The cursor is the last job id of the previous page; the partition is always the caller's own. */
 const encodeCursor = (jobId: string) => Buffer.from(jobId).toString('base64url');

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import { NoSuchUpload } from '@aws-sdk/client-s3';
 import { config } from '../config.ts';
 import { conflict, HttpError, notFound } from '../http/errors.ts';
-import { jobStore } from '../jobs/index.ts';
+import { jobStore, partRecords } from '../jobs/index.ts';
 import { newJobId } from '../jobs/job-ids.ts';
-import { type JobRecord, type PartRecord, SlotTaken, TransitionRejected } from '../jobs/job-store.ts';
 import { describeRanges, type JobView, jobView } from '../jobs/job-view.ts';
+import { type JobRecord, type PartRecord, SlotTaken, TransitionRejected } from '../jobs/jobs-table.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
 import type { StoredPart } from '../storage/file-store.ts';
@@ -293,7 +293,7 @@ export async function recordProgress(username: string, jobId: string, parts: Par
     );
   }
   try {
-    await jobStore().recordParts(
+    await partRecords().record(
       username,
       jobId,
       parts.map((part) => ({ ...part, etag: normalizeEtag(part.etag) })),
@@ -534,7 +534,7 @@ export async function reconcileUpload(username: string, jobId: string) {
   if (job.status !== 'UPLOADING') return { job: jobView(job) };
   const [stored, recorded] = await Promise.all([
     fileStore().listParts(job.key, job.uploadId!),
-    jobStore().parts(jobId),
+    partRecords().list(jobId),
   ]);
   const { missing, complete } = checkStoredParts(job, stored ?? []);
   const usable = complete.filter((part) => part.size === expectedPartSize(job, part.partNumber));
@@ -542,7 +542,7 @@ export async function reconcileUpload(username: string, jobId: string) {
   const unrecorded = usable.filter((part) => recordedEtags.get(part.partNumber) !== part.etag);
   if (unrecorded.length > 0) {
     try {
-      await jobStore().recordParts(username, jobId, unrecorded, 'UPLOADING');
+      await partRecords().record(username, jobId, unrecorded, 'UPLOADING');
     } catch (error) {
       if (!(error instanceof TransitionRejected)) throw error;
     }

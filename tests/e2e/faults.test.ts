@@ -8,7 +8,7 @@ import { exportStepSize } from '../../lib/exports/exports.ts';
 import { runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { newJobId } from '../../lib/jobs/job-ids.ts';
-import { type JobRecord, TERMINAL_STATUSES } from '../../lib/jobs/job-store.ts';
+import { type JobRecord, TERMINAL_STATUSES } from '../../lib/jobs/jobs-table.ts';
 import { fileStore } from '../../lib/storage/index.ts';
 import { freePort } from '../../scripts/emulators.ts';
 import {

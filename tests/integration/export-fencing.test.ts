@@ -6,7 +6,7 @@ import { cleanUpOutput, finishCancel, killExports, type WorkerEvent } from '../.
 import { runExport } from '../../lib/exports/worker.ts';
 import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
-import type { JobRecord } from '../../lib/jobs/job-store.ts';
+import type { JobRecord } from '../../lib/jobs/jobs-table.ts';
 import { transferFileStore } from '../../lib/storage/index.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';

@@ -3,7 +3,7 @@ import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { jest } from '@jest/globals';
 import { handler as startExportHandler } from '../../functions/export-create.ts';
 import { lambdaClient } from '../../lib/aws/clients.ts';
-import { jobStore } from '../../lib/jobs/index.ts';
+import { jobStore, workerLeases } from '../../lib/jobs/index.ts';
 import { invoke } from '../support/events.ts';
 import { testBucket } from '../support/s3.ts';
 import { createTestUser } from '../support/users.ts';
@@ -60,7 +60,7 @@ describe('starting an export when the worker invoke fails', () => {
   it('answers 202 when the invoke timed out but a worker had already claimed the job', async () => {
     const user = await userWithFile();
     invokeFails(async ({ username, jobId }) => {
-      await jobStore().claimWorker(username, jobId, { newToken: 'delivered', leaseSeconds: 60 });
+      await workerLeases().claim(username, jobId, { newToken: 'delivered', leaseSeconds: 60 });
     });
     const response = await post(user.token);
     expect(response.status).toBe(202);

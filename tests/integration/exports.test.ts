@@ -5,7 +5,7 @@ import { cancelExport, killExports, startExport, type WorkerEvent } from '../../
 import { type RunResult, runExport } from '../../lib/exports/worker.ts';
 import { HttpError } from '../../lib/http/errors.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
-import { LimitReached } from '../../lib/jobs/job-store.ts';
+import { LimitReached } from '../../lib/jobs/jobs-table.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { createExportJob as createJob } from '../support/exports.ts';

@@ -5,7 +5,7 @@ import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { newJobId } from '../../lib/jobs/job-ids.ts';
-import type { JobRecord, JobStatus, JobType } from '../../lib/jobs/job-store.ts';
+import type { JobRecord, JobStatus, JobType } from '../../lib/jobs/jobs-table.ts';
 import { listJobs } from '../../lib/jobs/queries.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { HttpError } from '../../lib/http/errors.ts';
-import { jobStore } from '../../lib/jobs/index.ts';
+import { jobStore, partRecords } from '../../lib/jobs/index.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import {
   abortUpload,
@@ -195,7 +195,7 @@ describe('upload state races', () => {
       partsDone: 20,
       bytesDone: size,
     });
-    expect(await jobStore().parts(created.job.jobId)).toHaveLength(20);
+    expect(await partRecords().list(created.job.jobId)).toHaveLength(20);
 
     // A part sent again (new ETag) replaces its record without being counted twice.
     await recordProgress(username, created.job.jobId, [
@@ -206,7 +206,7 @@ describe('upload state races', () => {
       partsDone: 20,
       bytesDone: size,
     });
-    expect((await jobStore().parts(created.job.jobId))[0]!.etag).toBe('"etag-again"');
+    expect((await partRecords().list(created.job.jobId))[0]!.etag).toBe('"etag-again"');
     await abortUpload(username, created.job.jobId);
   });
 
@@ -243,7 +243,7 @@ describe('progress at S3 scale', () => {
       partsDone: 10_000,
       bytesDone: size,
     });
-    const parts = await jobStore().parts(created.job.jobId);
+    const parts = await partRecords().list(created.job.jobId);
     expect(parts).toHaveLength(10_000);
     expect(parts[9_999]!.partNumber).toBe(10_000);
     await abortUpload(username, created.job.jobId);

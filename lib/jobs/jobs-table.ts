@@ -1,0 +1,246 @@
+import {
+  type CancellationReason,
+  ConditionalCheckFailedException,
+  TransactionCanceledException,
+} from '@aws-sdk/client-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+import {
+  EXPORT_STATUSES,
+  type ExportStatus,
+  type JobStatus,
+  UPLOAD_STATUSES,
+  type UploadStatus,
+} from './statuses.ts';
+
+/**
+ * The jobs table (single-table design):
+ *
+ * | item        | pk                | sk                         | what                                   |
+ * |-------------|-------------------|----------------------------|----------------------------------------|
+ * | job         | USER#<username>   | JOB#<jobId>                | status, plan, progress counters        |
+ * | active slot | USER#<username>   | ACTIVE#<type>#<name>       | exists only while a job runs: one      |
+ * |             |                   |                            | active upload per file, and kill reads |
+ * |             |                   |                            | these (O(active jobs), consistent)     |
+ * | part        | JOB#<jobId>       | PART#<00001>               | one per recorded part (10,000 scale)   |
+ * | counter     | USER#<username>   | RUNNING#<type>             | running jobs of a type, for a per-user |
+ * |             |                   |                            | limit enforced in the create transaction |
+ *
+ * Every status change is a conditional write on the current status; a terminal change also frees
+ * the active slot in the same transaction.
+ *
+ * Indexes:
+ * - ActiveJobsByOwner (`activeOwner` = `<type>#<username>`, sparse, all attributes): unfinished jobs,
+ *   for the janitor;
+ * - JobsByOwnerType (`ownerType` = `<type>#<username>`) and JobsByOwnerStatus (`ownerStatus` =
+ *   `<type>#<username>#<status>`, rewritten with every status change), keys only: GET /jobs filtered
+ *   by type or status reads one page of an index, then that page from the table, never the user's
+ *   whole history.
+ *
+ * Three adapters share the table, one per concern: JobStore (a job's life: create, read, list,
+ * status changes), PartRecords (an upload's recorded parts) and WorkerLeases (who runs an export).
+ * This module holds what they share: the items' shapes and keys, and how a lost condition or a
+ * transaction conflict is handled.
+ */
+
+export type JobType = 'upload' | 'export';
+
+export type { ExportStatus, JobStatus, UploadStatus };
+
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
+  'COMPLETED',
+  'ABORTED',
+  'FAILED',
+  'EXPIRED',
+  'SUCCEEDED',
+  'CANCELLED',
+]);
+
+export interface JobRecord {
+  jobId: string;
+  username: string;
+  type: JobType;
+  status: JobStatus;
+  filename: string;
+  /** The S3 key the job writes. */
+  key: string;
+  size: number;
+  partSize: number;
+  partCount: number;
+  contentType?: string;
+  uploadId?: string;
+  partsDone: number;
+  bytesDone: number;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt?: string;
+  error?: string;
+  /** Type-specific fields (an export's format, source, output…). */
+  details?: Record<string, unknown>;
+  /** Worker bookkeeping (exports): who may run the job, until when, and where it left off. */
+  workerToken?: string;
+  leaseUntil?: number;
+  invocations?: number;
+  checkpoint?: { offset: number; partNumber: number };
+  /** How many times the janitor restarted the job's worker. */
+  restarts?: number;
+  /** Epoch seconds after which a finished job is gone (DynamoDB TTL, honoured by the reads too). */
+  expiresAt?: number;
+}
+
+export interface PartRecord {
+  partNumber: number;
+  etag: string;
+  size: number;
+}
+
+export interface ActiveSlot {
+  jobId: string;
+  type: JobType;
+  name: string;
+}
+
+export const userPk = (username: string) => `USER#${username}`;
+export const jobSk = (jobId: string) => `JOB#${jobId}`;
+export const slotSk = (type: JobType, name: string) => `ACTIVE#${type}#${name}`;
+export const partPk = (jobId: string) => `JOB#${jobId}`;
+export const partSk = (partNumber: number) => `PART#${String(partNumber).padStart(5, '0')}`;
+export const counterSk = (type: JobType) => `RUNNING#${type}`;
+export const ownerType = (username: string, type: JobType) => `${type}#${username}`;
+export const ownerStatus = (username: string, type: JobType, status: JobStatus) =>
+  `${type}#${username}#${status}`;
+
+/** The job types a status can belong to (FAILED and EXPIRED belong to both). */
+export const typesWithStatus = (status: JobStatus): JobType[] => [
+  ...((UPLOAD_STATUSES as readonly JobStatus[]).includes(status) ? (['upload'] as const) : []),
+  ...((EXPORT_STATUSES as readonly JobStatus[]).includes(status) ? (['export'] as const) : []),
+];
+
+/** A conditional status change lost: the job is not (or no longer) in a status it could leave. */
+export class TransitionRejected extends Error {
+  override name = 'TransitionRejected';
+  readonly current: JobRecord | undefined;
+  constructor(message: string, current: JobRecord | undefined) {
+    super(message);
+    this.current = current;
+  }
+}
+
+/** The user already runs as many jobs of this type as allowed. */
+export class LimitReached extends Error {
+  override name = 'LimitReached';
+}
+
+/** Another job holds the active slot for this (type, name). */
+export class SlotTaken extends Error {
+  override name = 'SlotTaken';
+  readonly holder: ActiveSlot;
+  constructor(holder: ActiveSlot) {
+    super(`${holder.type} ${holder.jobId} is active for ${holder.name}`);
+    this.holder = holder;
+  }
+}
+
+const JOB_FIELDS = [
+  'jobId',
+  'username',
+  'type',
+  'status',
+  'filename',
+  'key',
+  'size',
+  'partSize',
+  'partCount',
+  'contentType',
+  'uploadId',
+  'partsDone',
+  'bytesDone',
+  'createdAt',
+  'updatedAt',
+  'finishedAt',
+  'error',
+  'details',
+  'workerToken',
+  'leaseUntil',
+  'invocations',
+  'checkpoint',
+  'restarts',
+  'expiresAt',
+] as const;
+
+/**
+ * Whether a job's retention has run out. DynamoDB's TTL deletes expired items lazily (within days on
+ * AWS, never on DynamoDB Local), so every read treats an expired job as gone itself.
+ */
+export const hasExpired = (job: Pick<JobRecord, 'expiresAt'>, nowMs = Date.now()) =>
+  job.expiresAt !== undefined && job.expiresAt * 1000 <= nowMs;
+
+export function toJob(item: Record<string, unknown>): JobRecord {
+  const job: Record<string, unknown> = {};
+  for (const field of JOB_FIELDS) if (item[field] !== undefined) job[field] = item[field];
+  return job as unknown as JobRecord;
+}
+
+export const reasonsOf = (error: unknown): CancellationReason[] =>
+  error instanceof TransactionCanceledException ? (error.CancellationReasons ?? []) : [];
+
+export const itemOf = (reason: CancellationReason | undefined) =>
+  reason?.Item ? unmarshall(reason.Item as Parameters<typeof unmarshall>[0]) : undefined;
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * DynamoDB cancels a transaction that meets another one on any of its items (TransactionConflict),
+ * and refuses a single write to an item a transaction holds (TransactionConflictException); both
+ * leave nothing written and ask to be retried. A failed condition decides the outcome: no retry.
+ */
+const lostConflict = (error: unknown) => {
+  if ((error as Error | undefined)?.name === 'TransactionConflictException') return true;
+  const reasons = reasonsOf(error);
+  return (
+    reasons.some((reason) => reason.Code === 'TransactionConflict') &&
+    !reasons.some((reason) => reason.Code === 'ConditionalCheckFailed')
+  );
+};
+
+const CONFLICT_TRIES = 10;
+const CONFLICT_BASE_MS = 25;
+const CONFLICT_MAX_WAIT_MS = 1000;
+
+/**
+ * Every write to the jobs table goes through here (single writes too: DynamoDB refuses one to an
+ * item a transaction holds). Full jitter, so that writers that collided do
+ * not collide again in step; each wait and the number of tries are capped (under 6 s in all), so a
+ * request stays well inside the API's 29 s even on a hot item such as a user's RUNNING counter.
+ */
+export async function withConflictRetry<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!lostConflict(error) || tries >= CONFLICT_TRIES) throw error;
+      await sleep(Math.random() * Math.min(CONFLICT_MAX_WAIT_MS, CONFLICT_BASE_MS * 2 ** tries));
+    }
+  }
+}
+
+/**
+ * The TransitionRejected for a conditional write on a job that lost, carrying the job as it was; or
+ * undefined when `error` is not such a loss. A single write reports it as ConditionalCheckFailed-
+ * Exception, a transaction as the first item's cancellation reason (by convention the job is the
+ * first item); both carry the item when the write asked for ReturnValuesOnConditionCheckFailure.
+ */
+export function rejectionOf(
+  error: unknown,
+  describe: (current: JobRecord | undefined) => string,
+): TransitionRejected | undefined {
+  let item: Record<string, unknown> | undefined;
+  if (error instanceof ConditionalCheckFailedException) {
+    item = error.Item ? unmarshall(error.Item as Parameters<typeof unmarshall>[0]) : undefined;
+  } else {
+    const [first] = reasonsOf(error);
+    if (first?.Code !== 'ConditionalCheckFailed') return undefined;
+    item = itemOf(first);
+  }
+  const current = item ? toJob(item) : undefined;
+  return new TransitionRejected(describe(current), current);
+}
