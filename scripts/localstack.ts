@@ -254,8 +254,9 @@ async function layOutRoot(root: string, log: Log) {
 }
 
 /**
- * The settings of host mode; localstack-compose.yml sets the same ones that apply inside Docker
- * (SERVICES, S3_SKIP_SIGNATURE_VALIDATION, PERSISTENCE).
+ * The settings of host mode. localstack-compose.yml sets the same ones where they apply inside
+ * Docker (all but GATEWAY_LISTEN, GATEWAY_SERVER, OVERRIDE_IN_DOCKER and FILESYSTEM_ROOT): keep the
+ * two in step.
  */
 export function localStackEnv(port: number, root: string): Record<string, string> {
   return {
