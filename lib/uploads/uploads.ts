@@ -193,7 +193,7 @@ export async function createFormUpload(
   } catch (error) {
     // A PutObject that errs may still have stored the file (a timeout after S3 wrote it): S3 decides.
     // If even that cannot be told now, the job stays COMPLETING for /complete or the janitor.
-    settled = await settleFormUpload(job).catch(() => undefined);
+    settled = await settleFormUpload(job, { writerEnded: true }).catch(() => undefined);
     if (settled?.status !== 'COMPLETED') throw error;
   }
   const done =
@@ -208,6 +208,12 @@ export async function createFormUpload(
     file: { name: job.filename, size, lastModified: (stored?.lastModified ?? new Date()).toISOString() },
   };
 }
+
+/**
+ * How long after a form upload started writing its file nobody else may declare it unwritten: longer
+ * than the API's Lambda timeout (29 s, serverless.yml), after which the writing request has ended.
+ */
+const FORM_WRITER_GRACE_SECONDS = 60;
 
 /** What a form upload's job keeps to recognise its own file in S3. */
 interface FormDetails {
@@ -228,12 +234,21 @@ function holdsFormFile(job: JobRecord, object: { size: number; etag: string } | 
  * would have died), FAILED with its slot freed. An UPLOADING one never got to write. Returns the
  * job when COMPLETED, throws UploadGone when FAILED.
  */
-async function settleFormUpload(seen: JobRecord): Promise<JobView> {
+async function settleFormUpload(seen: JobRecord, options: { writerEnded: boolean }): Promise<JobView> {
   const job = (await jobStore().get(seen.username, seen.jobId))!;
   if (job.status === 'COMPLETED') return jobView(job);
   if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
   if (job.status === 'COMPLETING' && holdsFormFile(job, await fileStore().head(job.key))) {
     return recordCompleted(job);
+  }
+  // No file yet, but the request writing it may still be running: it is not "not stored" until that
+  // request has surely ended.
+  const sinceWriteStarted = (Date.now() - Date.parse(job.updatedAt)) / 1000;
+  if (job.status === 'COMPLETING' && !options.writerEnded && sinceWriteStarted < FORM_WRITER_GRACE_SECONDS) {
+    throw conflict(
+      'CompletionInProgress',
+      `the file of job ${job.jobId} is being stored; ask again in a moment`,
+    );
   }
   await markFailed(job, job.status, 'the file was not stored; send it again');
   const current = (await jobStore().get(job.username, job.jobId))!;
@@ -345,7 +360,7 @@ export async function completeUpload(username: string, jobId: string): Promise<J
   if (job.status === 'COMPLETED') return jobView(job);
   if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
   // Form uploads have no multipart upload to complete; their one object is there or not.
-  if (!job.uploadId) return settleFormUpload(job);
+  if (!job.uploadId) return settleFormUpload(job, { writerEnded: false });
 
   const store = fileStore();
   const stored = await store.listParts(job.key, job.uploadId);

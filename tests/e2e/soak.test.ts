@@ -15,7 +15,8 @@ describe('soak', () => {
       users: 8,
       lanes: 2,
       ops: 32,
-      durationMs: 10_000,
+      // The op count bounds the run; the duration only guards against a stalled stack.
+      durationMs: 120_000,
       settleMs: 10_000,
       exportWaitMs: 10_000,
       janitor: true,
@@ -32,5 +33,5 @@ describe('soak', () => {
       apiServerErrors: 0,
     });
     expect(report.opsTotal).toBeGreaterThanOrEqual(16);
-  }, 150_000);
+  }, 240_000);
 });

@@ -1,5 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { jest } from '@jest/globals';
+import { documentClient } from '../../lib/aws/clients.ts';
+import { config } from '../../lib/config.ts';
 import { HttpError } from '../../lib/http/errors.ts';
 import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
@@ -90,6 +93,21 @@ async function janitorLater(username: string) {
   } finally {
     scan.mockRestore();
   }
+}
+
+/**
+ * A form upload's writing request has surely ended once the API's timeout has passed: until then a
+ * /complete must not declare its file unwritten. Moves the job's clock back past that grace.
+ */
+async function formWriterEnded(username: string, jobId: string) {
+  await documentClient().send(
+    new UpdateCommand({
+      TableName: config().jobsTable,
+      Key: { pk: `USER#${username}`, sk: `JOB#${jobId}` },
+      UpdateExpression: 'SET updatedAt = :then',
+      ExpressionAttributeValues: { ':then': new Date(Date.now() - 120_000).toISOString() },
+    }),
+  );
 }
 
 async function rerun(mode: 'complete' | 'janitor', username: string, jobId: string) {
@@ -232,6 +250,7 @@ describe('a form upload that crashes', () => {
         const { jobs } = await jobStore().list(username, { type: 'upload', limit: 10 });
         expect(jobs).toHaveLength(1);
         const jobId = jobs[0]!.jobId;
+        await formWriterEnded(username, jobId);
         await rerun(mode, username, jobId);
         expect(await expectConverged(username, jobId, bytes)).toBe(expected[mode]);
         await rerun(mode, username, jobId);
@@ -255,12 +274,33 @@ describe('a form upload that crashes', () => {
     await outcome(createFormUpload(username, { filename: 'form.bin', content: bytes }, true));
     jest.restoreAllMocks();
     const { jobs } = await jobStore().list(username, { type: 'upload', limit: 10 });
+    await formWriterEnded(username, jobs[0]!.jobId);
     expect(await outcome(completeUpload(username, jobs[0]!.jobId))).toEqual({
       ok: false,
       status: 409,
       code: 'UploadGone',
     });
     expect(await expectConverged(username, jobs[0]!.jobId, bytes, earlier)).toBe('FAILED');
+  });
+
+  it('a /complete while the form request may still be writing its file waits for it instead of failing it', async () => {
+    const username = user();
+    const bytes = randomBytes(2048);
+    crashAfter(jobStore() as JobStore, 'transition', to('COMPLETING'));
+    await outcome(createFormUpload(username, { filename: 'form.bin', content: bytes }, false));
+    jest.restoreAllMocks();
+    const { jobs } = await jobStore().list(username, { type: 'upload', limit: 10 });
+    const jobId = jobs[0]!.jobId;
+    // Within the writer's time the job is left as it is, so a file that lands later is not orphaned.
+    expect(await outcome(completeUpload(username, jobId))).toEqual({
+      ok: false,
+      status: 409,
+      code: 'CompletionInProgress',
+    });
+    expect((await jobStore().get(username, jobId))!.status).toBe('COMPLETING');
+    await testBucket().putObject(`uploads/${username}/form.bin`, bytes);
+    expect(await outcome(completeUpload(username, jobId))).toMatchObject({ ok: true });
+    expect(await expectConverged(username, jobId, bytes)).toBe('COMPLETED');
   });
 });
 
