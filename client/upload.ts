@@ -589,13 +589,14 @@ class Transfer {
       try {
         job = await this.complete();
       } catch (error) {
-        // S3 lacks parts after all (lost, or of the wrong size): send those again, twice at most.
+        // S3 lacks parts after all (lost, or of the wrong size): send those again, twice at most. With
+        // none missing, a part changed under the completion (S3's InvalidPart): the server went back
+        // to UPLOADING, and completing again is all it takes.
         if (!(error instanceof ApiError && error.code === 'PartsIncomplete') || round >= 2) throw error;
         const reconciled = await this.api.reconcileUpload(jobId, { signal: this.options.signal });
         const missing = reconciled.missingParts ?? [];
-        if (missing.length === 0) throw error;
         for (const partNumber of missing) this.tracker.lost(partRange(layout, partNumber).length);
-        await this.sendAll(missing, []);
+        if (missing.length > 0) await this.sendAll(missing, []);
       }
     }
     return {

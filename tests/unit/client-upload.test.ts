@@ -27,6 +27,8 @@ class FakeService implements UploadApi {
   partSize = 1024;
   putDelayMs = 0;
   progressDelayMs = 0;
+  /** Completions refused as S3 refuses one whose part changed under it (InvalidPart): none missing. */
+  partsChangedOnComplete = 0;
   inFlight = 0;
   maxInFlight = 0;
   urlLifetimeMs = 15 * 60_000;
@@ -158,6 +160,12 @@ class FakeService implements UploadApi {
     );
     if (missing.length > 0) {
       throw new ApiError(409, 'PartsIncomplete', `missing ${missing.join(',')}`, { details: { missing } });
+    }
+    if (this.partsChangedOnComplete > 0) {
+      this.partsChangedOnComplete--;
+      throw new ApiError(409, 'PartsIncomplete', 'a part changed', {
+        details: { missing: [], wrongSize: [] },
+      });
     }
     job.status = 'COMPLETED';
     return job;
@@ -396,6 +404,16 @@ describe('upload', () => {
     const resumed = await upload(service, { source: bytes, resume: true });
     expect(resumed).toMatchObject({ jobId: 'job1', partsReused: 5, partsSent: 15 });
     expect(service.assembled('job1').equals(bytes)).toBe(true);
+  });
+
+  it('completes again when a part changed under the first completion (nothing missing, S3 InvalidPart)', async () => {
+    const service = new FakeService();
+    service.partsChangedOnComplete = 1;
+    const source = randomBytes(200 * 1024);
+    const result = await upload(service, { source });
+    expect(result.job.status).toBe('COMPLETED');
+    expect(service.calls.complete).toBe(2);
+    expect(service.assembled(result.jobId).equals(source)).toBe(true);
   });
 
   it('stops when the job is killed elsewhere (progress answers 409 JobNotActive)', async () => {
