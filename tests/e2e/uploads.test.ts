@@ -315,6 +315,9 @@ describe('bad input to the upload routes', () => {
     ['a part size under 5 MiB', { filename: 'a.txt', size: 100 * MiB, partSize: MiB }],
     ['a part size giving over 10,000 parts', { filename: 'a.txt', size: 60 * 1024 * MiB, partSize: 5 * MiB }],
     ['a bad content type', { filename: 'a.txt', size: 1, contentType: 'not a mime type' }],
+    // Once a 500: the SDK refused to put these in the Content-Type header.
+    ['a content type with a newline', { filename: 'a.txt', size: 1, contentType: 'text/plain\nx-evil: 1' }],
+    ['a content type with a tab', { filename: 'a.txt', size: 1, contentType: 'text/plain;\tcharset=utf-8' }],
     ['overwrite as a string', { filename: 'a.txt', size: 1, overwrite: 'yes' }],
     ['no filename', { size: 1 }],
   ])('POST /upload rejects %s with 400', async (_case, body) => {
