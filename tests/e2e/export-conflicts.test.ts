@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { GetCommand } from '@aws-sdk/lib-dynamodb';
-import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
+import { runningExports } from '../support/exports.ts';
 import { type ApiResponse, api } from '../support/http.ts';
 import { testBucket } from '../support/s3.ts';
 import { createTestUser } from '../support/users.ts';
@@ -25,17 +24,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 async function newUser(): Promise<User> {
   const user = await createTestUser('exc');
   return { ...user, jwt: await user.token() };
-}
-
-async function counter(username: string): Promise<number> {
-  const { Item } = await documentClient().send(
-    new GetCommand({
-      TableName: config().jobsTable,
-      Key: { pk: `USER#${username}`, sk: 'RUNNING#export' },
-      ConsistentRead: true,
-    }),
-  );
-  return Number(Item?.running ?? 0);
 }
 
 async function exportJobs(username: string) {
@@ -74,11 +62,11 @@ describe('export starts and finishes of one user at once', () => {
     expect(statuses.filter((status) => status.startsWith('5'))).toEqual([]);
     expect(statuses.filter((status) => status === '202')).toHaveLength(limit);
     expect(statuses.filter((status) => status === '429 TooManyRequests')).toHaveLength(12 - limit);
-    expect(await counter(user.username)).toBe(limit);
+    expect(await runningExports(user.username)).toBe(limit);
 
     const jobs = await waitUntilSettled(user.username);
     expect(jobs.map((job) => job.status)).toEqual(Array(limit).fill('SUCCEEDED'));
-    expect(await counter(user.username)).toBe(0);
+    expect(await runningExports(user.username)).toBe(0);
     expect(await testBucket().listOpenUploads(`exports/${user.username}/`)).toEqual([]);
   }, 120_000);
 
@@ -93,11 +81,11 @@ describe('export starts and finishes of one user at once', () => {
     for (let wave = 0; wave < 10; wave++) {
       const [responses, seen] = await Promise.all([
         Promise.all(Array.from({ length: 8 }, () => startExport(user, 'quick.bin', 'raw'))),
-        counter(user.username),
+        runningExports(user.username),
       ]);
       all.push(...responses);
       // (A wave may accept more than the limit in all: exports that finish during it free places.)
-      maxCounter = Math.max(maxCounter, seen, await counter(user.username));
+      maxCounter = Math.max(maxCounter, seen, await runningExports(user.username));
       await sleep(150 + Math.random() * 250);
     }
     const statuses = summary(all);
@@ -112,7 +100,7 @@ describe('export starts and finishes of one user at once', () => {
     expect(jobs.map((job) => job.jobId).sort()).toEqual([...accepted].sort());
     expect(jobs.filter((job) => job.status !== 'SUCCEEDED')).toEqual([]);
     // The counter equals the exports really running: none now.
-    expect(await counter(user.username)).toBe(0);
+    expect(await runningExports(user.username)).toBe(0);
     expect(await testBucket().listOpenUploads(`exports/${user.username}/`)).toEqual([]);
   }, 180_000);
 });

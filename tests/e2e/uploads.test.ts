@@ -399,6 +399,8 @@ describe('bad input to the upload routes', () => {
     );
     expectError(await api('/jobs?limit=0', { token: user.jwt }), 400);
     expectError(await api('/jobs?status=DONE', { token: user.jwt }), 400);
+    expectError(await api('/jobs?type=backup', { token: user.jwt }), 400);
+    expectError(await api('/jobs?status=FAILED&limit=0', { token: user.jwt }), 400);
     expectError(await api('/jobs?cursor=bm9wZQ', { token: user.jwt }), 400, 'BadCursor');
   });
 });

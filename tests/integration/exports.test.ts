@@ -2,13 +2,13 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { config } from '../../lib/config.ts';
 import { cancelExport, killExports, startExport, type WorkerEvent } from '../../lib/exports/exports.ts';
-import { type RunResult, runExport } from '../../lib/exports/worker.ts';
+import { runExport } from '../../lib/exports/worker.ts';
 import { HttpError } from '../../lib/http/errors.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { LimitReached } from '../../lib/jobs/jobs-table.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';
-import { createExportJob as createJob } from '../support/exports.ts';
+import { createExportJob as createJob, runToTheEnd } from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**
@@ -21,26 +21,6 @@ const user = () => `exp-${randomUUID().slice(0, 8)}`;
 async function sourceFile(username: string, bytes: Buffer, name = 'source.bin') {
   await testBucket().putObject(`uploads/${username}/${name}`, bytes);
   return name;
-}
-
-/** Runs the worker as Lambda would, each invocation with no time left: one part, then a hand-off. */
-async function runToTheEnd(first: WorkerEvent, beforeEach?: (invocation: number) => Promise<void>) {
-  let event: WorkerEvent | undefined = first;
-  let invocations = 0;
-  let result: RunResult = 'skipped';
-  while (event) {
-    invocations++;
-    await beforeEach?.(invocations);
-    let next: WorkerEvent | undefined;
-    result = await runExport(event, {
-      deadline: 0,
-      continueWith: async (continuation) => {
-        next = continuation;
-      },
-    });
-    event = next;
-  }
-  return { result, invocations };
 }
 
 async function leftovers(username: string, jobId: string) {

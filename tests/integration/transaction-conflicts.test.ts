@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { jest } from '@jest/globals';
 import { handler as startExportHandler } from '../../functions/export-create.ts';
 import { handler as startUploadHandler } from '../../functions/upload-create.ts';
@@ -12,6 +12,7 @@ import { jobStore } from '../../lib/jobs/index.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import { completeUpload, createUpload, signParts } from '../../lib/uploads/uploads.ts';
 import { invoke, type ParsedResponse } from '../support/events.ts';
+import { runningExports } from '../support/exports.ts';
 import { putPart, testBucket } from '../support/s3.ts';
 import { createTestUser } from '../support/users.ts';
 
@@ -70,17 +71,6 @@ function emulateTransactionConflicts(): ConflictLog & { restore: () => void } {
   return Object.assign(log, { restore: () => spy.mockRestore() });
 }
 
-async function runningCounter(username: string): Promise<number> {
-  const { Item } = await documentClient().send(
-    new GetCommand({
-      TableName: config().jobsTable,
-      Key: { pk: `USER#${username}`, sk: 'RUNNING#export' },
-      ConsistentRead: true,
-    }),
-  );
-  return Number(Item?.running ?? 0);
-}
-
 const ACTIVE = ['QUEUED', 'RUNNING', 'CANCELLING'];
 
 async function settledExports(username: string, timeoutMs = 60_000) {
@@ -127,7 +117,7 @@ describe('transaction conflicts', () => {
     expect(statuses.filter((status) => status.startsWith('5'))).toEqual([]);
     expect(statuses.filter((status) => status === '202')).toHaveLength(limit);
     expect(statuses.filter((status) => status === '429 TooManyRequests')).toHaveLength(12 - limit);
-    expect(await runningCounter(user.username)).toBe(limit);
+    expect(await runningExports(user.username)).toBe(limit);
 
     // Kills finish them (CANCELLED, a counter release each) while more starts race them.
     const [killed, ...more] = await Promise.all([
@@ -142,7 +132,7 @@ describe('transaction conflicts', () => {
 
     const jobs = await settledExports(user.username);
     expect(jobs.filter((job) => job.status !== 'CANCELLED')).toEqual([]);
-    expect(await runningCounter(user.username)).toBe(0);
+    expect(await runningExports(user.username)).toBe(0);
     expect(await testBucket().listOpenUploads(`exports/${user.username}/`)).toEqual([]);
   }, 120_000);
 
@@ -158,11 +148,11 @@ describe('transaction conflicts', () => {
     for (let wave = 0; wave < 6; wave++) {
       const [responses, seen] = await Promise.all([
         Promise.all(Array.from({ length: 10 }, () => post(token, { filename: 'quick.bin', format: 'raw' }))),
-        runningCounter(user.username),
+        runningExports(user.username),
       ]);
       statuses.push(...responses.map(statusOf));
       expect(seen).toBeLessThanOrEqual(limit);
-      expect(await runningCounter(user.username)).toBeLessThanOrEqual(limit);
+      expect(await runningExports(user.username)).toBeLessThanOrEqual(limit);
       // Finish the accepted exports in-process, all at once and while the next wave starts (the
       // worker POST /export started through Lambda races these; whichever claims a job runs it).
       for (const response of responses.filter((r) => r.status === 202)) {
@@ -188,7 +178,7 @@ describe('transaction conflicts', () => {
     expect(jobs.length).toBeGreaterThan(limit);
     expect(jobs.filter((job) => job.status !== 'SUCCEEDED')).toEqual([]);
     // The counter equals the exports really running: none now.
-    expect(await runningCounter(user.username)).toBe(0);
+    expect(await runningExports(user.username)).toBe(0);
     expect(await testBucket().listOpenUploads(`exports/${user.username}/`)).toEqual([]);
   }, 120_000);
 

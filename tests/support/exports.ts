@@ -1,4 +1,4 @@
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import type { WorkerEvent } from '../../lib/exports/exports.ts';
@@ -80,4 +80,16 @@ export async function exportLeftovers(username: string, jobId: string) {
     objects: (await testBucket().list(prefix)).map((object) => object.key),
     openUploads: await testBucket().listOpenUploads(prefix),
   };
+}
+
+/** The user's running-exports counter (the item the per-user limit is enforced on). */
+export async function runningExports(username: string): Promise<number> {
+  const { Item } = await documentClient().send(
+    new GetCommand({
+      TableName: config().jobsTable,
+      Key: { pk: `USER#${username}`, sk: 'RUNNING#export' },
+      ConsistentRead: true,
+    }),
+  );
+  return Number(Item?.running ?? 0);
 }
