@@ -34,7 +34,7 @@ function fromMiddy(error: MiddyHttpError): HttpError | undefined {
 export function errorResponse(error: unknown, requestId: string): APIGatewayProxyStructuredResultV2 {
   let known = error instanceof HttpError ? error : isMiddyHttpError(error) ? fromMiddy(error) : undefined;
   // A dependency that is down, slow or throttling: 503 with Retry-After, not a 500.
-  const failure = known || error instanceof HttpError ? undefined : dependencyFailure(error);
+  const failure = known ? undefined : dependencyFailure(error);
   if (failure) {
     known = serviceUnavailable(dependencyFailureMessage(failure), failure.retryAfterSeconds);
     logger.error('dependency failed', { kind: failure.kind, error: error as Error });
