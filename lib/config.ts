@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import * as z from './schema.ts';
 
 /**
@@ -24,6 +25,9 @@ const envSchema = z.object({
   EXPORT_MAX_RUNNING: z._default(count(1, 1000), 3),
   EXPORT_INVOCATION_BUDGET_SECONDS: z._default(seconds(0, 900), 780),
   EXPORT_LEASE_SECONDS: z._default(seconds(10, 3600), 180),
+  EXPORT_COPY_WINDOW: z._default(count(1, 32), 4),
+  EXPORT_GZIP_THREADS: z.optional(count(1, 64)),
+  EXPORT_GZIP_UPLOADS: z._default(count(1, 16), 2),
   DOWNLOAD_TTL_SECONDS: z._default(seconds(60, 7 * 24 * 3600), 3600),
   JANITOR_UPLOAD_IDLE_HOURS: z._default(count(1, 24 * 365), 24),
   JANITOR_STUCK_MINUTES: z._default(count(1, 24 * 60), 15),
@@ -85,6 +89,13 @@ export interface Config {
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
+    /** Raw exports: UploadPartCopy calls in flight. */
+    copyWindow: number;
+    /**
+     * Gzip exports: slices read and compressed at once (one core each; the function's cores unless
+     * set) and compressed parts uploading at once. Memory is about (slices + uploads + 1) parts.
+     */
+    gzipWindow: { slices: number; uploads: number };
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // `${env:X, ''}` in serverless.yml yields empty strings for unset values: treat them as absent.
@@ -141,6 +152,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   };
 }
 
+      copyWindow: e.EXPORT_COPY_WINDOW,
+      gzipWindow: { slices: e.EXPORT_GZIP_THREADS ?? availableParallelism(), uploads: e.EXPORT_GZIP_UPLOADS },
 let current: Config | undefined;
 
 /** The process-wide configuration, parsed from `process.env` on first use. */

@@ -19,6 +19,8 @@ import {
   finishCancel,
   type WorkerEvent,
 } from './exports.ts';
+import { gzipMembers } from './gzip-members.ts';
+import { PartWindow } from './part-window.ts';
 
 const gzip = promisify(gzipCallback);
 
@@ -217,7 +219,7 @@ async function work(
   let token = initialToken;
   const store = transferFileStore();
   const details = detailsOf(job);
-  const { leaseSeconds } = config().exports;
+  const { leaseSeconds, copyWindow, gzipWindow } = config().exports;
 
   if (job.size === 0) {
     // Nothing to copy in parts: the output is one small object.
@@ -254,77 +256,101 @@ async function work(
     job = { ...job, uploadId };
   }
 
-  let { offset, partNumber } = job.checkpoint ?? { offset: 0, partNumber: 1 };
-  let stepsThisRun = 0;
-  const steps = () => Math.ceil(offset / job.partSize);
-  const sliceEnd = (start: number) => Math.min(start + job.partSize, job.size) - 1;
-
-  // gzip: members waiting to fill a part, and the next slice already on its way.
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  let prefetch: Promise<Uint8Array> | undefined;
-  const read = (start: number) =>
-    store.getRange(details.sourceKey, start, sliceEnd(start), details.sourceEtag);
-
-  while (offset < job.size) {
-    // Hand off only at a part boundary, and only after doing some work (so every invocation progresses).
-    if (stepsThisRun > 0 && pendingBytes === 0 && Date.now() >= options.deadline) {
-      const next = randomUUID();
-      await heartbeat(job, token, recorded, {
-        partsDone: steps(),
-        bytesDone: offset,
-        checkpoint: { offset, partNumber },
+  const from = job.checkpoint ?? { offset: 0, partNumber: 1 };
+  const window: PartWindow = new PartWindow(
+    details.format === 'raw' ? copyWindow : gzipWindow.uploads,
+    from,
+    (): Promise<void> => {
+      const bytesDone = window.bytesDone;
+      return heartbeat(job, token, recorded, {
+        partsDone: Math.ceil(bytesDone / job.partSize),
+        bytesDone,
+        checkpoint: window.checkpoint,
         leaseSeconds,
-        handOffTo: next,
       });
-      token = next;
-      try {
-        await options.continueWith({ username: job.username, jobId: job.jobId, token: next });
-      } catch (error) {
-        // The export is resumable from this checkpoint: an interruption, not a failure.
-        logger.error('could not start the next invocation', { error: error as Error });
-        return interrupt(job, next, recorded, error);
-      }
-      logger.info('export continues in a new invocation', { offset, partNumber });
-      return 'continued';
-    }
+    },
+  );
 
-    const end = sliceEnd(offset);
-    if (details.format === 'raw') {
-      await store.uploadPartCopy(job.key, uploadId, partNumber, {
-        key: details.sourceKey,
-        start: offset,
-        end,
-        ifMatch: details.sourceEtag,
-      });
-      partNumber++;
-      offset = end + 1;
-    } else {
-      const slice = await (prefetch ?? read(offset));
-      offset = end + 1;
-      prefetch = offset < job.size ? read(offset) : undefined;
-      prefetch?.catch(() => {}); // awaited on the next step; don't let an early failure go unhandled
-      const member = await gzip(slice);
-      pending.push(member);
-      pendingBytes += member.length;
-      if (pendingBytes >= MIN_PART_SIZE || offset >= job.size) {
-        await store.uploadPart(job.key, uploadId, partNumber, Buffer.concat(pending, pendingBytes));
-        partNumber++;
-        pending = [];
-        pendingBytes = 0;
-      }
-    }
-    stepsThisRun++;
-    // The checkpoint moves only at part boundaries; progress and the kill check happen every step.
-    const checkpoint =
-      pendingBytes === 0 ? { offset, partNumber } : (job.checkpoint ?? { offset: 0, partNumber: 1 });
-    if (pendingBytes === 0) job = { ...job, checkpoint };
+  // Hand off only between parts, after this invocation wrote at least one (so every one progresses),
+  // with nothing in flight: the checkpoint is then exactly where this invocation stopped.
+  const handOff = async (): Promise<RunResult> => {
+    await window.drain();
+    const next = randomUUID();
+    const checkpoint = window.checkpoint;
     await heartbeat(job, token, recorded, {
-      partsDone: steps(),
-      bytesDone: offset,
+      partsDone: Math.ceil(checkpoint.offset / job.partSize),
+      bytesDone: checkpoint.offset,
       checkpoint,
       leaseSeconds,
+      handOffTo: next,
     });
+    token = next;
+    try {
+      await options.continueWith({ username: job.username, jobId: job.jobId, token: next });
+    } catch (error) {
+      // The export is resumable from this checkpoint: an interruption, not a failure.
+      logger.error('could not start the next invocation', { error: error as Error });
+      return interrupt(job, next, recorded, error);
+    }
+    logger.info('export continues in a new invocation', { ...checkpoint });
+    return 'continued';
+  };
+
+  let partNumber = from.partNumber;
+  try {
+    if (details.format === 'raw') {
+      for (let offset = from.offset; offset < job.size; ) {
+        if (partNumber > from.partNumber && Date.now() >= options.deadline) return await handOff();
+        const part = { number: partNumber, start: offset, end: Math.min(offset + job.partSize, job.size) };
+        await window.start(part.number, part.end, part.end - part.start, () =>
+          store.uploadPartCopy(job.key, uploadId, part.number, {
+            key: details.sourceKey,
+            start: part.start,
+            end: part.end - 1,
+            ifMatch: details.sourceEtag,
+          }),
+        );
+        partNumber++;
+        offset = part.end;
+      }
+    } else {
+      // Members gather into parts of at least S3's minimum; a part's bytes are known only once its
+      // last member is, so parts start in order and the window bounds how many upload at once.
+      const members = gzipMembers(
+        (start, end) => store.getRange(details.sourceKey, start, end, details.sourceEtag),
+        { from: from.offset, size: job.size, sliceSize: job.partSize, depth: gzipWindow.slices },
+      );
+      let gathered: Buffer[] = [];
+      let gatheredBytes = 0;
+      let partStart = from.offset;
+      for await (const member of members) {
+        gathered.push(member.bytes);
+        gatheredBytes += member.bytes.length;
+        if (gatheredBytes < MIN_PART_SIZE && member.end < job.size) {
+          // No part yet, but the lease and the kill check cannot wait for one.
+          await window.tick();
+          continue;
+        }
+        const part = { number: partNumber, start: partStart, end: member.end };
+        const body = Buffer.concat(gathered, gatheredBytes);
+        gathered = [];
+        gatheredBytes = 0;
+        await window.start(part.number, part.end, part.end - part.start, () =>
+          store.uploadPart(job.key, uploadId, part.number, body),
+        );
+        partNumber++;
+        partStart = part.end;
+        if (part.end < job.size && Date.now() >= options.deadline) {
+          await members.return(undefined);
+          return await handOff();
+        }
+      }
+    }
+    await window.drain();
+  } catch (error) {
+    // Nothing of this worker may write to S3 after it gives the job up (to a cleanup, a successor).
+    await window.drain().catch(() => {});
+    throw error;
   }
 
   const outputSize = await completeOutput(job, uploadId, partNumber - 1);
@@ -341,7 +367,8 @@ const multipartParts = (etag: string) => Number(/-(\d+)"?$/.exec(etag)?.[1] ?? 0
  */
 async function completeOutput(job: JobRecord, uploadId: string, partCount: number): Promise<number> {
   const store = transferFileStore();
-  const parts = await store.listParts(job.key, uploadId);
+  // Parts above the count cannot come from this job's deterministic plan, but complete without them.
+  const parts = (await store.listParts(job.key, uploadId))?.filter((part) => part.partNumber <= partCount);
   if (parts) {
     const contiguous = parts.length === partCount && parts.every((part, i) => part.partNumber === i + 1);
     if (!contiguous) throw new OutputLost(`S3 holds ${parts.length} parts of the output, not ${partCount}`);

@@ -1,0 +1,185 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
+import { jest } from '@jest/globals';
+import { config } from '../../lib/config.ts';
+import type { WorkerEvent } from '../../lib/exports/exports.ts';
+import { runExport } from '../../lib/exports/worker.ts';
+import { jobStore } from '../../lib/jobs/index.ts';
+import type { FileStore } from '../../lib/storage/file-store.ts';
+import { transferFileStore } from '../../lib/storage/index.ts';
+import { expectSameBytes } from '../support/bytes.ts';
+import { createExportJob, expireLease, exportLeftovers, runToTheEnd } from '../support/exports.ts';
+import { testBucket } from '../support/s3.ts';
+
+/**
+ * A raw export copies several parts at once (a window of EXPORT_COPY_WINDOW UploadPartCopy calls),
+ * so parts finish out of order, and a worker that stops (hands off, crashes, hangs) may leave parts
+ * above its checkpoint. The checkpoint must be the end of the lowest contiguous run of finished
+ * parts, so that the next worker resumes exactly and the output is byte-identical.
+ */
+
+const user = () => `window-${randomUUID().slice(0, 8)}`;
+const partSize = () => config().exports.partSize;
+
+/** A source of `parts` whole parts and a tail, uploaded as the user's file; its export job. */
+async function exportOf(format: 'raw' | 'gzip', parts = 7) {
+  const username = user();
+  const bytes = randomBytes(parts * partSize() + 4321);
+  await testBucket().putObject(`uploads/${username}/src.bin`, bytes);
+  const jobId = await createExportJob(username, 'src.bin', format);
+  return { username, jobId, bytes };
+}
+
+type Gate = { opened: Promise<void>; open: () => void };
+const gate = (): Gate => {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
+};
+
+/**
+ * Holds part 2's copy back until parts 3 and 4 (its neighbours above) have reached S3, then lets
+ * `part2` decide what happens to it; every other call goes straight through. Records the order in
+ * which parts finished.
+ */
+function holdPartTwo(part2: (copy: () => Promise<unknown>) => Promise<unknown>) {
+  const store = transferFileStore();
+  const real = store.uploadPartCopy.bind(store);
+  const finished: number[] = [];
+  const neighbours = [gate(), gate()];
+  jest.spyOn(store as FileStore, 'uploadPartCopy').mockImplementation((async (...args) => {
+    const partNumber = args[2];
+    const copy = async () => {
+      const result = await real(...args);
+      finished.push(partNumber);
+      return result;
+    };
+    if (partNumber === 2) {
+      await Promise.all(neighbours.map((neighbour) => neighbour.opened));
+      return part2(copy);
+    }
+    const result = await copy();
+    if (partNumber === 3 || partNumber === 4) neighbours[partNumber - 3]!.open();
+    return result;
+  }) as FileStore['uploadPartCopy']);
+  return finished;
+}
+
+async function expectExported(username: string, jobId: string, bytes: Buffer) {
+  const job = (await jobStore().get(username, jobId))!;
+  expect(job).toMatchObject({ status: 'SUCCEEDED', bytesDone: bytes.length, partsDone: job.partCount });
+  const output = Buffer.from((await testBucket().getObjectBytes(job.key))!);
+  expectSameBytes(detailsFormat(job) === 'gzip' ? gunzipSync(output) : output, bytes);
+  expect(await exportLeftovers(username, jobId)).toEqual({ objects: [job.key], openUploads: [] });
+}
+
+const detailsFormat = (job: { details?: Record<string, unknown> }) => job.details?.format;
+
+afterEach(() => jest.restoreAllMocks());
+
+it('the copy window is 4 by default', () => {
+  expect(config().exports.copyWindow).toBe(4);
+});
+
+describe('a raw export with a copy window of 4', () => {
+  it('that crashes at part 2 after parts 3 and 4 finished resumes at part 2, byte-identical', async () => {
+    const { username, jobId, bytes } = await exportOf('raw');
+    const finished = holdPartTwo(async () => {
+      throw new Error('injected crash while copying part 2');
+    });
+
+    const first = await runExport({ username, jobId }, { deadline: Infinity, continueWith: async () => {} });
+    expect(first).toBe('interrupted');
+    // Its neighbours finished before it failed; nothing new started once it had.
+    expect(finished).toEqual(expect.arrayContaining([1, 3, 4]));
+    expect(finished).not.toContain(2);
+    const stopped = (await jobStore().get(username, jobId))!;
+    expect(stopped.status).toBe('RUNNING');
+    expect(stopped.checkpoint).toEqual({ offset: partSize(), partNumber: 2 });
+    const inS3 = await testBucket().listParts(stopped.key, stopped.uploadId!);
+    expect(inS3!.map((part) => part.partNumber)).toEqual(expect.arrayContaining([1, 3, 4]));
+    expect(inS3!.map((part) => part.partNumber)).not.toContain(2);
+
+    jest.restoreAllMocks();
+    await expireLease(username, jobId);
+    expect((await runToTheEnd({ username, jobId })).result).toBe('succeeded');
+    await expectExported(username, jobId, bytes);
+  });
+
+  it('whose worker hangs at part 2 while the others finish records part 2 as its checkpoint', async () => {
+    const { username, jobId, bytes } = await exportOf('raw');
+    const hung = gate();
+    const finished = holdPartTwo(() => {
+      hung.open();
+      return new Promise(() => {}); // the Lambda died mid-call: nothing of it runs again
+    });
+
+    void runExport({ username, jobId }, { deadline: Infinity, continueWith: async () => {} });
+    await hung.opened;
+    // Let the rest of the window finish and record itself (the hung call holds only its own place).
+    const partsButOne = Math.ceil(bytes.length / partSize()) - 1;
+    for (let tries = 0; (await jobStore().get(username, jobId))!.partsDone < partsButOne; tries++) {
+      if (tries > 200) throw new Error('the other parts never finished');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(finished).not.toContain(2);
+    const stalled = (await jobStore().get(username, jobId))!;
+    expect(stalled.checkpoint).toEqual({ offset: partSize(), partNumber: 2 });
+    expect(stalled.bytesDone).toBe(bytes.length - partSize());
+
+    jest.restoreAllMocks();
+    await expireLease(username, jobId);
+    expect((await runToTheEnd({ username, jobId })).result).toBe('succeeded');
+    await expectExported(username, jobId, bytes);
+  });
+
+  it('that hands off while parts finish out of order continues at the lowest unfinished part', async () => {
+    const { username, jobId, bytes } = await exportOf('raw');
+    const store = transferFileStore();
+    const real = store.uploadPartCopy.bind(store);
+    const started: number[] = [];
+    const finished: number[] = [];
+    // Part 1 finishes last of the first four.
+    const laterParts = gate();
+    jest.spyOn(store as FileStore, 'uploadPartCopy').mockImplementation((async (...args) => {
+      started.push(args[2]);
+      if (args[2] === 1) await laterParts.opened;
+      const result = await real(...args);
+      finished.push(args[2]);
+      if (finished.length === 3 && !finished.includes(1)) laterParts.open();
+      return result;
+    }) as FileStore['uploadPartCopy']);
+
+    let next: WorkerEvent | undefined;
+    // Time runs out once the first four parts are in flight.
+    const options = {
+      get deadline() {
+        return started.length >= 4 ? 0 : Infinity;
+      },
+      continueWith: async (event: WorkerEvent) => {
+        next = event;
+      },
+    };
+    expect(await runExport({ username, jobId }, options)).toBe('continued');
+    expect(started).toEqual([1, 2, 3, 4]);
+    expect(finished[3]).toBe(1);
+    const handedOff = (await jobStore().get(username, jobId))!;
+    expect(handedOff.checkpoint).toEqual({ offset: 4 * partSize(), partNumber: 5 });
+
+    jest.restoreAllMocks();
+    expect((await runToTheEnd(next!)).result).toBe('succeeded');
+    await expectExported(username, jobId, bytes);
+  });
+});
+
+describe('a gzip export', () => {
+  it('compresses several slices at once and still writes them in order', async () => {
+    const { username, jobId, bytes } = await exportOf('gzip', 5);
+    expect(await runExport({ username, jobId }, { deadline: Infinity, continueWith: async () => {} })).toBe(
+      'succeeded',
+    );
+    await expectExported(username, jobId, bytes);
+  });
+});
