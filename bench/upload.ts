@@ -168,7 +168,9 @@ try {
   const store = new FileStore(s3, s3, bucket);
   const signStart = performance.now();
   await Promise.all(
-    Array.from({ length: 10_000 }, (_, i) => store.presignUploadPart('uploads/x/y', 'upload-id', i + 1, 900)),
+    Array.from({ length: 10_000 }, (_, i) =>
+      store.presignUploadPart('uploads/x/y', 'upload-id', { partNumber: i + 1, size: 8 * MiB }, 900),
+    ),
   );
   const signLocalMs = performance.now() - signStart;
   const huge = await call('/upload', token, 'POST', {

@@ -53,6 +53,11 @@ export interface SignedPart {
   partNumber: number;
   url: string;
   expiresAt: string;
+  /**
+   * The headers the PUT must carry, as the URL signs them: `content-length`, the part's exact size
+   * (S3 refuses any other length with 403). `putPart` sends the length of the bytes it is given.
+   */
+  headers?: Record<string, string>;
 }
 
 export interface CreateUploadInput {

@@ -62,7 +62,13 @@ export const jobSchema = z.object({
   expiresAt: z.optional(isoDate),
 });
 
-const signedPart = z.object({ partNumber: count, url: z.string(), expiresAt: isoDate });
+const signedPart = z.object({
+  partNumber: count,
+  url: z.string(),
+  expiresAt: isoDate,
+  // The headers to send with the PUT, as signed: content-length, the part's exact size.
+  headers: z.object({ 'content-length': z.string() }),
+});
 const fileEntry = z.object({ name: z.string(), size: count, lastModified: isoDate });
 const jobRef = z.object({ jobId: z.string(), filename: z.string() });
 

@@ -53,6 +53,18 @@ export interface StoredPart {
   lastModified?: Date;
 }
 
+/** A part to sign a URL for: its number and the exact bytes the URL will accept. */
+export interface PartToSign {
+  partNumber: number;
+  size: number;
+}
+
+/** Headers a part URL signs besides `host`: the client must send exactly these (see partHeaders). */
+const SIGNED_PART_HEADERS = new Set(['content-length']);
+
+/** The headers a client sends with a part PUT to a URL from presignUploadParts. */
+export const partHeaders = (size: number) => ({ 'content-length': String(size) });
+
 export interface OpenUpload {
   key: string;
   uploadId: string;
@@ -164,36 +176,43 @@ export class FileStore {
     return created.UploadId!;
   }
 
-  /** A URL the client PUTs one part's bytes to; S3 answers with the part's ETag. */
+  /**
+   * A URL the client PUTs one part's bytes to; S3 answers with the part's ETag. The URL signs the
+   * part's exact Content-Length, so it cannot store more (or fewer) bytes than the plan says.
+   */
   async presignUploadPart(
     key: string,
     uploadId: string,
-    partNumber: number,
+    part: PartToSign,
     expiresInSeconds: number,
   ): Promise<string> {
-    const [url] = await this.presignUploadParts(key, uploadId, [partNumber], expiresInSeconds);
+    const [url] = await this.presignUploadParts(key, uploadId, [part], expiresInSeconds);
     return url!;
   }
 
   /**
-   * URLs for many parts of one upload. The SDK's getSignedUrl runs the whole middleware stack
-   * (endpoint rules included) for every URL; the requests differ only in `partNumber`, so this runs
-   * the stack once to get the request the SDK would sign, then signs a copy per part with the
-   * SDK's own S3 presigner: about 4x faster (10,000 URLs in 0.8 s instead of 2.8 s here), same URLs.
+   * URLs for many parts of one upload, each binding its part's exact size: `content-length` is a
+   * signed header (X-Amz-SignedHeaders=content-length;host), so S3 answers 403 SignatureDoesNotMatch
+   * to a PUT of any other length. Without it, each URL would take up to 5 GiB whatever the plan.
+   *
+   * The SDK's getSignedUrl runs the whole middleware stack (endpoint rules included) for every URL;
+   * the requests differ only in `partNumber` and `content-length`, so this runs the stack once to
+   * get the request the SDK would sign, then signs a copy per part with the SDK's own S3 presigner:
+   * about 4x faster (10,000 URLs in 0.8 s instead of 2.8 s here), same URLs.
    */
   async presignUploadParts(
     key: string,
     uploadId: string,
-    partNumbers: number[],
+    parts: readonly PartToSign[],
     expiresInSeconds: number,
   ): Promise<string[]> {
-    if (partNumbers.length === 0) return [];
+    if (parts.length === 0) return [];
     const template = await this.requestToSign(
       new UploadPartCommand({
         Bucket: this.bucket,
         Key: key,
         UploadId: uploadId,
-        PartNumber: partNumbers[0],
+        PartNumber: parts[0]!.partNumber,
       }),
     );
     const presigner = new S3RequestPresigner({
@@ -205,12 +224,13 @@ export class FileStore {
       expiresIn: expiresInSeconds,
       signingRegion: template.region,
       signingService: template.service,
+      signableHeaders: SIGNED_PART_HEADERS,
     };
     return Promise.all(
-      partNumbers.map(async (partNumber) => {
+      parts.map(async ({ partNumber, size }) => {
         const request = {
           ...template.request,
-          headers: { ...template.request.headers },
+          headers: { ...template.request.headers, ...partHeaders(size) },
           query: { ...template.request.query, partNumber: String(partNumber) },
         };
         return formatUrl(await presigner.presign(request, options));

@@ -8,7 +8,7 @@ import { describeRanges, type JobView, jobView } from '../jobs/job-view.ts';
 import { type JobRecord, type PartRecord, SlotTaken, TransitionRejected } from '../jobs/jobs-table.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
-import type { StoredPart } from '../storage/file-store.ts';
+import { partHeaders, type StoredPart } from '../storage/file-store.ts';
 import { fileStore } from '../storage/index.ts';
 import { uploadKey } from '../storage/keys.ts';
 import { expectedPartSize, type PartPlan, PartPlanError, planParts } from './part-plan.ts';
@@ -29,6 +29,11 @@ export interface SignedPart {
   partNumber: number;
   url: string;
   expiresAt: string;
+  /**
+   * Headers the PUT must carry, as signed: `content-length`, the part's exact planned size (a PUT of
+   * any other length is refused by S3 with 403).
+   */
+  headers: Record<string, string>;
 }
 
 export interface CreateUploadInput {
@@ -117,8 +122,14 @@ async function mayHaveBeenWritten(job: JobRecord, error: unknown): Promise<boole
 export async function signParts(job: JobRecord, partNumbers: number[]): Promise<SignedPart[]> {
   const ttl = config().presignTtlSeconds;
   const expiresAt = new Date(Date.now() + ttl * 1000).toISOString();
-  const urls = await fileStore().presignUploadParts(job.key, job.uploadId!, partNumbers, ttl);
-  return partNumbers.map((partNumber, index) => ({ partNumber, url: urls[index]!, expiresAt }));
+  const parts = partNumbers.map((partNumber) => ({ partNumber, size: expectedPartSize(job, partNumber) }));
+  const urls = await fileStore().presignUploadParts(job.key, job.uploadId!, parts, ttl);
+  return parts.map(({ partNumber, size }, index) => ({
+    partNumber,
+    url: urls[index]!,
+    expiresAt,
+    headers: partHeaders(size),
+  }));
 }
 
 /** POST /upload (JSON): plans the parts, opens the multipart upload and the job, signs a first batch. */

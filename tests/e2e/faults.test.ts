@@ -241,7 +241,12 @@ async function prepare(): Promise<Fixture> {
   ]);
   const progressJob = (await jobStore().get(main.username, progress!))!;
   // The part itself, so that the recorded ETag is S3's own.
-  const signed = await fileStore().presignUploadParts(progressJob.key, progressJob.uploadId!, [1], 300);
+  const signed = await fileStore().presignUploadParts(
+    progressJob.key,
+    progressJob.uploadId!,
+    [{ partNumber: 1, size: progressJob.size }],
+    300,
+  );
   const put = await fetch(signed[0]!, { method: 'PUT', body: Buffer.alloc(progressJob.size, 1) });
   const [cancel] = await Promise.all([
     queuedExport(main.username, SOURCE),

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { putPart } from '../../client/upload.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import { api } from '../support/http.ts';
 import { testBucket } from '../support/s3.ts';
@@ -31,6 +33,26 @@ async function put(url: string, body: Uint8Array) {
   return { status: response.status, text: await response.text() };
 }
 
+/**
+ * A PUT on a connection of its own: S3 may answer 403 before it has read the body, and a connection
+ * left with unread body bytes must not carry the next request.
+ */
+function putOnNewConnection(url: string, body: Uint8Array): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(url, { method: 'PUT', agent: false }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () =>
+        resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString() }),
+      );
+      response.on('error', reject);
+    });
+    // The server may close the connection after an early answer, while the body is still going out.
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
 async function get(url: string) {
   const response = await fetch(url);
   return { status: response.status, bytes: Buffer.from(await response.arrayBuffer()) };
@@ -46,14 +68,20 @@ function withPathOf(url: string, other: string) {
   return target.toString();
 }
 
-async function startUpload(user: User, filename: string, size: number) {
+interface SignedPart {
+  partNumber: number;
+  url: string;
+  headers: Record<string, string>;
+}
+
+async function startUpload(user: User, filename: string, size: number, partSize?: number) {
   const created = await api('/upload', {
     method: 'POST',
     token: user.jwt,
-    body: { filename, size },
+    body: { filename, size, ...(partSize ? { partSize } : {}) },
   });
   expect(created.status).toBe(201);
-  return created.body as { key: string; uploadId: string; parts: { partNumber: number; url: string }[] };
+  return created.body as { job: { jobId: string }; key: string; uploadId: string; parts: SignedPart[] };
 }
 
 async function finishedExport(user: User, filename: string, bytes: Uint8Array) {
@@ -79,9 +107,9 @@ async function finishedExport(user: User, filename: string, bytes: Uint8Array) {
 describeOnCheckingS3(title, () => {
   it('refuses a tampered part URL with 403 and stores nothing; the untouched URL works', async () => {
     const user = await newUser();
-    const upload = await startUpload(user, 'tampered.bin', 6 * MiB);
-    const { url } = upload.parts[0]!;
     const body = randomBytes(1024);
+    const upload = await startUpload(user, 'tampered.bin', body.length);
+    const { url } = upload.parts[0]!;
 
     // Another part number than the one signed for, and a signature with one digit changed.
     const otherPart = new URL(url);
@@ -105,13 +133,61 @@ describeOnCheckingS3(title, () => {
     expect(await testBucket().listParts(upload.key, upload.uploadId)).toHaveLength(1);
   });
 
+  it('binds each part URL to its planned size: one byte fewer or more is 403, the exact size 200', async () => {
+    const user = await newUser();
+    // Two parts: 5 MiB, then 10 bytes.
+    const upload = await startUpload(user, 'sized.bin', 5 * MiB + 10, 5 * MiB);
+    const [first, last] = upload.parts;
+    expect(upload.parts.map((part) => [part.partNumber, part.headers])).toEqual([
+      [1, { 'content-length': String(5 * MiB) }],
+      [2, { 'content-length': '10' }],
+    ]);
+    for (const part of [first!, last!]) {
+      expect(new URL(part.url).searchParams.get('X-Amz-SignedHeaders')).toBe('content-length;host');
+      const size = Number(part.headers['content-length']);
+      for (const wrong of [size - 1, size + 1]) {
+        const answer = await putOnNewConnection(part.url, randomBytes(wrong));
+        expect({ size: wrong, status: answer.status, code: s3Code(answer.text) }).toEqual({
+          size: wrong,
+          status: 403,
+          code: 'SignatureDoesNotMatch',
+        });
+      }
+    }
+    // Far more than planned: the URL of a 10-byte part cannot take 6 MiB.
+    expect((await putOnNewConnection(last!.url, randomBytes(6 * MiB))).status).toBe(403);
+    expect(await testBucket().listParts(upload.key, upload.uploadId)).toEqual([]);
+
+    // The exact sizes, sent as the client library sends them (streamed with a declared length for
+    // the first, a plain buffer for the second), go through and complete.
+    const firstBytes = randomBytes(5 * MiB);
+    let streamed = 0;
+    const etag = await putPart(fetch, first!.url, 1, firstBytes, {
+      signal: new AbortController().signal,
+      timeoutMs: 30_000,
+      onBytes: (sent) => {
+        streamed = sent;
+      },
+    });
+    expect(streamed).toBe(5 * MiB);
+    expect(etag).toBeTruthy();
+    expect((await put(last!.url, randomBytes(10))).status).toBe(200);
+    expect((await testBucket().listParts(upload.key, upload.uploadId))?.map((part) => part.size)).toEqual([
+      5 * MiB,
+      10,
+    ]);
+    const completed = await api(`/upload/${upload.job.jobId}/complete`, { method: 'POST', token: user.jwt });
+    expect(completed.body.job.status).toBe('COMPLETED');
+  });
+
   it('refuses an expired part URL with 403; a fresh one for the same part works', async () => {
     const user = await newUser();
-    const upload = await startUpload(user, 'expired.bin', 6 * MiB);
-    // Signed here with the shortest lifetime S3 allows, with the same code the service uses.
-    const expiring = await testBucket().presignUploadPart(upload.key, upload.uploadId, 1, 1);
-    await new Promise((resolve) => setTimeout(resolve, 2500));
     const body = randomBytes(1024);
+    const part = { partNumber: 1, size: body.length };
+    const upload = await startUpload(user, 'expired.bin', body.length);
+    // Signed here with the shortest lifetime S3 allows, with the same code the service uses.
+    const expiring = await testBucket().presignUploadPart(upload.key, upload.uploadId, part, 1);
+    await new Promise((resolve) => setTimeout(resolve, 2500));
 
     const answer = await put(expiring, body);
     expect({ status: answer.status, code: s3Code(answer.text) }).toEqual({
@@ -121,7 +197,7 @@ describeOnCheckingS3(title, () => {
     expect(answer.text).toMatch(/expired/i);
     expect(await testBucket().listParts(upload.key, upload.uploadId)).toEqual([]);
 
-    const fresh = await testBucket().presignUploadPart(upload.key, upload.uploadId, 1, 60);
+    const fresh = await testBucket().presignUploadPart(upload.key, upload.uploadId, part, 60);
     expect((await put(fresh, body)).status).toBe(200);
   });
 

@@ -42,7 +42,12 @@ describe('the S3 adapter against the emulator', () => {
     const parts = [randomBytes(5 * MiB), randomBytes(1234)];
     const uploadId = await store.createMultipartUpload(key, 'application/octet-stream');
     for (const [index, body] of parts.entries()) {
-      const url = await store.presignUploadPart(key, uploadId, index + 1, 60);
+      const url = await store.presignUploadPart(
+        key,
+        uploadId,
+        { partNumber: index + 1, size: body.length },
+        60,
+      );
       expect(url).not.toContain('x-amz-checksum-crc32');
       const response = await fetch(url, { method: 'PUT', body });
       expect(response.status).toBe(200);
@@ -62,17 +67,31 @@ describe('the S3 adapter against the emulator', () => {
   it('signs many part URLs at once, each exactly as getSignedUrl would and each accepted by S3', async () => {
     const key = `${prefix}many parts ü.bin`;
     const uploadId = await store.createMultipartUpload(key);
-    const urls = await store.presignUploadParts(key, uploadId, [1, 2, 3], 60);
+    const bodies = [1, 2, 3].map((partNumber) => `part ${partNumber}`);
+    const urls = await store.presignUploadParts(
+      key,
+      uploadId,
+      bodies.map((body, index) => ({ partNumber: index + 1, size: body.length })),
+      60,
+    );
+    // getSignedUrl of an UploadPart that declares its length, with content-length among the signed headers.
     const reference = await getSignedUrl(
       presigningS3Client(),
-      new UploadPartCommand({ Bucket: store.bucket, Key: key, UploadId: uploadId, PartNumber: 2 }),
-      { expiresIn: 60 },
+      new UploadPartCommand({
+        Bucket: store.bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: 2,
+        ContentLength: bodies[1]!.length,
+      }),
+      { expiresIn: 60, signableHeaders: new Set(['content-length']) },
     );
     const unsigned = (url: string) => url.replace(/X-Amz-(Date|Signature)=[^&]+/g, '');
     expect(unsigned(urls[1]!)).toBe(unsigned(reference));
     for (const [index, url] of urls.entries()) {
       expect(new URL(url).searchParams.get('partNumber')).toBe(String(index + 1));
-      expect((await fetch(url, { method: 'PUT', body: `part ${index + 1}` })).status).toBe(200);
+      expect(new URL(url).searchParams.get('X-Amz-SignedHeaders')).toBe('content-length;host');
+      expect((await fetch(url, { method: 'PUT', body: bodies[index] })).status).toBe(200);
     }
     expect((await store.listParts(key, uploadId))?.map((part) => part.partNumber)).toEqual([1, 2, 3]);
     await store.abortMultipartUpload(key, uploadId);
