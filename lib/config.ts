@@ -41,6 +41,9 @@ const envSchema = z.object({
   JWT_KEYS_FILE: z.optional(z.string()),
   JWT_KEYS_PARAMETER: z.optional(z.string()),
   JWT_PUBLIC_KEYS_PARAMETER: z.optional(z.string()),
+  JWT_KEYS_MAX_AGE_SECONDS: z._default(seconds(1, 24 * 3600), 300),
+  JWT_KEYS_UNKNOWN_KID_REFRESH_SECONDS: z._default(seconds(1, 3600), 5),
+  AUTH_USER_CACHE_SECONDS: z._default(seconds(0, 3600), 30),
   JOB_RETENTION_DAYS: z._default(count(1, 3650), 30),
   SIGNIN_MAX_FAILURES_PER_USER: z._default(count(1, 1000), 5),
   SIGNIN_MAX_FAILURES_PER_IP: z._default(count(1, 100_000), 50),
@@ -67,7 +70,16 @@ export interface Config {
     parameter?: string | undefined;
     /** The public keys (a JWKS) that every other function verifies with. */
     publicParameter?: string | undefined;
+    /** A container re-reads its keys once they are this old: how long a rotation takes to reach it. */
+    maxAgeSeconds: number;
+    /** A token naming a key the container does not know re-reads the keys at once, at most this often. */
+    unknownKidRefreshSeconds: number;
   };
+  /**
+   * How long a container trusts what it read of a user's record (existence, token version): how long
+   * a removed user's, or a revoked, token may still be accepted. 0 reads it on every request.
+   */
+  userCacheSeconds: number;
   signin: { maxFailuresPerUser: number; maxFailuresPerIp: number; lockSeconds: number };
   exports: {
     workerFunction: string;
@@ -129,7 +141,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       file: e.JWT_KEYS_FILE,
       parameter: e.JWT_KEYS_PARAMETER,
       publicParameter: e.JWT_PUBLIC_KEYS_PARAMETER,
+      maxAgeSeconds: e.JWT_KEYS_MAX_AGE_SECONDS,
+      unknownKidRefreshSeconds: e.JWT_KEYS_UNKNOWN_KID_REFRESH_SECONDS,
     },
+    userCacheSeconds: e.AUTH_USER_CACHE_SECONDS,
     exports: {
       workerFunction: e.EXPORT_WORKER_FUNCTION,
       partSize: e.EXPORT_PART_SIZE_MIB * 1024 * 1024,

@@ -2,8 +2,9 @@
  * `npm run user -- <command> [name] [options]`: manage the users who may sign in.
  *
  *   add <name>      create a user (the password is read from a prompt or from stdin)
- *   passwd <name>   set a user's password
- *   remove <name>   delete a user
+ *   passwd <name>   set a user's password (ends the user's sessions)
+ *   revoke <name>   end the user's sessions: every token issued so far is refused
+ *   remove <name>   delete a user (their tokens are refused too)
  *   list [--json]   one user per line: name<TAB>createdAt (never a hash)
  *
  * By default it works on the local stack that `npm start` describes in .local/stack.json. With
@@ -13,6 +14,9 @@
  * A password is never taken from the command line: on a terminal it is asked for twice with echo
  * off, otherwise the whole of stdin is the password (one trailing newline dropped), e.g.
  * `printf '%s' "$PASSWORD" | npm run user -- add alice`.
+ *
+ * A token stops being accepted within AUTH_USER_CACHE_SECONDS (default 30) of a passwd, revoke or
+ * remove: the time a warm container may keep what it read of the user (README, "Revocation").
  *
  * Exit codes: 0 done; 1 the operation failed (user exists, no such user, AWS error); 2 bad usage
  * (bad username or password, unknown command, no stack to talk to).
@@ -27,7 +31,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Command, CommanderError } from 'commander';
 import { hashPassword } from '../lib/auth/passwords.ts';
-import { type User, UserExistsError, UserNotFoundError, UserStore } from '../lib/auth/user-store.ts';
+import { UserExistsError, UserNotFoundError, UserStore, type UserSummary } from '../lib/auth/user-store.ts';
 import { isValidUsername, usernameSchema } from '../lib/auth/usernames.ts';
 import { localCredentials, projectRoot, resolveService, type StackInfo } from './local-stack.ts';
 
@@ -213,10 +217,14 @@ export async function addUser(
   username: string,
   password: PasswordSource,
   hash: Hasher = hashPassword,
-): Promise<Omit<User, 'passwordHash'>> {
+): Promise<UserSummary> {
   checkUsername(username);
   if (await store.get(username)) throw new UserExistsError(`user ${username} exists`);
-  const { passwordHash: _omitted, ...user } = await store.create(username, await hash(await password()));
+  const {
+    passwordHash: _hash,
+    tokenVersion: _version,
+    ...user
+  } = await store.create(username, await hash(await password()));
   return user;
 }
 
@@ -231,12 +239,17 @@ export async function changePassword(
   await store.setPassword(username, await hash(await password()));
 }
 
+export async function revokeUser(store: UserStore, username: string): Promise<void> {
+  checkUsername(username);
+  await store.revokeTokens(username);
+}
+
 export async function removeUser(store: UserStore, username: string): Promise<void> {
   checkUsername(username);
   await store.remove(username);
 }
 
-export function formatUsers(users: Omit<User, 'passwordHash'>[], json: boolean): string {
+export function formatUsers(users: UserSummary[], json: boolean): string {
   if (json) {
     const rows = users.map(({ username, createdAt, updatedAt }) => ({ username, createdAt, updatedAt }));
     return `${JSON.stringify(rows, null, 2)}\n`;
@@ -318,6 +331,18 @@ export async function main(args: string[], io: Io = defaultIo()): Promise<number
       await withStore(command, async (store) => {
         await changePassword(store, name, () => readPassword(io.stdin, io.stderr, name));
         say(`changed the password of ${name} (${target!.stage}, table ${target!.table})`);
+      });
+    });
+
+  program
+    .command('revoke')
+    .description("end a user's sessions: every token issued so far is refused")
+    .argument('<name>', 'username')
+    .action(async (name: string, _options, command: Command) => {
+      checkUsername(name);
+      await withStore(command, async (store) => {
+        await revokeUser(store, name);
+        say(`revoked the tokens of ${name} (${target!.stage}, table ${target!.table})`);
       });
     });
 

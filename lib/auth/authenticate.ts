@@ -2,7 +2,7 @@ import { errors as joseErrors } from 'jose';
 import { config } from '../config.ts';
 import { unauthorized } from '../http/errors.ts';
 import type { HttpEvent } from '../http/route.ts';
-import { verificationKeyRing } from './index.ts';
+import { currentTokenVersion, verifyToken } from './index.ts';
 
 export interface Caller {
   username: string;
@@ -23,19 +23,27 @@ export function tokenFromHeaders(headers: HttpEvent['headers']): string | undefi
 
 /**
  * The one place a token is checked: signature with a published key, algorithm EdDSA only, issuer,
- * audience, lifetime. Every failure is a 401 in the JSON error shape.
+ * audience, lifetime; then that its user still exists and has not had their tokens revoked since it
+ * was issued (as read at most AUTH_USER_CACHE_SECONDS ago). Every failure is a 401 in the JSON error
+ * shape; a DynamoDB error reading the user escapes as it is, to be answered 503.
  */
 export async function authenticate(headers: HttpEvent['headers']): Promise<Caller> {
   const token = tokenFromHeaders(headers);
   if (token === undefined) throw unauthorized('sign in first: send Authorization: Bearer <token>');
   if (!token) throw unauthorized('the Authorization header must be "Bearer <token>"');
   const { tokens } = config();
+  let claims: Awaited<ReturnType<typeof verifyToken>>;
   try {
-    const claims = await (await verificationKeyRing()).verify(token, tokens);
-    return { username: claims.sub, tokenId: claims.jti };
+    claims = await verifyToken(token, tokens);
   } catch (error) {
     if (error instanceof joseErrors.JWTExpired) throw unauthorized('the token has expired; sign in again');
     if (error instanceof joseErrors.JOSEError) throw unauthorized('the token is not valid');
     throw error;
   }
+  // Tokens from before versions existed carry none: they match users who have never been revoked.
+  const version = typeof claims.ver === 'number' ? claims.ver : 0;
+  const current = await currentTokenVersion(claims.sub, version);
+  if (current === undefined) throw unauthorized('the user of this token no longer exists');
+  if (current !== version) throw unauthorized('the token has been revoked; sign in again');
+  return { username: claims.sub, tokenId: claims.jti };
 }

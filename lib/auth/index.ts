@@ -1,28 +1,29 @@
+import { decodeProtectedHeader } from 'jose';
 import { documentClient, readSecureParameter } from '../aws/clients.ts';
 import { config } from '../config.ts';
-import { KeyRing, loadKeyset, parseVerificationKeys } from './keys.ts';
+import { BoundedCache, BoundedCacheMap } from './bounded-cache.ts';
+import { KeyRing, loadKeyset, parseVerificationKeys, type TokenSettings } from './keys.ts';
 import { DEFAULT_THROTTLE, SigninThrottle } from './throttle.ts';
 import { UserStore } from './user-store.ts';
 
-/** The identity module's collaborators, wired from configuration once per container. */
+/**
+ * The identity module's collaborators, wired from configuration once per container. What an operator
+ * changes while containers stay warm (the keys, a user's record) is re-read within the bounds that
+ * lib/config.ts sets (README, "Identity: rotation and revocation").
+ */
 
-let signing: Promise<KeyRing> | undefined;
-let verifying: Promise<KeyRing> | undefined;
+let signing: BoundedCache<KeyRing> | undefined;
+let verifying: BoundedCache<KeyRing> | undefined;
+let tokenVersions: BoundedCacheMap<number | undefined> | undefined;
 let users: UserStore | undefined;
 let throttle: SigninThrottle | undefined;
 
-/** Caches a key read per container (SSM in AWS); a failed read is retried on the next request. */
-function cached(read: () => Promise<KeyRing>, keep: (ring: Promise<KeyRing> | undefined) => void) {
-  const ring = read();
-  keep(ring);
-  ring.catch(() => keep(undefined));
-  return ring;
-}
+const keysMaxAgeMs = () => config().keys.maxAgeSeconds * 1000;
 
-/** The private keyset, for signing: sign-in only (the only function allowed to read it in AWS). */
-export function signingKeyRing(): Promise<KeyRing> {
+/** The private keyset (SSM SecureString in AWS, the key file locally), for signing. */
+function signingKeys(): BoundedCache<KeyRing> {
   const { keys } = config();
-  signing ??= cached(
+  signing ??= new BoundedCache(
     async () =>
       new KeyRing(
         await loadKeyset({
@@ -31,39 +32,82 @@ export function signingKeyRing(): Promise<KeyRing> {
           parameter: keys.parameter ? { name: keys.parameter, read: readSecureParameter } : undefined,
         }),
       ),
-    (ring) => {
-      signing = ring;
-    },
+    keysMaxAgeMs(),
   );
   return signing;
 }
 
 /**
- * The public keys, for verifying tokens and publishing the JWKS. In AWS they come from their own
- * parameter, so that the functions that only verify never see a private key; locally from the keyset.
+ * The public keys. In AWS they come from their own parameter, so that the functions that only verify
+ * never see a private key; locally one keyset file serves both.
  */
-export function verificationKeyRing(): Promise<KeyRing> {
+function verificationKeys(): BoundedCache<KeyRing> {
   const { keys } = config();
-  if (keys.inline || keys.file || !keys.publicParameter) return signingKeyRingForVerification();
+  if (keys.inline || keys.file || !keys.publicParameter) return signingKeys();
   const name = keys.publicParameter;
-  verifying ??= cached(
+  verifying ??= new BoundedCache(
     async () => new KeyRing(parseVerificationKeys(await readSecureParameter(name), name)),
-    (ring) => {
-      verifying = ring;
-    },
+    keysMaxAgeMs(),
   );
   return verifying;
 }
 
-/** Local development and tests: one keyset file serves both. */
-function signingKeyRingForVerification(): Promise<KeyRing> {
-  verifying ??= signingKeyRing().then((ring) => new KeyRing({ keys: ring.jwks.keys }));
-  return verifying;
+/** Sign-in only (the only function allowed to read the private keys in AWS). */
+export function signingKeyRing(): Promise<KeyRing> {
+  return signingKeys().get();
+}
+
+/** The keys that verify tokens, as published at /.well-known/jwks.json. */
+export function verificationKeyRing(): Promise<KeyRing> {
+  return verificationKeys().get();
+}
+
+const kidOf = (token: string): string | undefined => {
+  try {
+    return decodeProtectedHeader(token).kid;
+  } catch {
+    return undefined; // not a JWT: verifying says so, in jose's terms
+  }
+};
+
+/**
+ * Verifies a token. One that names a key this container does not know yet is likely signed with a
+ * key rotated in since the keys were read: they are read again at once (rate-limited, since anyone
+ * can send any kid), so a rotation never waits for the bound to reach a verifier.
+ */
+export async function verifyToken(token: string, settings: Omit<TokenSettings, 'ttlSeconds'>) {
+  const cache = verificationKeys();
+  let ring = await cache.get();
+  const kid = kidOf(token);
+  if (kid !== undefined && !ring.has(kid)) {
+    ring = await cache.refresh(config().keys.unknownKidRefreshSeconds * 1000);
+  }
+  return ring.verify(token, settings);
 }
 
 export function userStore(): UserStore {
   users ??= new UserStore(documentClient(), config().usersTable);
   return users;
+}
+
+/**
+ * A user's token version as this container last read it (at most AUTH_USER_CACHE_SECONDS ago), or
+ * undefined when the user does not exist. `newerThan`: the caller holds a token with this version,
+ * issued after what is kept was read, so it is read again rather than refused.
+ */
+export async function currentTokenVersion(username: string, newerThan?: number): Promise<number | undefined> {
+  tokenVersions ??= new BoundedCacheMap(
+    (name) => userStore().tokenVersion(name),
+    config().userCacheSeconds * 1000,
+  );
+  const entry = tokenVersions.entry(username);
+  const version = await entry.get();
+  if (newerThan === undefined) return version;
+  // Versions only grow, and only a token this service signed gets here: a higher one is real news.
+  if (version !== undefined && newerThan > version) return entry.refresh(0);
+  // A user removed and added again; anyone holding the old user's token may ask, so at most once a second.
+  if (version === undefined) return entry.refresh(1000);
+  return version;
 }
 
 export function signinThrottle(): SigninThrottle {

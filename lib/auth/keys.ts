@@ -63,6 +63,10 @@ export class KeyRing {
     this.resolveKey = createLocalJWKSet(this.jwks);
   }
 
+  has(kid: string | undefined): boolean {
+    return kid !== undefined && this.jwks.keys.some((key) => key.kid === kid);
+  }
+
   /** Verifies signature, algorithm, issuer, audience and lifetime; throws jose's errors otherwise. */
   async verify(token: string, settings: Omit<TokenSettings, 'ttlSeconds'>) {
     const { payload } = await jwtVerify(token, this.resolveKey, {

@@ -1,15 +1,18 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import {
-  BatchGetCommand,
-  DeleteCommand,
-  type DynamoDBDocumentClient,
-  UpdateCommand,
-} from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
 
 /**
  * Failed sign-ins counted in DynamoDB, so the limit holds across every Lambda instance. One counter
- * per username and one per source IP; each expires (TTL) after a quiet window. Past its threshold a
- * counter locks for `baseLockSeconds`, doubling with every further failure up to `maxLockSeconds`.
+ * per username and one per source IP; each expires (TTL) after a quiet window.
+ *
+ * An attempt is counted *before* its password is checked: `reserve` takes one of the tries a counter
+ * has left with a conditional update, and refuses once none is left or a lock is on. So guesses sent
+ * at once cannot all slip past the limit (checking first and counting after the scrypt run let N
+ * concurrent guesses through). The try that used the last one, if its password was wrong, locks the
+ * counter for `baseLockSeconds`, doubling with every further failure up to `maxLockSeconds`, and
+ * grants one more try after the lock. A success deletes the username's counter and hands the IP's
+ * try back (an IP full of honest users must not lock).
  */
 
 export interface ThrottlePolicy {
@@ -28,116 +31,190 @@ export const DEFAULT_THROTTLE: ThrottlePolicy = {
   maxLockSeconds: 15 * 60,
 };
 
-const counterKey = (kind: 'user' | 'ip', id: string) => ({ pk: `SIGNIN_FAILURES#${kind}#${id}` });
-const nowSeconds = () => Math.floor(Date.now() / 1000);
+type Kind = 'user' | 'ip';
+
+/** A try taken on one counter: its number in the count, and how many the counter allowed then. */
+interface Slot {
+  kind: Kind;
+  id: string;
+  number: number;
+  allowed: number;
+}
+
+export interface Attempt {
+  user: Slot;
+  ip: Slot;
+}
+
+export type Reservation = { granted: true; attempt: Attempt } | { granted: false; retryAfterSeconds: number };
+
+const counterKey = (kind: Kind, id: string) => ({ pk: `SIGNIN_FAILURES#${kind}#${id}` });
 
 export class SigninThrottle {
   private readonly db: DynamoDBDocumentClient;
   private readonly table: string;
   private readonly policy: ThrottlePolicy;
+  private readonly nowSeconds: () => number;
 
-  constructor(db: DynamoDBDocumentClient, table: string, policy: ThrottlePolicy = DEFAULT_THROTTLE) {
+  constructor(
+    db: DynamoDBDocumentClient,
+    table: string,
+    policy: ThrottlePolicy = DEFAULT_THROTTLE,
+    clock: () => number = Date.now,
+  ) {
     this.db = db;
     this.table = table;
     this.policy = policy;
+    this.nowSeconds = () => Math.floor(clock() / 1000);
   }
 
-  /** Seconds until the caller may try again, or 0 when neither the username nor the IP is locked. */
-  async lockedFor(username: string, ip: string): Promise<number> {
-    const keys = [counterKey('user', username), counterKey('ip', ip)];
-    const result = await this.db.send(
-      new BatchGetCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }),
-    );
-    const now = nowSeconds();
-    const lockedUntil = Math.max(
-      0,
-      ...(result.Responses?.[this.table] ?? []).map((item) => Number(item.lockedUntil ?? 0)),
-    );
-    return Math.max(0, lockedUntil - now);
+  /** Takes a try on the username's and the IP's counters, or says how long to wait. */
+  async reserve(username: string, ip: string): Promise<Reservation> {
+    const [user, byIp] = await Promise.all([
+      this.take('user', username, this.policy.maxFailuresPerUser),
+      this.take('ip', ip, this.policy.maxFailuresPerIp),
+    ]);
+    if ('number' in user && 'number' in byIp) return { granted: true, attempt: { user, ip: byIp } };
+    // One counter refused: the try taken on the other is handed back, it was never made.
+    await Promise.all([user, byIp].map((slot) => ('number' in slot ? this.giveBack(slot) : undefined)));
+    const waits = [user, byIp].map((slot) => ('wait' in slot ? slot.wait : 0));
+    return { granted: false, retryAfterSeconds: Math.max(1, ...waits) };
   }
 
-  /** Counts one failure against the username and the IP; returns the resulting lock, in seconds. */
-  async recordFailure(username: string, ip: string): Promise<number> {
+  /** The password was wrong: locks the counters whose last try this was; returns the lock in seconds. */
+  async failed(attempt: Attempt): Promise<number> {
     const [userLock, ipLock] = await Promise.all([
-      this.count('user', username, this.policy.maxFailuresPerUser),
-      this.count('ip', ip, this.policy.maxFailuresPerIp),
+      this.lockIfLast(attempt.user, this.policy.maxFailuresPerUser),
+      this.lockIfLast(attempt.ip, this.policy.maxFailuresPerIp),
     ]);
     return Math.max(userLock, ipLock);
   }
 
-  /** A successful sign-in clears the username's counter (not the IP's: one good account must not unlock a spray). */
-  async reset(username: string): Promise<void> {
-    await this.db.send(new DeleteCommand({ TableName: this.table, Key: counterKey('user', username) }));
+  /** Clears the username's counter and hands the IP's try back (one good account must not unlock a spray). */
+  async succeeded(attempt: Attempt): Promise<void> {
+    await Promise.all([
+      this.db.send(new DeleteCommand({ TableName: this.table, Key: counterKey('user', attempt.user.id) })),
+      this.giveBack(attempt.ip),
+    ]);
   }
 
-  private async count(kind: 'user' | 'ip', id: string, threshold: number): Promise<number> {
-    const now = nowSeconds();
-    const Attributes = await this.increment(kind, id, now);
-    const failures = Number(Attributes?.failures ?? 1);
-    if (failures < threshold) return 0;
-    const lockSeconds = Math.min(
+  private lockSeconds(failures: number, threshold: number) {
+    return Math.min(
       this.policy.maxLockSeconds,
-      this.policy.baseLockSeconds * 2 ** Math.min(20, failures - threshold),
+      this.policy.baseLockSeconds * 2 ** Math.min(20, Math.max(0, failures - threshold)),
     );
-    // Only ever extends a lock: of two racing failures, the longer lock stands.
-    try {
-      await this.db.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: counterKey(kind, id),
-          UpdateExpression: 'SET lockedUntil = :until, expiresAt = :expires',
-          ConditionExpression: 'attribute_not_exists(lockedUntil) OR lockedUntil < :until',
-          ExpressionAttributeValues: {
-            ':until': now + lockSeconds,
-            ':expires': now + lockSeconds + this.policy.windowSeconds,
-          },
-        }),
-      );
-    } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
-    }
-    return lockSeconds;
   }
 
   /**
-   * Adds one failure to a live counter, or starts a new one over a counter whose window has passed:
-   * TTL deletion is lazy (and never happens on DynamoDB Local), so an expired item may still be here
-   * and must count as gone. Each branch is conditional on what it assumes; of two racing failures
-   * over an expired counter one restarts it and the other adds to the restarted one.
+   * One try off a live counter, or a new counter over one whose window has passed: TTL deletion is
+   * lazy (and never happens on DynamoDB Local), so an expired item may still be here and must count
+   * as gone. Each branch is conditional on what it assumes; of two racing tries over an expired
+   * counter one restarts it and the other takes from the restarted one.
    */
-  private async increment(kind: 'user' | 'ip', id: string, now: number) {
-    const expires = now + this.policy.windowSeconds;
-    for (let attempt = 0; ; attempt++) {
+  private async take(kind: Kind, id: string, threshold: number): Promise<Slot | { wait: number }> {
+    for (let round = 0; ; round++) {
+      const now = this.nowSeconds();
+      const expires = now + this.policy.windowSeconds;
       try {
         const { Attributes } = await this.db.send(
           new UpdateCommand({
             TableName: this.table,
             Key: counterKey(kind, id),
             UpdateExpression: 'ADD failures :one SET expiresAt = :expires',
-            ConditionExpression: 'expiresAt >= :now',
-            ExpressionAttributeValues: { ':one': 1, ':expires': expires, ':now': now },
+            // Counters written before `allowed` existed allow the threshold.
+            ConditionExpression:
+              'expiresAt >= :now AND (attribute_not_exists(lockedUntil) OR lockedUntil <= :now) AND ' +
+              '(failures < allowed OR (attribute_not_exists(allowed) AND failures < :threshold))',
+            ExpressionAttributeValues: {
+              ':one': 1,
+              ':expires': expires,
+              ':now': now,
+              ':threshold': threshold,
+            },
             ReturnValues: 'ALL_NEW',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
         );
-        return Attributes;
+        return {
+          kind,
+          id,
+          number: Number(Attributes?.failures),
+          allowed: Number(Attributes?.allowed ?? threshold),
+        };
       } catch (error) {
-        if (!(error instanceof ConditionalCheckFailedException) || attempt >= 2) throw error;
+        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+        const old = error.Item ? unmarshall(error.Item) : undefined;
+        if (old && Number(old.expiresAt) >= now) {
+          // Locked, or its last try is still being checked: the lock that may follow is the wait.
+          const lockedUntil = Number(old.lockedUntil ?? 0);
+          const failures = Number(old.failures ?? 0);
+          return { wait: lockedUntil > now ? lockedUntil - now : this.lockSeconds(failures, threshold) };
+        }
       }
       try {
-        const { Attributes } = await this.db.send(
+        await this.db.send(
           new UpdateCommand({
             TableName: this.table,
             Key: counterKey(kind, id),
-            UpdateExpression: 'SET failures = :one, expiresAt = :expires REMOVE lockedUntil',
+            UpdateExpression:
+              'SET failures = :one, allowed = :threshold, expiresAt = :expires REMOVE lockedUntil',
             ConditionExpression: 'attribute_not_exists(expiresAt) OR expiresAt < :now',
-            ExpressionAttributeValues: { ':one': 1, ':expires': expires, ':now': now },
-            ReturnValues: 'ALL_NEW',
+            ExpressionAttributeValues: {
+              ':one': 1,
+              ':threshold': threshold,
+              ':expires': expires,
+              ':now': now,
+            },
           }),
         );
-        return Attributes;
+        return { kind, id, number: 1, allowed: threshold };
       } catch (error) {
-        if (!(error instanceof ConditionalCheckFailedException)) throw error;
+        if (!(error instanceof ConditionalCheckFailedException) || round >= 2) throw error;
       }
+    }
+  }
+
+  private async lockIfLast(slot: Slot, threshold: number): Promise<number> {
+    if (slot.number < slot.allowed) return 0;
+    const now = this.nowSeconds();
+    const lock = this.lockSeconds(slot.number, threshold);
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: counterKey(slot.kind, slot.id),
+          UpdateExpression: 'SET lockedUntil = :until, allowed = :next, expiresAt = :expires',
+          // Not when a success cleared the counter meanwhile (or its window passed and it restarted).
+          ConditionExpression: 'expiresAt >= :now AND failures >= :number',
+          ExpressionAttributeValues: {
+            ':until': now + lock,
+            ':next': slot.number + 1,
+            ':expires': now + lock + this.policy.windowSeconds,
+            ':now': now,
+            ':number': slot.number,
+          },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return 0;
+      throw error;
+    }
+    return lock;
+  }
+
+  private async giveBack(slot: Slot): Promise<void> {
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: counterKey(slot.kind, slot.id),
+          UpdateExpression: 'ADD failures :minusOne',
+          ConditionExpression: 'expiresAt >= :now AND failures >= :one',
+          ExpressionAttributeValues: { ':minusOne': -1, ':one': 1, ':now': this.nowSeconds() },
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
     }
   }
 }

@@ -11,9 +11,18 @@ import {
 export interface User {
   username: string;
   passwordHash: string;
+  /**
+   * Goes into every token issued to the user (claim `ver`); a token whose version is not the current
+   * one is refused. Raised by a password change and by `npm run user -- revoke`. It starts at the
+   * creation time in milliseconds, so a user removed and added again under the same name never
+   * matches a token of the one before. Absent on users stored before it existed: 0.
+   */
+  tokenVersion: number;
   createdAt: string;
   updatedAt: string;
 }
+
+export type UserSummary = Omit<User, 'passwordHash' | 'tokenVersion'>;
 
 const userKey = (username: string) => ({ pk: `USER#${username}` });
 
@@ -41,10 +50,26 @@ export class UserStore {
     return Item ? toUser(Item) : undefined;
   }
 
+  /**
+   * The user's token version, or undefined when there is no such user: what every authenticated
+   * request checks. Reads those two attributes only (the verifying functions may not read a hash).
+   */
+  async tokenVersion(username: string): Promise<number | undefined> {
+    const { Item } = await this.db.send(
+      new GetCommand({
+        TableName: this.table,
+        Key: userKey(username),
+        ConsistentRead: true,
+        ProjectionExpression: 'pk, tokenVersion',
+      }),
+    );
+    return Item ? Number(Item.tokenVersion ?? 0) : undefined;
+  }
+
   /** Creates a user; fails with UserExistsError rather than overwrite one. */
   async create(username: string, passwordHash: string): Promise<User> {
     const now = new Date().toISOString();
-    const user: User = { username, passwordHash, createdAt: now, updatedAt: now };
+    const user: User = { username, passwordHash, tokenVersion: Date.now(), createdAt: now, updatedAt: now };
     try {
       await this.db.send(
         new PutCommand({
@@ -61,15 +86,27 @@ export class UserStore {
     return user;
   }
 
+  /** Sets a new password and ends every session: the tokens issued so far stop being accepted. */
   async setPassword(username: string, passwordHash: string): Promise<void> {
+    await this.update(username, 'SET passwordHash = :hash, updatedAt = :now ADD tokenVersion :one', {
+      ':hash': passwordHash,
+    });
+  }
+
+  /** Ends every session of the user: the tokens issued so far stop being accepted. */
+  async revokeTokens(username: string): Promise<void> {
+    await this.update(username, 'SET updatedAt = :now ADD tokenVersion :one', {});
+  }
+
+  private async update(username: string, expression: string, values: Record<string, unknown>) {
     try {
       await this.db.send(
         new UpdateCommand({
           TableName: this.table,
           Key: userKey(username),
-          UpdateExpression: 'SET passwordHash = :hash, updatedAt = :now',
+          UpdateExpression: expression,
           ConditionExpression: 'attribute_exists(pk)',
-          ExpressionAttributeValues: { ':hash': passwordHash, ':now': new Date().toISOString() },
+          ExpressionAttributeValues: { ...values, ':now': new Date().toISOString(), ':one': 1 },
         }),
       );
     } catch (error) {
@@ -96,8 +133,8 @@ export class UserStore {
   }
 
   /** For the admin script only: a scan, which is fine for a table of users and counters. */
-  async list(): Promise<Omit<User, 'passwordHash'>[]> {
-    const users: Omit<User, 'passwordHash'>[] = [];
+  async list(): Promise<UserSummary[]> {
+    const users: UserSummary[] = [];
     const pages = paginateScan(
       { client: this.db },
       {
@@ -109,7 +146,7 @@ export class UserStore {
     );
     for await (const page of pages) {
       for (const item of page.Items ?? []) {
-        const { passwordHash: _omitted, ...user } = toUser(item);
+        const { passwordHash: _hash, tokenVersion: _version, ...user } = toUser(item);
         users.push(user);
       }
     }
@@ -120,6 +157,7 @@ export class UserStore {
 const toUser = (item: Record<string, unknown>): User => ({
   username: item.username as string,
   passwordHash: item.passwordHash as string,
+  tokenVersion: Number(item.tokenVersion ?? 0),
   createdAt: item.createdAt as string,
   updatedAt: item.updatedAt as string,
 });

@@ -22,11 +22,12 @@ const PUBLIC_ROUTES = new Set(
 /** Every route serverless.yml declares that is not public, with path parameters filled in. */
 async function protectedRoutes(): Promise<{ method: string; path: string }[]> {
   const service = (await resolveService('test')) as unknown as {
-    functions: Record<string, { events?: { httpApi?: { method: string; path: string } }[] }>;
+    functions: Record<string, { events?: { httpApi?: { method: string; path: string } | string }[] }>;
   };
+  // `httpApi: "*"` is the catch-all for unmatched routes, not a route of its own.
   return Object.values(service.functions)
     .flatMap((fn) => fn.events ?? [])
-    .flatMap((event) => (event.httpApi ? [event.httpApi] : []))
+    .flatMap((event) => (typeof event.httpApi === 'object' ? [event.httpApi] : []))
     .filter((route) => !PUBLIC_ROUTES.has(`${route.method} ${route.path}`))
     .map((route) => ({ method: route.method, path: route.path.replace(/\{[^}]+\}/g, 'some-id') }));
 }
@@ -110,6 +111,26 @@ describe('POST /auth/signin', () => {
     const stillLocked = await attempt(user.password);
     expectError(stillLocked, 429, 'TooManyRequests');
     expect(Number(stillLocked.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+
+  // Each guess takes its place in the count before its password is checked, so guesses sent at once
+  // cannot all slip past the limit: 5 per user (SIGNIN_MAX_FAILURES_PER_USER), the 5th locks.
+  it('checks at most the limit of 12 guesses sent at once, then refuses the right password', async () => {
+    const user = await createTestUser('burst');
+    const attempt = (password: string) =>
+      api('/auth/signin', { method: 'POST', body: { username: user.username, password } });
+    const guesses = await Promise.all(Array.from({ length: 12 }, () => attempt('wrong')));
+    const right = await attempt(user.password);
+
+    const statuses = guesses.map((guess) => guess.status).sort();
+    // Four wrong answers, then the fifth wrong guess locks; the other seven never reach scrypt.
+    expect(statuses).toEqual([...Array(4).fill(401), ...Array(8).fill(429)]);
+    for (const guess of guesses.filter((guess) => guess.status === 429)) {
+      expectError(guess, 429, 'TooManyRequests');
+      expect(Number(guess.headers.get('retry-after'))).toBeGreaterThan(0);
+    }
+    expectError(right, 429, 'TooManyRequests');
+    expect(Number(right.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 
   it('clears the failure count of a username on success', async () => {

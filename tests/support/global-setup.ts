@@ -20,7 +20,8 @@ export default async function globalSetup() {
     withApi: true,
     keysFile,
     // Small export parts, so that small test files still export in several parts.
-    env: { EXPORT_PART_SIZE_MIB: '5' },
+    // Short freshness bounds, so that the rotation and revocation tests need not wait minutes.
+    env: { EXPORT_PART_SIZE_MIB: '5', JWT_KEYS_MAX_AGE_SECONDS: '2', AUTH_USER_CACHE_SECONDS: '2' },
   });
   process.once('exit', () => rmSync(keysFile, { force: true }));
   (globalThis as { __LOCAL_STACK__?: typeof stack }).__LOCAL_STACK__ = stack;
