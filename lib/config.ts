@@ -10,6 +10,9 @@ const seconds = (min: number, max: number) => z.coerce.number().check(z.int(), z
 
 const count = (min: number, max: number) => z.coerce.number().check(z.int(), z.gte(min), z.lte(max));
 
+/** The largest export windows allowed: a gzip worker's memory grows with them (see config.exports). */
+export const EXPORT_WINDOW_LIMITS = { copy: 32, gzipThreads: 16, gzipUploads: 16 } as const;
+
 const envSchema = z.object({
   STAGE: z._default(z.string().check(z.minLength(1)), 'local'),
   AWS_REGION: z._default(z.string().check(z.minLength(1)), 'us-east-1'),
@@ -25,9 +28,9 @@ const envSchema = z.object({
   EXPORT_MAX_RUNNING: z._default(count(1, 1000), 3),
   EXPORT_INVOCATION_BUDGET_SECONDS: z._default(seconds(0, 900), 780),
   EXPORT_LEASE_SECONDS: z._default(seconds(10, 3600), 180),
-  EXPORT_COPY_WINDOW: z._default(count(1, 32), 4),
-  EXPORT_GZIP_THREADS: z.optional(count(1, 64)),
-  EXPORT_GZIP_UPLOADS: z._default(count(1, 16), 2),
+  EXPORT_COPY_WINDOW: z._default(count(1, EXPORT_WINDOW_LIMITS.copy), 4),
+  EXPORT_GZIP_THREADS: z.optional(count(1, EXPORT_WINDOW_LIMITS.gzipThreads)),
+  EXPORT_GZIP_UPLOADS: z._default(count(1, EXPORT_WINDOW_LIMITS.gzipUploads), 2),
   DOWNLOAD_TTL_SECONDS: z._default(seconds(60, 7 * 24 * 3600), 3600),
   JANITOR_UPLOAD_IDLE_HOURS: z._default(count(1, 24 * 365), 24),
   JANITOR_STUCK_MINUTES: z._default(count(1, 24 * 60), 15),

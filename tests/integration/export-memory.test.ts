@@ -1,0 +1,97 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { jest } from '@jest/globals';
+import { config, EXPORT_WINDOW_LIMITS } from '../../lib/config.ts';
+import { runExport } from '../../lib/exports/worker.ts';
+import { jobStore } from '../../lib/jobs/index.ts';
+import { GiB, MiB } from '../../lib/uploads/part-plan.ts';
+import { createExportJob } from '../support/exports.ts';
+import { testBucket } from '../support/s3.ts';
+import { testStack } from '../support/stack-env.ts';
+
+/**
+ * A gzip export holds a bounded number of slices in memory, whatever the source's size: with both
+ * windows at their maximum, a 1 GiB source never costs more than about
+ * (2 * slices + uploads + 2) slices of buffers (each slice read and its member, the member being
+ * gathered, the part being filled, and the parts uploading).
+ */
+
+jest.setTimeout(10 * 60_000);
+
+const BLOCK = 8 * MiB;
+
+/** 1 GiB of a repeated random block, assembled inside S3 (UploadPartCopy), so it never passes through here. */
+async function gigabyteSource(key: string): Promise<{ sha256: string; size: number }> {
+  const bucket = testBucket();
+  const block = randomBytes(BLOCK);
+  const blockKey = `${key}.block`;
+  await bucket.putObject(blockKey, block);
+  const uploadId = await bucket.createMultipartUpload(key);
+  const count = GiB / BLOCK;
+  const hash = createHash('sha256');
+  for (let partNumber = 1; partNumber <= count; partNumber++) {
+    await bucket.uploadPartCopy(key, uploadId, partNumber, { key: blockKey, start: 0, end: BLOCK - 1 });
+    hash.update(block);
+  }
+  await bucket.completeMultipartUpload(key, uploadId, (await bucket.listParts(key, uploadId))!);
+  await bucket.deleteObject(blockKey);
+  return { sha256: hash.digest('hex'), size: count * BLOCK };
+}
+
+/** The output, decompressed as a stream, hashed: the check itself must not hold a gigabyte. */
+async function sha256OfGunzipped(key: string): Promise<string> {
+  const stack = testStack();
+  const s3 = new S3Client({ region: stack.region, endpoint: stack.s3Endpoint, forcePathStyle: true });
+  const { Body } = await s3.send(new GetObjectCommand({ Bucket: stack.bucket, Key: key }));
+  const hash = createHash('sha256');
+  await pipeline(Body as Readable, createGunzip(), hash);
+  return hash.digest('hex');
+}
+
+// A gigabyte through the emulator takes minutes: once per CI run (the moto suite) is enough.
+const onMoto = testStack().emulator?.s3 === 'localstack' ? it.skip : it;
+
+onMoto('a gzip export of 1 GiB with the windows at their maximum stays within its memory bound', async () => {
+  const username = `memory-${randomUUID().slice(0, 8)}`;
+  const t0 = Date.now();
+  const source = await gigabyteSource(`uploads/${username}/big.bin`);
+  const t1 = Date.now();
+  const jobId = await createExportJob(username, 'big.bin', 'gzip');
+  const { partSize } = config().exports;
+  config().exports.gzipWindow = {
+    slices: EXPORT_WINDOW_LIMITS.gzipThreads,
+    uploads: EXPORT_WINDOW_LIMITS.gzipUploads,
+  };
+  const { slices, uploads } = config().exports.gzipWindow;
+  const bound = (2 * slices + uploads + 2) * partSize;
+
+  const baseline = process.memoryUsage().arrayBuffers;
+  let peak = baseline;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().arrayBuffers);
+  }, 5);
+  try {
+    const result = await runExport({ username, jobId }, { deadline: Infinity, continueWith: async () => {} });
+    expect(result).toBe('succeeded');
+  } finally {
+    clearInterval(sampler);
+  }
+  const t2 = Date.now();
+  process.stderr.write(`source ${t1 - t0} ms, export ${t2 - t1} ms\n`);
+  const used = peak - baseline;
+  process.stderr.write(
+    `gzip export of ${source.size / MiB} MiB: peak buffers ${(used / MiB).toFixed(0)} MiB, bound ${bound / MiB} MiB ` +
+      `(${slices} slices of ${partSize / MiB} MiB compressing, ${uploads} parts uploading)\n`,
+  );
+  expect(used).toBeLessThan(bound);
+  expect(used).toBeLessThan(source.size / 3);
+
+  const job = (await jobStore().get(username, jobId))!;
+  expect(job).toMatchObject({ status: 'SUCCEEDED', bytesDone: source.size });
+  expect(await sha256OfGunzipped(job.key)).toBe(source.sha256);
+  await testBucket().deletePrefix(`exports/${username}/`);
+  await testBucket().deleteObject(`uploads/${username}/big.bin`);
+});
