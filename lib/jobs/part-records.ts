@@ -1,6 +1,6 @@
 import {
+  BatchGetCommand,
   type DynamoDBDocumentClient,
-  GetCommand,
   paginateQuery,
   TransactWriteCommand,
   type TransactWriteCommandInput,
@@ -14,6 +14,7 @@ import {
   partSk,
   reasonsOf,
   rejectionOf,
+  sleep,
   userPk,
   withConflictRetry,
 } from './jobs-table.ts';
@@ -29,6 +30,13 @@ const PART_RECORDS_OUTLIVE_JOB_SECONDS = 30 * 24 * 3600;
 
 /** Parts per transaction: DynamoDB allows 100 items, one of which is the job's counters. */
 const PARTS_PER_TRANSACTION = 99;
+/** Keys per BatchGetItem: DynamoDB's limit. */
+const KEYS_PER_BATCH_GET = 100;
+/** Rounds of read-then-write when concurrent records of the same parts keep changing them under us. */
+const MAX_RECORD_ROUNDS = 5;
+
+const sameRecord = (a: PartRecord | undefined, b: PartRecord) =>
+  a !== undefined && a.etag === b.etag && a.size === b.size;
 
 export class PartRecords {
   private readonly db: DynamoDBDocumentClient;
@@ -42,124 +50,163 @@ export class PartRecords {
   }
 
   /**
-   * Records finished parts and bumps the job's counters in the same transactions, so the counters
-   * always equal the part items. A part recorded again with the same ETag changes nothing; with a
-   * new ETag (the part was sent again) it replaces the old record. Only while the job is `status`.
+   * Records finished parts and moves the job's counters in the same transactions, so the counters
+   * always equal the part items. A part recorded again with the same ETag and size changes nothing;
+   * with a new one (the part was sent again) it replaces the old record and corrects the byte count.
+   * Only while the job is `status`.
+   *
+   * Batched, whatever the number of parts: the recorded ones are read with BatchGetItem (100 keys a
+   * call), identical ones are skipped, and the rest are written in transactions of up to 99 parts
+   * plus the job's counters. Each write is conditional on what was read (absent, or the same ETag
+   * and size), so a concurrent record of the same part makes the transaction fail as a whole: its
+   * parts are read again and written again. 1,000 parts cost 10 reads and at most 11 writes.
    */
   async record(username: string, jobId: string, parts: PartRecord[], status: JobStatus): Promise<void> {
-    const now = Math.floor(Date.now() / 1000);
-    const expires = now + this.retentionSeconds + PART_RECORDS_OUTLIVE_JOB_SECONDS;
-    const jobUpdate = (partsDelta: number, bytesDelta: number) => ({
-      Update: {
-        TableName: this.table,
-        Key: { pk: userPk(username), sk: jobSk(jobId) },
-        UpdateExpression: 'ADD partsDone :parts, bytesDone :bytes SET updatedAt = :now',
-        ConditionExpression: '#status = :status',
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: {
-          ':parts': partsDelta,
-          ':bytes': bytesDelta,
-          ':now': new Date().toISOString(),
-          ':status': status,
-        },
-        ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
-      },
-    });
+    const expires = Math.floor(Date.now() / 1000) + this.retentionSeconds + PART_RECORDS_OUTLIVE_JOB_SECONDS;
     const describe = (current: JobRecord | undefined) =>
       current ? `job ${jobId} is ${current.status}, not ${status}` : `no job ${jobId}`;
+    // One record per part number (the last one given wins), and only the record's own fields:
+    // callers may pass richer part objects (S3's, with dates).
+    let pending = [
+      ...new Map(
+        parts.map((part) => [
+          part.partNumber,
+          { partNumber: part.partNumber, etag: part.etag, size: part.size },
+        ]),
+      ).values(),
+    ];
 
-    const existing: PartRecord[] = [];
-    for (let start = 0; start < parts.length; start += PARTS_PER_TRANSACTION) {
-      let batch = parts.slice(start, start + PARTS_PER_TRANSACTION);
-      while (batch.length > 0) {
-        const transaction: TransactWriteCommandInput = {
-          TransactItems: [
-            jobUpdate(
-              batch.length,
-              batch.reduce((sum, part) => sum + part.size, 0),
-            ),
-            ...batch.map((part) => ({
-              Put: {
-                TableName: this.table,
-                Item: {
-                  pk: partPk(jobId),
-                  sk: partSk(part.partNumber),
-                  // Only the record's own fields: callers may pass richer part objects (S3's, with dates).
-                  partNumber: part.partNumber,
-                  etag: part.etag,
-                  size: part.size,
-                  expiresAt: expires,
-                },
-                ConditionExpression: 'attribute_not_exists(pk)',
-              },
-            })),
-          ],
-        };
+    for (let round = 1; pending.length > 0; round++) {
+      if (round > MAX_RECORD_ROUNDS)
+        throw new Error(`the parts of job ${jobId} kept changing while they were recorded`);
+      const recorded = await this.read(
+        jobId,
+        pending.map((part) => part.partNumber),
+      );
+      const writes = pending.filter((part) => !sameRecord(recorded.get(part.partNumber), part));
+      const again: PartRecord[] = [];
+      for (let start = 0; start < writes.length; start += PARTS_PER_TRANSACTION) {
+        const batch = writes.slice(start, start + PARTS_PER_TRANSACTION);
+        const transaction = this.transaction(username, jobId, status, expires, batch, recorded);
         try {
           await withConflictRetry(() => this.db.send(new TransactWriteCommand(transaction)));
-          batch = [];
         } catch (error) {
           const rejected = rejectionOf(error, describe);
           if (rejected) throw rejected;
-          const reasons = reasonsOf(error);
-          if (reasons.length === 0) throw error;
-          // Parts that were recorded before: set them aside and retry the rest of the batch.
-          const known = new Set(
-            reasons.flatMap((reason, index) =>
-              index > 0 && reason.Code === 'ConditionalCheckFailed' ? [index - 1] : [],
-            ),
-          );
-          if (known.size === 0) throw error;
-          existing.push(...batch.filter((_, index) => known.has(index)));
-          batch = batch.filter((_, index) => !known.has(index));
+          // A part changed since it was read (a concurrent record of it): read the batch again.
+          if (!reasonsOf(error).some((reason) => reason.Code === 'ConditionalCheckFailed')) throw error;
+          again.push(...batch);
         }
       }
+      pending = again;
     }
+  }
 
-    // Parts seen before: a no-op for the same ETag, a replacement (and a byte-count correction) otherwise.
-    for (const part of existing) {
-      const { Item } = await this.db.send(
-        new GetCommand({
-          TableName: this.table,
-          Key: { pk: partPk(jobId), sk: partSk(part.partNumber) },
-          ConsistentRead: true,
-        }),
-      );
-      if (!Item || (Item.etag === part.etag && Item.size === part.size)) continue;
-      try {
-        await withConflictRetry(() =>
-          this.db.send(
-            new TransactWriteCommand({
-              TransactItems: [
-                jobUpdate(0, part.size - Number(Item.size)),
-                {
-                  Update: {
-                    TableName: this.table,
-                    Key: { pk: partPk(jobId), sk: partSk(part.partNumber) },
-                    UpdateExpression: 'SET etag = :etag, #size = :size',
-                    ConditionExpression: 'etag = :oldEtag AND #size = :oldSize',
-                    ExpressionAttributeNames: { '#size': 'size' },
-                    ExpressionAttributeValues: {
-                      ':etag': part.etag,
-                      ':size': part.size,
-                      ':oldEtag': Item.etag,
-                      ':oldSize': Item.size,
-                    },
-                  },
-                },
-              ],
-            }),
-          ),
-        );
-      } catch (error) {
-        const rejected = rejectionOf(error, describe);
-        if (rejected) throw rejected;
-        const reasons = reasonsOf(error);
-        // The part changed under us: a concurrent record of the same part won, which is as good.
-        if (reasons[1]?.Code === 'ConditionalCheckFailed') continue;
-        throw error;
+  /** One transaction: the job's counters (first, so that a lost status is reason 0), then the parts. */
+  private transaction(
+    username: string,
+    jobId: string,
+    status: JobStatus,
+    expires: number,
+    batch: PartRecord[],
+    recorded: ReadonlyMap<number, PartRecord>,
+  ): TransactWriteCommandInput {
+    let partsDelta = 0;
+    let bytesDelta = 0;
+    const items: NonNullable<TransactWriteCommandInput['TransactItems']> = [];
+    for (const part of batch) {
+      const old = recorded.get(part.partNumber);
+      const Key = { pk: partPk(jobId), sk: partSk(part.partNumber) };
+      if (old) {
+        bytesDelta += part.size - old.size;
+        items.push({
+          Update: {
+            TableName: this.table,
+            Key,
+            UpdateExpression: 'SET etag = :etag, #size = :size',
+            ConditionExpression: 'etag = :oldEtag AND #size = :oldSize',
+            ExpressionAttributeNames: { '#size': 'size' },
+            ExpressionAttributeValues: {
+              ':etag': part.etag,
+              ':size': part.size,
+              ':oldEtag': old.etag,
+              ':oldSize': old.size,
+            },
+          },
+        });
+      } else {
+        partsDelta += 1;
+        bytesDelta += part.size;
+        items.push({
+          Put: {
+            TableName: this.table,
+            Item: { ...Key, ...part, expiresAt: expires },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          },
+        });
       }
     }
+    return {
+      TransactItems: [
+        {
+          Update: {
+            TableName: this.table,
+            Key: { pk: userPk(username), sk: jobSk(jobId) },
+            UpdateExpression: 'ADD partsDone :parts, bytesDone :bytes SET updatedAt = :now',
+            ConditionExpression: '#status = :status',
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: {
+              ':parts': partsDelta,
+              ':bytes': bytesDelta,
+              ':now': new Date().toISOString(),
+              ':status': status,
+            },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          },
+        },
+        ...items,
+      ],
+    };
+  }
+
+  /** The recorded parts among `partNumbers`: BatchGetItem, 100 keys a call, unprocessed keys asked again. */
+  private async read(jobId: string, partNumbers: number[]): Promise<Map<number, PartRecord>> {
+    const found = new Map<number, PartRecord>();
+    const chunks: number[][] = [];
+    for (let start = 0; start < partNumbers.length; start += KEYS_PER_BATCH_GET)
+      chunks.push(partNumbers.slice(start, start + KEYS_PER_BATCH_GET));
+    await Promise.all(
+      chunks.map(async (chunk) => {
+        let keys: Record<string, unknown>[] = chunk.map((n) => ({ pk: partPk(jobId), sk: partSk(n) }));
+        for (let attempt = 0; keys.length > 0; attempt++) {
+          if (attempt >= 10) throw new Error(`DynamoDB kept part records of job ${jobId} unprocessed`);
+          if (attempt > 0) await sleep(Math.random() * 20 * 2 ** Math.min(attempt, 6));
+          const result = await this.db.send(
+            new BatchGetCommand({
+              RequestItems: {
+                [this.table]: {
+                  Keys: keys,
+                  ConsistentRead: true,
+                  ProjectionExpression: 'partNumber, etag, #size',
+                  ExpressionAttributeNames: { '#size': 'size' },
+                },
+              },
+            }),
+          );
+          for (const item of result.Responses?.[this.table] ?? []) {
+            const part = item as PartRecord;
+            found.set(Number(part.partNumber), {
+              partNumber: Number(part.partNumber),
+              etag: String(part.etag),
+              size: Number(part.size),
+            });
+          }
+          // DynamoDB may leave some keys unprocessed under load; they are asked for again.
+          keys = (result.UnprocessedKeys?.[this.table]?.Keys ?? []) as Record<string, unknown>[];
+        }
+      }),
+    );
+    return found;
   }
 
   /** Every recorded part of a job, in part order. */
