@@ -26,6 +26,9 @@ const envSchema = z.object({
   EXPORT_WORKER_FUNCTION: z._default(z.string().check(z.minLength(1)), 'file-jobs-local-exportWorker'),
   EXPORT_PART_SIZE_MIB: z._default(count(5, 5120), 64),
   EXPORT_MAX_RUNNING: z._default(count(1, 1000), 3),
+  UPLOAD_MAX_IN_FLIGHT: z._default(count(1, 10_000), 20),
+  UPLOAD_MAX_GIB_IN_FLIGHT: z._default(count(1, 1024 * 1024), 1024),
+  JOBS_MAX_PER_MINUTE: z._default(count(1, 100_000), 60),
   EXPORT_INVOCATION_BUDGET_SECONDS: z._default(seconds(0, 900), 780),
   EXPORT_LEASE_SECONDS: z._default(seconds(10, 3600), 180),
   EXPORT_COPY_WINDOW: z._default(count(1, EXPORT_WINDOW_LIMITS.copy), 4),
@@ -84,6 +87,18 @@ export interface Config {
    */
   userCacheSeconds: number;
   signin: { maxFailuresPerUser: number; maxFailuresPerIp: number; lockSeconds: number };
+  /**
+   * Per-user limits on new jobs, enforced in the job-create transaction (lib/jobs/limits.ts); the
+   * running-exports limit is `exports.maxRunning`.
+   */
+  limits: {
+    /** Uploads not yet finished (UPLOADING or COMPLETING). */
+    uploadsInFlight: number;
+    /** The declared sizes of those uploads, summed. */
+    uploadBytesInFlight: number;
+    /** Jobs (uploads and exports) created per calendar minute. */
+    jobsPerMinute: number;
+  };
   exports: {
     workerFunction: string;
     partSize: number;
@@ -92,6 +107,13 @@ export interface Config {
     invocationBudgetSeconds: number;
     leaseSeconds: number;
     downloadTtlSeconds: number;
+    /** Raw exports: UploadPartCopy calls in flight. */
+    copyWindow: number;
+    /**
+     * Gzip exports: slices read and compressed at once (one core each; the function's cores unless
+     * set) and compressed parts uploading at once. Memory is about (slices + uploads + 1) parts.
+     */
+    gzipWindow: { slices: number; uploads: number };
   };
   janitor: {
     uploadIdleSeconds: number;
@@ -104,13 +126,6 @@ export interface Config {
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
-    /** Raw exports: UploadPartCopy calls in flight. */
-    copyWindow: number;
-    /**
-     * Gzip exports: slices read and compressed at once (one core each; the function's cores unless
-     * set) and compressed parts uploading at once. Memory is about (slices + uploads + 1) parts.
-     */
-    gzipWindow: { slices: number; uploads: number };
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // `${env:X, ''}` in serverless.yml yields empty strings for unset values: treat them as absent.
@@ -155,12 +170,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       invocationBudgetSeconds: e.EXPORT_INVOCATION_BUDGET_SECONDS,
       leaseSeconds: e.EXPORT_LEASE_SECONDS,
       downloadTtlSeconds: e.DOWNLOAD_TTL_SECONDS,
+      copyWindow: e.EXPORT_COPY_WINDOW,
+      gzipWindow: { slices: e.EXPORT_GZIP_THREADS ?? availableParallelism(), uploads: e.EXPORT_GZIP_UPLOADS },
     },
     janitor: {
       uploadIdleSeconds: e.JANITOR_UPLOAD_IDLE_HOURS * 3600,
       stuckSeconds: e.JANITOR_STUCK_MINUTES * 60,
       orphanGraceSeconds: e.JANITOR_ORPHAN_GRACE_HOURS * 3600,
       maxExportRestarts: e.JANITOR_MAX_EXPORT_RESTARTS,
+    },
+    limits: {
+      uploadsInFlight: e.UPLOAD_MAX_IN_FLIGHT,
+      uploadBytesInFlight: e.UPLOAD_MAX_GIB_IN_FLIGHT * 1024 ** 3,
+      jobsPerMinute: e.JOBS_MAX_PER_MINUTE,
     },
     signin: {
       maxFailuresPerUser: e.SIGNIN_MAX_FAILURES_PER_USER,
@@ -170,8 +192,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   };
 }
 
-      copyWindow: e.EXPORT_COPY_WINDOW,
-      gzipWindow: { slices: e.EXPORT_GZIP_THREADS ?? availableParallelism(), uploads: e.EXPORT_GZIP_UPLOADS },
 let current: Config | undefined;
 
 /** The process-wide configuration, parsed from `process.env` on first use. */

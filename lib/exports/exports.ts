@@ -1,10 +1,11 @@
 import { invokeAsync } from '../aws/clients.ts';
 import { config } from '../config.ts';
-import { conflict, notFound, serviceUnavailable, tooManyRequests } from '../http/errors.ts';
+import { conflict, notFound, serviceUnavailable } from '../http/errors.ts';
 import { jobStore } from '../jobs/index.ts';
 import { newJobId } from '../jobs/job-ids.ts';
 import { type JobView, jobView } from '../jobs/job-view.ts';
 import { type JobRecord, LimitReached, TransitionRejected } from '../jobs/jobs-table.ts';
+import { exportQuota, limitRefusal } from '../jobs/limits.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
 import { fileStore } from '../storage/index.ts';
@@ -104,15 +105,9 @@ export async function startExport(username: string, filename: string, format: Ex
     details: { format, sourceKey, sourceEtag: source.etag, downloadName } satisfies ExportDetails,
   };
   try {
-    await jobStore().create(job, jobId, settings.maxRunning);
+    await jobStore().create(job, jobId, exportQuota());
   } catch (error) {
-    if (error instanceof LimitReached) {
-      throw tooManyRequests(
-        `you already run ${settings.maxRunning} exports, the most allowed at once; wait for one to finish or kill one`,
-        10,
-      );
-    }
-    throw error;
+    throw error instanceof LimitReached ? limitRefusal(error) : error;
   }
   logger.appendKeys({ jobId });
   recordJobMetric('ExportsStarted');
@@ -130,7 +125,6 @@ export async function startExport(username: string, filename: string, format: Ex
         to: 'FAILED',
         set: { error: 'the export worker could not be started' },
         slot: exportSlot(job),
-        releaseCounter: true,
       });
     } catch (transitionError) {
       if (transitionError instanceof TransitionRejected && transitionError.current)
@@ -186,7 +180,6 @@ export async function finishCancel(job: JobRecord): Promise<JobRecord | undefine
       from: ['CANCELLING'],
       to: 'CANCELLED',
       slot: exportSlot(job),
-      releaseCounter: true,
     });
     recordJobMetric('ExportsCancelled');
     return cancelled;

@@ -154,7 +154,6 @@ async function fail(job: JobRecord, token: string, error: unknown): Promise<RunR
       to: 'FAILED',
       set: { error: describe(error) },
       slot: exportSlot(job),
-      releaseCounter: true,
       token,
     });
   } catch (transitionError) {
@@ -399,7 +398,6 @@ async function succeed(
       to: 'SUCCEEDED',
       set: { partsDone: job.partCount, bytesDone: job.size, details: { ...details, outputSize } },
       slot: exportSlot(job),
-      releaseCounter: true,
       token,
     });
   } catch (error) {

@@ -156,7 +156,6 @@ export async function runJanitor(
             to: 'FAILED',
             set: { error: `the export worker stopped ${job.restarts} times` },
             slot: exportSlot(job),
-            releaseCounter: true,
             // Only the dead worker's job: one that a restarted worker claimed since the scan is alive.
             ...(job.workerToken ? { token: job.workerToken } : {}),
           });

@@ -6,13 +6,16 @@ import {
   paginateScan,
   QueryCommand,
   TransactWriteCommand,
+  type TransactWriteCommandInput,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import {
   type ActiveSlot,
   counterSk,
+  createdSk,
   hasExpired,
   itemOf,
+  type JobHolds,
   type JobRecord,
   type JobStatus,
   type JobType,
@@ -33,19 +36,60 @@ import {
 } from './jobs-table.ts';
 
 /**
- * A job's life in the jobs table (see jobs-table.ts for the items): created with its active slot
- * (and, with a limit, a unit of the user's running counter) in one transaction; read, listed; moved
- * from status to status by conditional writes, a terminal one freeing the slot and the counter.
+ * A job's life in the jobs table (see jobs-table.ts for the items): created with its active slot,
+ * its share of the user's counters and the minute's creation count in one transaction, each checked
+ * against the user's limits there; read, listed; moved from status to status by conditional writes,
+ * a terminal one freeing the slot and giving back the job's share (`holds`) in the same transaction.
  */
+
+/** Limits a new job is admitted under (lib/jobs/limits.ts builds them from the configuration). */
+export interface Quota {
+  /** Most unfinished jobs of the new job's type, the new one included. */
+  maxRunning?: number;
+  /** Most declared bytes of unfinished jobs of the type, the new one's size included. */
+  maxBytes?: number;
+  /** Most jobs (of any type) created in one calendar minute. */
+  maxPerMinute?: number;
+}
+
+/** What the user's counters held, as a create read them or found them when it was refused. */
+interface Usage {
+  running: number;
+  bytes: number;
+  createdThisMinute: number;
+}
+
+/** Suggested waits before a new job may fit: nobody knows when a running one will finish. */
+const RUNNING_RETRY_AFTER_SECONDS: Record<JobType, number> = { upload: 60, export: 10 };
+
+/** The first limit that `usage` plus a job of `type` and `size` bytes would break, if any. */
+function limitBroken(type: JobType, size: number, usage: Usage, quota: Quota, nowMs: number) {
+  if (quota.maxRunning !== undefined && usage.running + 1 > quota.maxRunning) {
+    const limit = type === 'upload' ? 'uploadsInFlight' : 'exportsRunning';
+    return new LimitReached(limit, quota.maxRunning, RUNNING_RETRY_AFTER_SECONDS[type]);
+  }
+  if (quota.maxBytes !== undefined && usage.bytes + size > quota.maxBytes) {
+    return new LimitReached('uploadBytesInFlight', quota.maxBytes, RUNNING_RETRY_AFTER_SECONDS[type]);
+  }
+  if (quota.maxPerMinute !== undefined && usage.createdThisMinute + 1 > quota.maxPerMinute) {
+    return new LimitReached('jobsPerMinute', quota.maxPerMinute, 60 - Math.floor((nowMs % 60_000) / 1000));
+  }
+  return undefined;
+}
+
+const epochMinute = (nowMs: number) => Math.floor(nowMs / 60_000);
+/** Creation counts outlive their minute by an hour, then DynamoDB's TTL removes them. */
+const CREATED_ITEM_TTL_SECONDS = 3600;
 
 export interface TransitionOptions {
   from: readonly JobStatus[];
   to: JobStatus;
   /** Attributes to set along with the status. */
   set?: Partial<Pick<JobRecord, 'partsDone' | 'bytesDone' | 'error' | 'uploadId' | 'details'>>;
-  /** Also release one unit of the user's running-jobs counter (jobs created with a limit). */
-  releaseCounter?: boolean;
-  /** Leaving for a terminal status: frees the active slot and starts the retention clock (TTL). */
+  /**
+   * Required for a terminal status: frees the active slot, gives back what the job holds of the
+   * user's counters, and starts the retention clock (TTL).
+   */
   slot?: ActiveSlot;
   /** Only if the job's `updatedAt` is still this: nothing happened to it since it was read. */
   ifUpdatedAt?: string;
@@ -65,72 +109,147 @@ export class JobStore {
   }
 
   /**
-   * Writes a new job and claims its active slot in one transaction. Throws SlotTaken (naming the
-   * holder) when another job of the same type is active for the same name.
+   * Writes a new job, claims its active slot and, under a quota, adds the job to the user's counters
+   * (RUNNING#<type>: one job, its declared bytes) and to this minute's creations (CREATED#<minute>),
+   * all in one transaction whose conditions are the limits. Throws SlotTaken (naming the holder) when
+   * another job of the same type is active for the same name, LimitReached (naming the limit) when
+   * the job does not fit; either way nothing is written. The job records what it added (`holds`),
+   * which its terminal transition gives back.
    */
-  async create(job: JobRecord, slotName: string, limit?: number): Promise<void> {
-    // With a limit, the user's running counter goes up in the same transaction, only below the limit.
-    const counter =
-      limit === undefined
-        ? []
-        : [
-            {
-              Update: {
-                TableName: this.table,
-                Key: { pk: userPk(job.username), sk: counterSk(job.type) },
-                UpdateExpression: 'ADD running :one',
-                ConditionExpression: 'attribute_not_exists(running) OR running < :limit',
-                ExpressionAttributeValues: { ':one': 1, ':limit': limit },
-              },
+  async create(job: JobRecord, slotName: string, quota: Quota = {}, nowMs = Date.now()): Promise<void> {
+    const pk = userPk(job.username);
+    const counted = quota.maxRunning !== undefined || quota.maxBytes !== undefined;
+    const holds: JobHolds = counted
+      ? { running: 1, bytes: job.type === 'upload' ? job.size : 0 }
+      : { running: 0, bytes: 0 };
+    const items: NonNullable<TransactWriteCommandInput['TransactItems']> = [
+      {
+        Put: {
+          TableName: this.table,
+          Item: {
+            pk,
+            sk: jobSk(job.jobId),
+            activeOwner: `${job.type}#${job.username}`,
+            ownerType: ownerType(job.username, job.type),
+            ownerStatus: ownerStatus(job.username, job.type, job.status),
+            ...job,
+            holds,
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        },
+      },
+      {
+        Put: {
+          TableName: this.table,
+          Item: {
+            pk,
+            sk: slotSk(job.type, slotName),
+            jobId: job.jobId,
+            type: job.type,
+            name: slotName,
+            createdAt: job.createdAt,
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        },
+      },
+    ];
+    let counterAt = -1;
+    if (counted) {
+      const conditions: string[] = [];
+      const values: Record<string, number> = { ':running': holds.running };
+      if (quota.maxRunning !== undefined) {
+        conditions.push('(attribute_not_exists(running) OR running < :maxRunning)');
+        values[':maxRunning'] = quota.maxRunning;
+      }
+      if (quota.maxBytes !== undefined) {
+        conditions.push('(attribute_not_exists(bytes) OR bytes <= :room)');
+        values[':room'] = quota.maxBytes - holds.bytes;
+      }
+      if (holds.bytes > 0) values[':bytes'] = holds.bytes;
+      counterAt =
+        items.push({
+          Update: {
+            TableName: this.table,
+            Key: { pk, sk: counterSk(job.type) },
+            UpdateExpression: `ADD running :running${holds.bytes > 0 ? ', bytes :bytes' : ''}`,
+            ConditionExpression: conditions.join(' AND '),
+            ExpressionAttributeValues: values,
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          },
+        }) - 1;
+    }
+    let createdAt = -1;
+    if (quota.maxPerMinute !== undefined) {
+      const minute = epochMinute(nowMs);
+      createdAt =
+        items.push({
+          Update: {
+            TableName: this.table,
+            Key: { pk, sk: createdSk(minute) },
+            UpdateExpression: 'ADD created :one SET expiresAt = :expires',
+            ConditionExpression: 'attribute_not_exists(created) OR created < :max',
+            ExpressionAttributeValues: {
+              ':one': 1,
+              ':max': quota.maxPerMinute,
+              ':expires': (minute + 1) * 60 + CREATED_ITEM_TTL_SECONDS,
             },
-          ];
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          },
+        }) - 1;
+    }
     try {
-      await withConflictRetry(() =>
-        this.db.send(
-          new TransactWriteCommand({
-            TransactItems: [
-              {
-                Put: {
-                  TableName: this.table,
-                  Item: {
-                    pk: userPk(job.username),
-                    sk: jobSk(job.jobId),
-                    activeOwner: `${job.type}#${job.username}`,
-                    ownerType: ownerType(job.username, job.type),
-                    ownerStatus: ownerStatus(job.username, job.type, job.status),
-                    ...job,
-                  },
-                  ConditionExpression: 'attribute_not_exists(pk)',
-                },
-              },
-              {
-                Put: {
-                  TableName: this.table,
-                  Item: {
-                    pk: userPk(job.username),
-                    sk: slotSk(job.type, slotName),
-                    jobId: job.jobId,
-                    type: job.type,
-                    name: slotName,
-                    createdAt: job.createdAt,
-                  },
-                  ConditionExpression: 'attribute_not_exists(pk)',
-                  ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-                },
-              },
-              ...counter,
-            ],
-          }),
-        ),
-      );
+      await withConflictRetry(() => this.db.send(new TransactWriteCommand({ TransactItems: items })));
     } catch (error) {
       const reasons = reasonsOf(error);
       const holder = itemOf(reasons[1]);
       if (holder) throw new SlotTaken({ jobId: holder.jobId, type: holder.type, name: holder.name });
-      if (reasons[2]?.Code === 'ConditionalCheckFailed')
-        throw new LimitReached(`${job.type} limit of ${limit} reached`);
+      const failed = (index: number) => index >= 0 && reasons[index]?.Code === 'ConditionalCheckFailed';
+      if (failed(counterAt) || failed(createdAt)) {
+        // The items as the refused transaction found them (a reason without a failure carries none).
+        const counter = failed(counterAt) ? itemOf(reasons[counterAt]) : undefined;
+        const created = failed(createdAt) ? itemOf(reasons[createdAt]) : undefined;
+        const usage: Usage = {
+          running: Number(counter?.running ?? 0),
+          bytes: Number(counter?.bytes ?? 0),
+          createdThisMinute: Number(created?.created ?? 0),
+        };
+        const broken = limitBroken(job.type, holds.bytes, usage, quota, nowMs);
+        if (broken) throw broken;
+      }
       throw error;
     }
+  }
+
+  /**
+   * Refuses, for one read, a job that a limit already reached would refuse: so that a caller at its
+   * limit costs no S3 call (a multipart upload opened, then aborted). Advisory: the create
+   * transaction is the judge, and a job this lets through may still be refused there.
+   */
+  async checkQuota(
+    username: string,
+    type: JobType,
+    size: number,
+    quota: Quota,
+    nowMs = Date.now(),
+  ): Promise<void> {
+    const pk = userPk(username);
+    const keys = [
+      { pk, sk: counterSk(type) },
+      { pk, sk: createdSk(epochMinute(nowMs)) },
+    ];
+    const result = await this.db.send(
+      new BatchGetCommand({ RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } } }),
+    );
+    const items = new Map((result.Responses?.[this.table] ?? []).map((item) => [String(item.sk), item]));
+    const counter = items.get(keys[0]!.sk);
+    const usage: Usage = {
+      running: Number(counter?.running ?? 0),
+      bytes: Number(counter?.bytes ?? 0),
+      createdThisMinute: Number(items.get(keys[1]!.sk)?.created ?? 0),
+    };
+    const broken = limitBroken(type, type === 'upload' ? size : 0, usage, quota, nowMs);
+    if (broken) throw broken;
   }
 
   /** One job; an expired one reads as gone unless `includeExpired` (the janitor's cleanup needs it). */
@@ -197,6 +316,8 @@ export class JobStore {
     const describe = (current: JobRecord | undefined) =>
       current ? `job ${jobId} is ${current.status}, not ${options.from.join(' or ')}` : `no job ${jobId}`;
 
+    if (TERMINAL_STATUSES.has(options.to) && !options.slot)
+      throw new Error(`a change to ${options.to} must name the job's slot, which it frees`);
     if (!options.slot || !TERMINAL_STATUSES.has(options.to)) {
       try {
         const { Attributes } = await withConflictRetry(() =>
@@ -215,18 +336,24 @@ export class JobStore {
     }
 
     const slot = options.slot;
-    const release = options.releaseCounter
-      ? [
-          {
-            Update: {
-              TableName: this.table,
-              Key: { pk: userPk(username), sk: counterSk(slot.type) },
-              UpdateExpression: 'ADD running :minusOne',
-              ExpressionAttributeValues: { ':minusOne': -1 },
+    // What the job added to its type's counter when it was created, given back in this transaction.
+    const holds = await this.holdsOf(username, jobId, slot.type);
+    const release =
+      holds.running !== 0 || holds.bytes !== 0
+        ? [
+            {
+              Update: {
+                TableName: this.table,
+                Key: { pk: userPk(username), sk: counterSk(slot.type) },
+                UpdateExpression: `ADD running :running${holds.bytes !== 0 ? ', bytes :bytes' : ''}`,
+                ExpressionAttributeValues: {
+                  ':running': -holds.running,
+                  ...(holds.bytes !== 0 ? { ':bytes': -holds.bytes } : {}),
+                },
+              },
             },
-          },
-        ]
-      : [];
+          ]
+        : [];
     try {
       await withConflictRetry(() =>
         this.db.send(
@@ -251,6 +378,26 @@ export class JobStore {
       throw rejectionOf(error, describe) ?? error;
     }
     return (await this.get(username, jobId, { includeExpired: true }))!;
+  }
+
+  /**
+   * What a job holds of its type's counter. `holds` never changes after the create, so reading it
+   * before the terminal transaction is as good as reading it inside. Exports created before jobs
+   * recorded it held one running unit each (the only counted jobs then).
+   */
+  private async holdsOf(username: string, jobId: string, type: JobType): Promise<JobHolds> {
+    const { Item } = await this.db.send(
+      new GetCommand({
+        TableName: this.table,
+        Key: { pk: userPk(username), sk: jobSk(jobId) },
+        ProjectionExpression: 'holds',
+        ConsistentRead: true,
+      }),
+    );
+    if (!Item) return { running: 0, bytes: 0 };
+    const holds = Item.holds as Partial<JobHolds> | undefined;
+    if (!holds) return { running: type === 'export' ? 1 : 0, bytes: 0 };
+    return { running: Number(holds.running ?? 0), bytes: Number(holds.bytes ?? 0) };
   }
 
   /** The caller's active slots of one type: a consistent read of O(active jobs) items. */

@@ -22,11 +22,16 @@ import {
  * |             |                   |                            | active upload per file, and kill reads |
  * |             |                   |                            | these (O(active jobs), consistent)     |
  * | part        | JOB#<jobId>       | PART#<00001>               | one per recorded part (10,000 scale)   |
- * | counter     | USER#<username>   | RUNNING#<type>             | running jobs of a type, for a per-user |
- * |             |                   |                            | limit enforced in the create transaction |
+ * | counter     | USER#<username>   | RUNNING#<type>             | unfinished jobs of a type (`running`)  |
+ * |             |                   |                            | and their declared bytes (`bytes`),    |
+ * |             |                   |                            | for the per-user limits                |
+ * | rate        | USER#<username>   | CREATED#<epoch minute>     | jobs created in that minute (`created`,|
+ * |             |                   |                            | TTL), for the per-minute limit         |
  *
  * Every status change is a conditional write on the current status; a terminal change also frees
- * the active slot in the same transaction.
+ * the active slot and gives back what the job counted (`holds`) in the same transaction. The
+ * counters and the rate item move only inside the create transaction (checked against the limits
+ * there) and the terminal one, so they always equal the user's unfinished jobs.
  *
  * Indexes:
  * - ActiveJobsByOwner (`activeOwner` = `<type>#<username>`, sparse, all attributes): unfinished jobs,
@@ -85,6 +90,16 @@ export interface JobRecord {
   restarts?: number;
   /** Epoch seconds after which a finished job is gone (DynamoDB TTL, honoured by the reads too). */
   expiresAt?: number;
+  /**
+   * What the job added to its type's counter (RUNNING#<type>) when it was created, given back by the
+   * terminal transition: one running job and its declared bytes (zeros when created without limits).
+   */
+  holds?: JobHolds;
+}
+
+export interface JobHolds {
+  running: number;
+  bytes: number;
 }
 
 export interface PartRecord {
@@ -105,6 +120,7 @@ export const slotSk = (type: JobType, name: string) => `ACTIVE#${type}#${name}`;
 export const partPk = (jobId: string) => `JOB#${jobId}`;
 export const partSk = (partNumber: number) => `PART#${String(partNumber).padStart(5, '0')}`;
 export const counterSk = (type: JobType) => `RUNNING#${type}`;
+export const createdSk = (epochMinute: number) => `CREATED#${epochMinute}`;
 export const ownerType = (username: string, type: JobType) => `${type}#${username}`;
 export const ownerStatus = (username: string, type: JobType, status: JobStatus) =>
   `${type}#${username}#${status}`;
@@ -125,9 +141,22 @@ export class TransitionRejected extends Error {
   }
 }
 
-/** The user already runs as many jobs of this type as allowed. */
+/** The per-user limits on new jobs (configured in lib/config.ts, answered in lib/jobs/limits.ts). */
+export type LimitName = 'uploadsInFlight' | 'uploadBytesInFlight' | 'exportsRunning' | 'jobsPerMinute';
+
+/** A new job would take the user past one of their limits; nothing was written. */
 export class LimitReached extends Error {
   override name = 'LimitReached';
+  readonly limit: LimitName;
+  readonly max: number;
+  /** When a retry may fit: the next minute for the rate, a guess for the others. */
+  readonly retryAfterSeconds: number;
+  constructor(limit: LimitName, max: number, retryAfterSeconds: number) {
+    super(`the ${limit} limit of ${max} is reached`);
+    this.limit = limit;
+    this.max = max;
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
 }
 
 /** Another job holds the active slot for this (type, name). */
@@ -165,6 +194,7 @@ const JOB_FIELDS = [
   'checkpoint',
   'restarts',
   'expiresAt',
+  'holds',
 ] as const;
 
 /**

@@ -4,8 +4,16 @@ import { config } from '../config.ts';
 import { conflict, HttpError, notFound } from '../http/errors.ts';
 import { jobStore, partRecords } from '../jobs/index.ts';
 import { newJobId } from '../jobs/job-ids.ts';
+import type { Quota } from '../jobs/job-store.ts';
 import { describeRanges, type JobView, jobView } from '../jobs/job-view.ts';
-import { type JobRecord, type PartRecord, SlotTaken, TransitionRejected } from '../jobs/jobs-table.ts';
+import {
+  type JobRecord,
+  LimitReached,
+  type PartRecord,
+  SlotTaken,
+  TransitionRejected,
+} from '../jobs/jobs-table.ts';
+import { limitRefusal, refuseOversizedUpload, uploadQuota } from '../jobs/limits.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
 import { partHeaders, type StoredPart } from '../storage/file-store.ts';
@@ -90,10 +98,12 @@ function newJob(
   };
 }
 
-async function claimSlot(job: JobRecord) {
+/** Writes the job, its slot and its share of the user's limits (nothing is written when refused). */
+async function claimSlot(job: JobRecord, quota: Quota) {
   try {
-    await jobStore().create(job, job.filename);
+    await jobStore().create(job, job.filename, quota);
   } catch (error) {
+    if (error instanceof LimitReached) throw limitRefusal(error);
     if (!(error instanceof SlotTaken)) throw error;
     // Held by this very job: an earlier try of the same write landed and its answer was lost.
     if (error.holder.jobId === job.jobId) return;
@@ -141,12 +151,20 @@ export async function createUpload(username: string, input: CreateUploadInput) {
     if (error instanceof PartPlanError) throw new HttpError(400, 'ValidationError', error.message);
     throw error;
   }
+  refuseOversizedUpload(plan.size);
+  const quota = uploadQuota();
+  // A user at a limit costs one read here, not a multipart upload opened and aborted.
+  await jobStore()
+    .checkQuota(username, 'upload', plan.size, quota)
+    .catch((error: unknown) => {
+      throw error instanceof LimitReached ? limitRefusal(error) : error;
+    });
   const job = newJob(username, input.filename, plan, input.contentType);
   if (!input.overwrite) await refuseExistingFile(job.key, job.filename);
 
   job.uploadId = await fileStore().createMultipartUpload(job.key, input.contentType);
   try {
-    await claimSlot(job);
+    await claimSlot(job, quota);
   } catch (error) {
     // Until the job records the upload, only this request knows it: abort it, unless the job write
     // may have landed (a timeout or a lost answer), which the job's retry would then find aborted.
@@ -188,7 +206,7 @@ export async function createFormUpload(
   const job = newJob(username, file.filename, { size, partSize: size, partCount: 1 }, file.contentType);
   job.details = { contentMd5: createHash('md5').update(file.content).digest('hex') } satisfies FormDetails;
   if (!overwrite) await refuseExistingFile(job.key, job.filename);
-  await claimSlot(job);
+  await claimSlot(job, uploadQuota());
   logger.appendKeys({ jobId: job.jobId });
   recordJobMetric('UploadsStarted');
   // Claim the file before writing it, so that a kill that wins first means nothing gets written.

@@ -9,6 +9,7 @@ import { runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { newJobId } from '../../lib/jobs/job-ids.ts';
 import { type JobRecord, TERMINAL_STATUSES } from '../../lib/jobs/jobs-table.ts';
+import { exportQuota } from '../../lib/jobs/limits.ts';
 import { fileStore } from '../../lib/storage/index.ts';
 import { freePort } from '../../scripts/emulators.ts';
 import {
@@ -196,7 +197,7 @@ async function queuedExport(username: string, filename: string): Promise<string>
       details: { format: 'raw', sourceKey: source.key, sourceEtag: source.etag, downloadName: filename },
     },
     jobId,
-    config().exports.maxRunning,
+    exportQuota(),
   );
   return jobId;
 }

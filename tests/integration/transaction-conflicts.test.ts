@@ -243,7 +243,9 @@ describe('transaction conflicts', () => {
         createdAt: now,
         updatedAt: now,
       };
-      await expect(jobStore().create(job, jobId, 3)).rejects.toBeInstanceOf(TransactionCanceledException);
+      await expect(jobStore().create(job, jobId, { maxRunning: 3 })).rejects.toBeInstanceOf(
+        TransactionCanceledException,
+      );
     } finally {
       spy.mockRestore();
     }

@@ -5,6 +5,7 @@ import type { WorkerEvent } from '../../lib/exports/exports.ts';
 import { type RunResult, runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { newJobId } from '../../lib/jobs/job-ids.ts';
+import { exportQuota } from '../../lib/jobs/limits.ts';
 import { testBucket } from './s3.ts';
 
 /**
@@ -36,7 +37,7 @@ export async function createExportJob(username: string, filename: string, format
       details: { format, sourceKey: source.key, sourceEtag: source.etag, downloadName },
     },
     jobId,
-    config().exports.maxRunning,
+    exportQuota(),
   );
   return jobId;
 }
