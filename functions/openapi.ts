@@ -1,8 +1,8 @@
-import { httpRoute } from '../lib/http/route.ts';
+import { publicRoute } from '../lib/http/public-route.ts';
 import { openApiDocument } from '../lib/openapi/document.ts';
 
 /** GET /openapi.json: the OpenAPI 3.1 document of every route. */
-export const handler = httpRoute({ auth: 'none' }, async () => ({
+export const handler = publicRoute({}, async () => ({
   status: 200,
   body: openApiDocument(),
   headers: { 'cache-control': 'public, max-age=300' },

@@ -1,7 +1,7 @@
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { logger } from '../log.ts';
 import { dependencyFailure, dependencyFailureMessage } from './dependency-errors.ts';
-import { HttpError, serviceUnavailable } from './errors.ts';
+import { forbiddenJsonKey, HttpError, notAnObject, serviceUnavailable } from './errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string; requestId: string; details?: unknown };
@@ -11,7 +11,7 @@ export interface ErrorBody {
 interface MiddyHttpError extends Error {
   statusCode: number;
   expose?: boolean;
-  cause?: { package?: string };
+  cause?: { package?: string; data?: unknown };
 }
 
 const isMiddyHttpError = (error: unknown): error is MiddyHttpError =>
@@ -20,9 +20,13 @@ const isMiddyHttpError = (error: unknown): error is MiddyHttpError =>
 function fromMiddy(error: MiddyHttpError): HttpError | undefined {
   if (error.statusCode >= 500 || error.expose === false) return undefined;
   if (error.cause?.package === '@middy/http-json-body-parser') {
-    return error.statusCode === 415
-      ? new HttpError(415, 'UnsupportedMediaType', 'send the request body as application/json')
-      : new HttpError(400, 'MalformedJson', 'the request body is not valid JSON');
+    if (error.statusCode === 415)
+      return new HttpError(415, 'UnsupportedMediaType', 'send the request body as application/json');
+    const data = error.cause.data;
+    // Its prototype guard names the key it refused; a parse error carries the body instead.
+    if (/forbidden key/i.test(error.message) && typeof data === 'string') return forbiddenJsonKey(data);
+    if (data === undefined || data === '') return notAnObject();
+    return new HttpError(400, 'MalformedJson', 'the request body is not valid JSON');
   }
   if (error.statusCode === 413) {
     return new HttpError(413, 'PayloadTooLarge', error.message);

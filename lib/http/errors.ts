@@ -26,6 +26,26 @@ export class HttpError extends Error {
 export const badRequest = (code: string, message: string, details?: unknown) =>
   new HttpError(400, code, message, { details });
 
+const NOT_AN_OBJECT = 'the body must be a JSON object';
+
+/** A JSON body that parsed but is not an object (a string, number, array, boolean or null), or none. */
+export const notAnObject = () =>
+  badRequest('ValidationError', `invalid request: body: ${NOT_AN_OBJECT}`, {
+    issues: [{ path: 'body', message: NOT_AN_OBJECT }],
+  });
+
+/**
+ * A JSON body with a key that could reach an object's prototype: "__proto__" anywhere, or
+ * "constructor" holding a "prototype". Refused, never merged.
+ */
+export const forbiddenJsonKey = (key: string) =>
+  badRequest(
+    'ForbiddenJsonKey',
+    key === 'constructor'
+      ? 'the body must not contain a "constructor" key holding a "prototype" key'
+      : `the body must not contain the key ${JSON.stringify(key)}, at any depth`,
+  );
+
 export const unauthorized = (message = 'a valid token is required') =>
   new HttpError(401, 'Unauthorized', message, { headers: { 'www-authenticate': 'Bearer' } });
 

@@ -1,8 +1,9 @@
 import { credentialsBody } from '../auth/schemas.ts';
 import { startExportBody } from '../exports/schemas.ts';
+import { route } from '../http/routes.ts';
 import { getJobQuery, jobPath, listJobsQuery } from '../jobs/schemas.ts';
 import * as z from '../schema.ts';
-import { filenameSchema, MAX_FILENAME_BYTES } from '../storage/keys.ts';
+import { FILENAME_JSON_SCHEMA, filenameSchema } from '../storage/keys.ts';
 import { createUploadBody, recordProgressBody, signPartsBody } from '../uploads/schemas.ts';
 import * as responses from './responses.ts';
 
@@ -13,10 +14,7 @@ import * as responses from './responses.ts';
 
 type Schema = z.ZodMiniType;
 
-interface Operation {
-  method: 'get' | 'post' | 'delete';
-  path: string;
-  operationId: string;
+interface Operation extends ReturnType<typeof route> {
   summary: string;
   auth?: boolean;
   path_?: Schema;
@@ -29,11 +27,10 @@ interface Operation {
   errors: number[];
 }
 
+/** One per route of lib/http/routes.ts (the test of the document checks that none is missing). */
 const operations: Operation[] = [
   {
-    method: 'post',
-    path: '/auth/signin',
-    operationId: 'signIn',
+    ...route('signIn'),
     summary: 'Check a username and password and issue a JWT',
     auth: false,
     body: credentialsBody,
@@ -41,36 +38,28 @@ const operations: Operation[] = [
     errors: [400, 401, 415, 429],
   },
   {
-    method: 'get',
-    path: '/.well-known/jwks.json',
-    operationId: 'getJwks',
+    ...route('getJwks'),
     summary: 'The public keys that verify the service’s tokens',
     auth: false,
     ok: { 200: { description: 'a JSON Web Key Set', schema: responses.jwksResponse } },
     errors: [],
   },
   {
-    method: 'get',
-    path: '/health',
-    operationId: 'getHealth',
+    ...route('getHealth'),
     summary: 'Liveness',
     auth: false,
     ok: { 200: { description: 'the service is up', schema: responses.healthResponse } },
     errors: [],
   },
   {
-    method: 'get',
-    path: '/openapi.json',
-    operationId: 'getOpenApi',
+    ...route('getOpenApi'),
     summary: 'This document',
     auth: false,
     ok: { 200: { description: 'the OpenAPI 3.1 document', schema: z.looseObject({ openapi: z.string() }) } },
     errors: [],
   },
   {
-    method: 'post',
-    path: '/upload',
-    operationId: 'createUpload',
+    ...route('createUpload'),
     summary:
       'Start a multipart upload (JSON) and get presigned part URLs; or store a small file from the seed’s form (multipart/form-data, field `file`, up to 4 MiB)',
     body: createUploadBody,
@@ -84,17 +73,13 @@ const operations: Operation[] = [
     errors: [400, 401, 409, 413, 415],
   },
   {
-    method: 'delete',
-    path: '/upload/kill',
-    operationId: 'killUploads',
+    ...route('killUploads'),
     summary: 'Abort every in-flight upload of the caller',
     ok: { 200: { description: 'the aborted uploads', schema: responses.killUploadsResponse } },
     errors: [401, 404],
   },
   {
-    method: 'post',
-    path: '/upload/{jobId}/parts',
-    operationId: 'signUploadParts',
+    ...route('signUploadParts'),
     summary: 'Presigned URLs for any parts of an upload (up to 1,000 per call)',
     path_: jobPath,
     body: signPartsBody,
@@ -102,9 +87,7 @@ const operations: Operation[] = [
     errors: [400, 401, 404, 409, 415],
   },
   {
-    method: 'post',
-    path: '/upload/{jobId}/progress',
-    operationId: 'recordUploadProgress',
+    ...route('recordUploadProgress'),
     summary: 'Record finished parts',
     path_: jobPath,
     body: recordProgressBody,
@@ -112,62 +95,48 @@ const operations: Operation[] = [
     errors: [400, 401, 404, 409, 415],
   },
   {
-    method: 'post',
-    path: '/upload/{jobId}/complete',
-    operationId: 'completeUpload',
+    ...route('completeUpload'),
     summary: 'Complete the upload from S3’s own part list',
     path_: jobPath,
     ok: { 200: { description: 'the completed job', schema: responses.jobResponse } },
     errors: [400, 401, 404, 409],
   },
   {
-    method: 'delete',
-    path: '/upload/{jobId}',
-    operationId: 'abortUpload',
+    ...route('abortUpload'),
     summary: 'Abort one upload (idempotent)',
     path_: jobPath,
     ok: { 200: { description: 'the aborted job', schema: responses.jobResponse } },
     errors: [400, 401, 404, 409],
   },
   {
-    method: 'post',
-    path: '/export',
-    operationId: 'startExport',
+    ...route('startExport'),
     summary: 'Start an export of a file in the caller’s uploads folder',
     body: startExportBody,
     ok: { 202: { description: 'the queued export job', schema: responses.jobResponse } },
     errors: [400, 401, 404, 415, 429],
   },
   {
-    method: 'post',
-    path: '/export/kill',
-    operationId: 'killExports',
+    ...route('killExports'),
     summary: 'Cancel every running export of the caller',
     ok: { 200: { description: 'the cancelled exports', schema: responses.killExportsResponse } },
     errors: [401, 404],
   },
   {
-    method: 'delete',
-    path: '/export/{jobId}',
-    operationId: 'cancelExport',
+    ...route('cancelExport'),
     summary: 'Cancel one export',
     path_: jobPath,
     ok: { 200: { description: 'the cancelled job', schema: responses.jobResponse } },
     errors: [400, 401, 404, 409],
   },
   {
-    method: 'get',
-    path: '/jobs',
-    operationId: 'listJobs',
+    ...route('listJobs'),
     summary: 'The caller’s jobs, newest first',
     query: listJobsQuery,
     ok: { 200: { description: 'a page of jobs', schema: responses.jobsPageResponse } },
     errors: [400, 401],
   },
   {
-    method: 'get',
-    path: '/jobs/{jobId}',
-    operationId: 'getJob',
+    ...route('getJob'),
     summary: 'One job with its progress; `reconcile=true` checks an upload against S3',
     path_: jobPath,
     query: getJobQuery,
@@ -175,9 +144,7 @@ const operations: Operation[] = [
     errors: [400, 401, 404],
   },
   {
-    method: 'get',
-    path: '/files',
-    operationId: 'listFiles',
+    ...route('listFiles'),
     summary: 'The caller’s uploads folder',
     ok: { 200: { description: 'the files', schema: responses.filesResponse } },
     errors: [401],
@@ -185,32 +152,13 @@ const operations: Operation[] = [
 ];
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {
-  400: 'malformed JSON or invalid input (`details.issues` names each bad field)',
+  400: 'malformed JSON (`MalformedJson`), a body that is not a JSON object, a "__proto__" key (`ForbiddenJsonKey`), or invalid input (`ValidationError`: `details.issues` names each bad field)',
   401: 'missing, malformed, expired or otherwise invalid token; or wrong credentials',
   404: 'no such job or file for this user (another user’s job answers the same)',
   409: 'the job is not in a state that allows this',
   413: 'the form upload is over 4 MiB',
   415: 'the body is not JSON',
   429: 'too many attempts or running jobs; see Retry-After',
-};
-
-// What JavaScript's trim() removes (and ECMAScript's \s matches), spelled out so that every regex
-// engine reading the document (a fuzzer's included) agrees on it.
-const WHITESPACE = String.raw`[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]`;
-
-/**
- * The file-name rules of lib/storage/keys.ts (filenameProblem), which the schema checks in code
- * (a refinement JSON Schema cannot see): without them the document would promise that any string
- * is a name, and clients and fuzzers would learn the rules only from 400s. Two rules are stated in
- * words only: the limit counts UTF-8 bytes (maxLength counts characters), and names are in NFC.
- */
-const FILENAME_JSON_SCHEMA = {
-  type: 'string',
-  minLength: 1,
-  maxLength: MAX_FILENAME_BYTES,
-  // Not ".", no "..", not starting or ending with whitespace, no "/", "\\" or control characters.
-  pattern: String.raw`^(?!\.$)(?![\s\S]*\.\.)(?!${WHITESPACE})(?![\s\S]*${WHITESPACE}$)[^/\\\u0000-\u001f\u007f]+$`,
-  description: `A file name: at most ${MAX_FILENAME_BYTES} bytes of UTF-8, in Unicode NFC form; no "/", "\\" or control characters, no "..", no leading or trailing whitespace.`,
 };
 
 const NO_PROTO_KEY = { not: { const: '__proto__' } };
@@ -220,6 +168,7 @@ function jsonSchema(schema: Schema, io: 'input' | 'output') {
     io,
     unrepresentable: 'any',
     override: ({ zodSchema, jsonSchema }) => {
+      // The file-name rules, from where the server checks them (a refinement JSON Schema cannot see).
       if (zodSchema === filenameSchema) Object.assign(jsonSchema, FILENAME_JSON_SCHEMA);
       // The JSON body parser refuses a "__proto__" key at any depth (400): say so, since the
       // objects otherwise allow (and ignore) keys of their own.

@@ -65,6 +65,22 @@ const SIGNED_PART_HEADERS = new Set(['content-length']);
 /** The headers a client sends with a part PUT to a URL from presignUploadParts. */
 export const partHeaders = (size: number) => ({ 'content-length': String(size) });
 
+/**
+ * `Content-Disposition: attachment` for a download named `name` (RFC 6266): the exact name in
+ * `filename*=UTF-8''…` (RFC 8187 percent-encoding, which every current browser reads first), and for
+ * older clients an ASCII fallback in `filename="…"` where anything that is not printable ASCII, the
+ * quote and backslash (which would end or escape the quoted string) and a `%` before two hex digits
+ * (which some clients decode) become "_". The header stays one line of visible ASCII whatever the name.
+ */
+export function contentDisposition(name: string): string {
+  const fallback = name.replace(/[^\x20-\x7e]|["\\]|%(?=[0-9A-Fa-f]{2})/gu, '_');
+  const exact = encodeURIComponent(name).replace(
+    /['()*]/g,
+    (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${exact}`;
+}
+
 export interface OpenUpload {
   key: string;
   uploadId: string;
@@ -267,7 +283,7 @@ export class FileStore {
       new GetObjectCommand({
         Bucket: this.bucket,
         Key: key,
-        ResponseContentDisposition: downloadName ? `attachment; filename="${downloadName}"` : undefined,
+        ResponseContentDisposition: downloadName ? contentDisposition(downloadName) : undefined,
       }),
       { expiresIn: expiresInSeconds },
     );

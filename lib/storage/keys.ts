@@ -5,22 +5,65 @@ import * as z from '../schema.ts';
  * Names are validated before they become keys, so no key can leave its user's prefix.
  */
 
-// No path separators, no `..`, no control characters, no leading/trailing spaces or dots-only names.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
-const FORBIDDEN = /[/\\\u0000-\u001f\u007f]/;
-
 export const MAX_FILENAME_BYTES = 255;
+
+// What JavaScript's trim() removes (and ECMAScript's \s matches), spelled out so that every regex
+// engine reading the OpenAPI document (a fuzzer's included) agrees on it.
+const WHITESPACE = String.raw`[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]`;
+
+// The rules' parts. Well-formed Unicode (an unpaired UTF-16 surrogate cannot be encoded into a key),
+// no path separators and no control characters (so no key can leave its user's prefix), not "." and
+// no "..", no whitespace at either end. With the `u` flag a class of surrogates matches only unpaired
+// ones (a pair is one code point); Python's `re` agrees, its strings being code points already.
+const SURROGATES = String.raw`\ud800-\udfff`;
+const SEPARATORS_AND_CONTROLS = String.raw`/\\\u0000-\u001f\u007f`;
+const ALLOWED_CHARACTER = `[^${SEPARATORS_AND_CONTROLS}${SURROGATES}]`;
+const NO_DOTS = String.raw`(?!\.$)(?![\s\S]*\.\.)`;
+const NO_EDGE_WHITESPACE = String.raw`(?!${WHITESPACE})(?![\s\S]*${WHITESPACE}$)`;
+
+/**
+ * The file-name rules, once: each a regular expression a name must match (ECMAScript with the `u`
+ * flag, which is also JSON Schema's `pattern` dialect) and the message a name that does not gets.
+ * filenameProblem checks them one by one; FILENAME_JSON_SCHEMA states them all in one `pattern` in
+ * the OpenAPI document, so clients and fuzzers learn them before any 400.
+ */
+const FILENAME_RULES = [
+  {
+    pattern: `^[^${SURROGATES}]*$`,
+    message: 'a filename must be well-formed Unicode (no unpaired surrogate)',
+  },
+  {
+    pattern: `^[^${SEPARATORS_AND_CONTROLS}]*$`,
+    message: 'a filename must not contain "/", "\\" or control characters',
+  },
+  { pattern: `^${NO_DOTS}`, message: 'a filename must not contain ".."' },
+  { pattern: `^${NO_EDGE_WHITESPACE}`, message: 'a filename must not start or end with whitespace' },
+].map((rule) => ({ ...rule, regex: new RegExp(rule.pattern, 'u') }));
+
+/** Every rule in one pattern (and not empty): what the OpenAPI document states. */
+const FILENAME_PATTERN = `^${NO_DOTS}${NO_EDGE_WHITESPACE}${ALLOWED_CHARACTER}+$`;
 
 export function filenameProblem(name: string): string | undefined {
   if (name.length === 0) return 'a filename must not be empty';
   if (Buffer.byteLength(name, 'utf8') > MAX_FILENAME_BYTES)
     return `a filename is at most ${MAX_FILENAME_BYTES} bytes`;
-  if (FORBIDDEN.test(name)) return 'a filename must not contain "/", "\\" or control characters';
-  if (name === '.' || name === '..' || name.includes('..')) return 'a filename must not contain ".."';
-  if (name.trim() !== name) return 'a filename must not start or end with whitespace';
+  for (const rule of FILENAME_RULES) if (!rule.regex.test(name)) return rule.message;
   if (name.normalize('NFC') !== name) return 'a filename must be in Unicode NFC form';
   return undefined;
 }
+
+/**
+ * The rules as JSON Schema, for the OpenAPI document (a refinement in code is invisible to
+ * z.toJSONSchema). Two rules are stated in words only: the limit counts UTF-8 bytes (maxLength
+ * counts characters, so it is only an upper bound), and names are in Unicode NFC.
+ */
+export const FILENAME_JSON_SCHEMA = {
+  type: 'string',
+  minLength: 1,
+  maxLength: MAX_FILENAME_BYTES,
+  pattern: FILENAME_PATTERN,
+  description: `A file name: at most ${MAX_FILENAME_BYTES} bytes of UTF-8, well-formed Unicode in NFC form; no "/", "\\" or control characters, no "..", no leading or trailing whitespace.`,
+};
 
 export const filenameSchema = z.string().check(
   z.refine((name) => filenameProblem(name) === undefined, {

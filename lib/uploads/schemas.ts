@@ -6,23 +6,37 @@ import { MAX_PARTS_PER_REQUEST } from './uploads.ts';
 const int = (min: number, max: number) => z.number().check(z.int(), z.gte(min), z.lte(max));
 
 /**
- * A media type as HTTP defines it (RFC 9110 §8.3.1): `type/subtype`, then `; name=value`
- * parameters, each part a token, a value a token or a quoted string of visible ASCII. Only spaces
- * may stand around the `;`: the value becomes the object's Content-Type header in S3, where a
- * newline or any other control character makes the SDK refuse the header (a 500 before this rule).
+ * A media type as HTTP defines it (RFC 7231 §3.1.1.1, unchanged in RFC 9110 §8.3.1):
+ *
+ *   media-type = type "/" subtype *( OWS ";" OWS parameter )
+ *   parameter  = token "=" ( token / quoted-string )
+ *   OWS        = *( SP / HTAB )
+ *
+ * Whitespace only as OWS around the ";" (spaces and tabs, nothing else) and inside a quoted string;
+ * visible ASCII only (no obs-text). The value becomes the object's Content-Type header in S3, where a
+ * newline or another control character made the SDK refuse the header (a 500 before this rule).
  */
 const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
-const QUOTED = String.raw`"(?:[ !#-\[\]-~]|\\[ -~])*"`;
-export const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(?: *; *${TOKEN}=(?:${TOKEN}|${QUOTED}))*$`);
+const QUOTED = String.raw`"(?:[\t !#-\[\]-~]|\\[\t -~])*"`;
+const OWS = String.raw`[ \t]*`;
+export const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(?:${OWS};${OWS}${TOKEN}=(?:${TOKEN}|${QUOTED}))*$`);
+
+/** OWS around each ";" (outside quoted strings) becomes one space after it: what S3 stores and signs. */
+const canonicalMediaType = (value: string) =>
+  value.replace(/("(?:[^"\\]|\\.)*")|[ \t]*;[ \t]*/g, (_ows, quoted?: string) => quoted ?? '; ');
+
+export const mediaTypeSchema = z
+  .string()
+  .check(
+    z.maxLength(255),
+    z.regex(MEDIA_TYPE, 'a media type such as "text/plain; charset=utf-8"'),
+    z.overwrite(canonicalMediaType),
+  );
 
 export const createUploadBody = z.object({
   filename: filenameSchema,
   size: int(1, MAX_OBJECT_SIZE),
-  contentType: z.optional(
-    z
-      .string()
-      .check(z.maxLength(255), z.regex(MEDIA_TYPE, 'a media type such as "text/plain; charset=utf-8"')),
-  ),
+  contentType: z.optional(mediaTypeSchema),
   partSize: z.optional(int(MIN_PART_SIZE, MAX_PART_SIZE)),
   overwrite: z.optional(z.boolean()),
 });
@@ -32,7 +46,7 @@ export const createUploadForm = z.object({
   file: z.object(
     {
       filename: filenameSchema,
-      mimetype: z.optional(z.string()),
+      mimetype: z.optional(mediaTypeSchema),
       content: z.custom<Buffer>((value) => Buffer.isBuffer(value), 'the form field "file" must be a file'),
     },
     'send the file in a form field named "file"',

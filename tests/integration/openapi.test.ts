@@ -13,14 +13,20 @@ describe('the OpenAPI document', () => {
 
   it('describes exactly the HTTP routes that serverless.yml deploys', async () => {
     const service = (await resolveService('test')) as unknown as {
-      functions: Record<string, { events?: { httpApi?: { method: string; path: string } }[] }>;
+      functions: Record<string, { events?: { httpApi?: '*' | { method: string; path: string } }[] }>;
     };
-    const deployed = Object.values(service.functions)
-      .flatMap((fn) => fn.events ?? [])
-      .flatMap((event) =>
-        event.httpApi ? [`${event.httpApi.method.toLowerCase()} ${event.httpApi.path}`] : [],
+    const events = Object.values(service.functions).flatMap((fn) => fn.events ?? []);
+    const deployed = events
+      .flatMap(({ httpApi }) =>
+        httpApi && httpApi !== '*' ? [`${httpApi.method.toLowerCase()} ${httpApi.path}`] : [],
       )
       .sort();
+    // And one $default route, which answers 404/405 from this same document (lib/http/unmatched.ts).
+    expect(
+      Object.entries(service.functions).filter(([, fn]) => fn.events?.some((e) => e.httpApi === '*')),
+    ).toEqual([
+      ['unmatchedRoute', expect.objectContaining({ handler: 'functions/unmatched-route.handler' })],
+    ]);
     const paths = openApiDocument().paths as Record<string, Record<string, unknown>>;
     const documented = Object.entries(paths)
       .flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method} ${path}`))

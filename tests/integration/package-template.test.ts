@@ -24,6 +24,9 @@ import { promisify } from 'node:util';
 import { projectRoot } from '../../scripts/local-stack.ts';
 
 const MAX_ZIP_BYTES = 50 * 1024;
+const CONSOLE_ORIGINS = ['https://console.example.com', 'https://admin.example.com:8443'];
+/** Functions that touch no resource: they run with the shared role that may only write logs. */
+const UNPRIVILEGED = ['health', 'openapi', 'unmatchedRoute'];
 const RUNTIME = 'nodejs24.x';
 /** Not copied into the scratch service: dependencies (linked instead), VCS and build output. */
 const NOT_COPIED = new Set(['node_modules', '.git', '.serverless', '.esbuild', '.local', 'coverage']);
@@ -65,6 +68,8 @@ beforeAll(async () => {
     AWS_SECRET_ACCESS_KEY: 'ci',
     AWS_REGION: 'us-east-1',
     SLS_TELEMETRY_DISABLED: '1',
+    // A deployed stage's browser origins come from configuration (the trailing slash is dropped).
+    CORS_ALLOWED_ORIGINS: `${CONSOLE_ORIGINS[0]}, ${CONSOLE_ORIGINS[1]}/`,
   });
   await promisify(execFile)(
     join(serviceDir, 'node_modules', '.bin', 'serverless'),
@@ -190,21 +195,21 @@ const actionsOn = (functionName: string, resource: RegExp) =>
     .sort();
 
 describe('least privilege per function', () => {
-  it('gives every function its own role, but those that touch nothing (health, openapi)', () => {
+  it(`gives every function its own role, but those that touch nothing (${UNPRIVILEGED.join(', ')})`, () => {
     const roles = new Set<string>();
     for (const [, lambda] of resourcesOfType('AWS::Lambda::Function')) {
       const name: string = lambda.Properties.FunctionName;
       const role: string = lambda.Properties.Role['Fn::GetAtt'][0];
-      if (/-(health|openapi)$/.test(name)) expect(role).toBe('IamRoleLambdaExecution');
+      if (UNPRIVILEGED.some((fn) => name.endsWith(`-${fn}`))) expect(role).toBe('IamRoleLambdaExecution');
       else {
         expect(role).not.toBe('IamRoleLambdaExecution');
         roles.add(role);
       }
     }
-    expect(roles.size).toBe(Object.keys(functions).length - 2);
+    expect(roles.size).toBe(Object.keys(functions).length - UNPRIVILEGED.length);
   });
 
-  it('lets the shared default role (health, openapi) do nothing but write its logs', () => {
+  it('lets the shared default role (health, openapi, unmatchedRoute) do nothing but write its logs', () => {
     const actions = asArray<Json>(template.Resources.IamRoleLambdaExecution!.Properties.Policies).flatMap(
       (policy) =>
         asArray<Json>(policy.PolicyDocument.Statement).flatMap((statement) =>
@@ -228,7 +233,7 @@ describe('least privilege per function', () => {
         .filter((grant) => grant.action === 'ssm:GetParameter')
         .map((grant) => grant.resource.replace(/.*:parameter/, ''));
       if (name === 'authSignin') expect(params).toEqual(['/file-jobs/pkgtest/jwt-keys']);
-      else if (['health', 'openapi', 'exportWorker', 'janitor'].includes(name))
+      else if ([...UNPRIVILEGED, 'exportWorker', 'janitor'].includes(name))
         expect({ name, params }).toEqual({ name, params: [] });
       else expect({ name, params }).toEqual({ name, params: ['/file-jobs/pkgtest/jwt-public-keys'] });
     }
@@ -361,6 +366,29 @@ describe('serverless package', () => {
         /^(AES256|aws:kms|aws:kms:dsse)$/,
       );
     }
+  });
+
+  it('takes the browser origins of a deployed stage from configuration, for the API and the bucket', () => {
+    const [[, api]] = resourcesOfType('AWS::ApiGatewayV2::Api') as [[string, Resource]];
+    expect(api.Properties.CorsConfiguration).toMatchObject({
+      AllowOrigins: CONSOLE_ORIGINS,
+      AllowMethods: expect.arrayContaining(['GET', 'POST', 'DELETE', 'OPTIONS']),
+      AllowHeaders: expect.arrayContaining(['Authorization', 'auth_token', 'Content-Type']),
+      ExposeHeaders: expect.arrayContaining(['Retry-After', 'X-Request-Id']),
+    });
+    // Browsers PUT parts to the bucket from the console: the configured origins and the API's own
+    // (the console it serves), never any origin.
+    const rules: Json[] = template.Resources.FilesBucket!.Properties.CorsConfiguration.CorsRules;
+    expect(rules.map((rule) => rule.AllowedOrigins)).toEqual([
+      [...CONSOLE_ORIGINS, { 'Fn::GetAtt': ['HttpApi', 'ApiEndpoint'] }],
+    ]);
+    expect([...api.Properties.CorsConfiguration.AllowOrigins, ...rules[0].AllowedOrigins]).not.toContain('*');
+  });
+
+  it('routes whatever no route takes to the $default route (404/405 in the error shape)', () => {
+    const routes = resourcesOfType('AWS::ApiGatewayV2::Route').map(([, route]) => route.Properties.RouteKey);
+    expect(routes).toContain('$default');
+    expect(routes).toContain('GET /files');
   });
 
   it('gives every table TTL on expiresAt, on-demand billing and point-in-time recovery', () => {

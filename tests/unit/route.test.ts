@@ -63,7 +63,8 @@ describe('the middy route stack', () => {
       headers: { 'content-type': 'application/json' },
     });
     expect(response.status).toBe(400);
-    expectErrorShape(response.body, 'MalformedJson');
+    // Named for what it is: the JSON is valid, the key is refused.
+    expectErrorShape(response.body, 'ForbiddenJsonKey');
   });
 
   it('answers 415 when the body is not declared as JSON', async () => {
