@@ -219,11 +219,37 @@ describe('least privilege per function', () => {
     expect(actions.every((action) => action.startsWith('logs:'))).toBe(true);
   });
 
-  it('lets only sign-in touch the users table', () => {
+  // Every function that checks tokens reads the caller's token version (revocation), and no more.
+  it("lets only sign-in read users; those that check tokens only GetItem a user's token version", () => {
+    const checksTokens = (name: string) =>
+      name !== 'wellKnownJwks' && grantsOf(name).some((grant) => grant.resource.endsWith('/jwt-public-keys'));
+    const checkers = Object.keys(functions).filter(checksTokens);
+    expect(checkers.length).toBeGreaterThan(10);
     for (const name of Object.keys(functions)) {
       const onUsers = actionsOn(name, /^UsersTable/);
       if (name === 'authSignin') expect(onUsers.length).toBeGreaterThan(0);
+      else if (checkers.includes(name))
+        expect({ name, onUsers }).toEqual({ name, onUsers: ['dynamodb:GetItem'] });
       else expect({ name, onUsers }).toEqual({ name, onUsers: [] });
+    }
+    for (const name of checkers) {
+      const [, lambda] = resourcesOfType('AWS::Lambda::Function').find(([, fn]) =>
+        fn.Properties.FunctionName.endsWith(`-${name}`),
+      )!;
+      const role = template.Resources[lambda.Properties.Role['Fn::GetAtt'][0]]!;
+      const onUsers = asArray<Json>(role.Properties?.Policies)
+        .flatMap((policy) => asArray<Json>(policy.PolicyDocument.Statement))
+        .filter((statement) => JSON.stringify(statement.Resource).includes('UsersTable'));
+      expect({ name, conditions: onUsers.map((statement) => statement.Condition) }).toEqual({
+        name,
+        conditions: [
+          {
+            'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['USER#*'] },
+            'ForAllValues:StringEquals': { 'dynamodb:Attributes': ['pk', 'tokenVersion'] },
+            StringEqualsIfExists: { 'dynamodb:Select': 'SPECIFIC_ATTRIBUTES' },
+          },
+        ],
+      });
     }
   });
 

@@ -145,12 +145,38 @@ describe('npm run user (scripts/user.ts) against the local stack', () => {
     expectFailure(await user(['remove', name]), 1, /no user/);
   });
 
+  // The test stack keeps a user's record at most AUTH_USER_CACHE_SECONDS=2 (global-setup.ts).
+  it('revoke ends every session: the token is refused within the bound, a new sign-in works', async () => {
+    const name = freshName();
+    expect((await user(['add', name], 'revoke-me-please')).code).toBe(0);
+    const token = await signIn(name, 'revoke-me-please');
+    expect((await api('/files', { token })).status).toBe(200);
+
+    const revoked = await user(['revoke', name]);
+    expect(revoked).toMatchObject({ code: 0, stderr: '' });
+    expect(revoked.stdout).toMatch(new RegExp(`^revoked the tokens of ${name}\\b`));
+    const fresh = await signIn(name, 'revoke-me-please');
+    expect((await api('/files', { token: fresh })).status).toBe(200);
+
+    const started = Date.now();
+    while ((await api('/files', { token })).status !== 401) {
+      expect(Date.now() - started).toBeLessThan(6000);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const refused = expectError(await api('/files', { token }), 401, 'Unauthorized');
+    expect(refused.message).toBe('the token has been revoked; sign in again');
+    expect((await api('/files', { token: fresh })).status).toBe(200);
+
+    expectFailure(await user(['revoke', freshName()]), 1, /no user/);
+  });
+
   it.each([
     ['add', '../evil'],
     ['add', 'UPPER'],
     ['add', 'a'],
     ['passwd', '../evil'],
     ['remove', 'a/b'],
+    ['revoke', 'A B'],
   ])('%s %j: exit 2, one line, nothing written', async (command, name) => {
     expectFailure(await user([command, name], 'a-valid-password'), 2, /^error: invalid username .*a-z 0-9/);
   });
