@@ -70,7 +70,7 @@ const operations: Operation[] = [
         schema: z.union([responses.createUploadResponse, responses.formUploadResponse]),
       },
     },
-    errors: [400, 401, 409, 413, 415],
+    errors: [400, 401, 409, 413, 415, 429],
   },
   {
     ...route('killUploads'),
@@ -158,7 +158,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   409: 'the job is not in a state that allows this',
   413: 'the form upload is over 4 MiB',
   415: 'the body is not JSON',
-  429: 'too many attempts or running jobs; see Retry-After',
+  429: 'a limit: sign-in attempts, or a per-user limit on new jobs (uploads or bytes in flight, jobs per minute, running exports) named in the message and in `details.limit`; see Retry-After',
 };
 
 const NO_PROTO_KEY = { not: { const: '__proto__' } };
