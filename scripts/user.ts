@@ -16,7 +16,7 @@
  * `printf '%s' "$PASSWORD" | npm run user -- add alice`.
  *
  * A token stops being accepted within AUTH_USER_CACHE_SECONDS (default 30) of a passwd, revoke or
- * remove: the time a warm container may keep what it read of the user (README, "Revocation").
+ * remove: the time a warm container may keep what it read of the user (README, "Rotation and revocation").
  *
  * Exit codes: 0 done; 1 the operation failed (user exists, no such user, AWS error); 2 bad usage
  * (bad username or password, unknown command, no stack to talk to).
@@ -310,53 +310,42 @@ export async function main(args: string[], io: Io = defaultIo()): Promise<number
       writeErr: (text) => io.stderr.write(text),
     });
 
-  program
-    .command('add')
-    .description('create a user; the password comes from a prompt or stdin')
-    .argument('<name>', 'username')
-    .action(async (name: string, _options, command: Command) => {
-      checkUsername(name);
-      await withStore(command, async (store) => {
-        await addUser(store, name, () => readPassword(io.stdin, io.stderr, name));
-        say(`added user ${name} (${target!.stage}, table ${target!.table})`);
+  // The commands on one user: what each does, and what it says when done.
+  const password = (name: string) => () => readPassword(io.stdin, io.stderr, name);
+  const perUser: [string, string, (store: UserStore, name: string) => Promise<unknown>, string][] = [
+    [
+      'add',
+      'create a user; the password comes from a prompt or stdin',
+      (store, name) => addUser(store, name, password(name)),
+      'added user',
+    ],
+    [
+      'passwd',
+      "set a user's password, ending their sessions; the password comes from a prompt or stdin",
+      (store, name) => changePassword(store, name, password(name)),
+      'changed the password of',
+    ],
+    [
+      'revoke',
+      "end a user's sessions: every token issued so far is refused",
+      revokeUser,
+      'revoked the tokens of',
+    ],
+    ['remove', 'delete a user (their tokens are refused too)', removeUser, 'removed user'],
+  ];
+  for (const [commandName, description, work, done] of perUser) {
+    program
+      .command(commandName)
+      .description(description)
+      .argument('<name>', 'username')
+      .action(async (name: string, _options, command: Command) => {
+        checkUsername(name);
+        await withStore(command, async (store) => {
+          await work(store, name);
+          say(`${done} ${name} (${target!.stage}, table ${target!.table})`);
+        });
       });
-    });
-
-  program
-    .command('passwd')
-    .description("set a user's password; the password comes from a prompt or stdin")
-    .argument('<name>', 'username')
-    .action(async (name: string, _options, command: Command) => {
-      checkUsername(name);
-      await withStore(command, async (store) => {
-        await changePassword(store, name, () => readPassword(io.stdin, io.stderr, name));
-        say(`changed the password of ${name} (${target!.stage}, table ${target!.table})`);
-      });
-    });
-
-  program
-    .command('revoke')
-    .description("end a user's sessions: every token issued so far is refused")
-    .argument('<name>', 'username')
-    .action(async (name: string, _options, command: Command) => {
-      checkUsername(name);
-      await withStore(command, async (store) => {
-        await revokeUser(store, name);
-        say(`revoked the tokens of ${name} (${target!.stage}, table ${target!.table})`);
-      });
-    });
-
-  program
-    .command('remove')
-    .description('delete a user')
-    .argument('<name>', 'username')
-    .action(async (name: string, _options, command: Command) => {
-      checkUsername(name);
-      await withStore(command, async (store) => {
-        await removeUser(store, name);
-        say(`removed user ${name} (${target!.stage}, table ${target!.table})`);
-      });
-    });
+  }
 
   program
     .command('list')

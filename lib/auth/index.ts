@@ -9,7 +9,7 @@ import { UserStore } from './user-store.ts';
 /**
  * The identity module's collaborators, wired from configuration once per container. What an operator
  * changes while containers stay warm (the keys, a user's record) is re-read within the bounds that
- * lib/config.ts sets (README, "Identity: rotation and revocation").
+ * lib/config.ts sets (README, "Rotation and revocation").
  */
 
 let signing: BoundedCache<KeyRing> | undefined;

@@ -151,26 +151,15 @@ export class SigninThrottle {
           return { wait: lockedUntil > now ? lockedUntil - now : this.lockSeconds(failures, threshold) };
         }
       }
-      try {
-        await this.db.send(
-          new UpdateCommand({
-            TableName: this.table,
-            Key: counterKey(kind, id),
-            UpdateExpression:
-              'SET failures = :one, allowed = :threshold, expiresAt = :expires REMOVE lockedUntil',
-            ConditionExpression: 'attribute_not_exists(expiresAt) OR expiresAt < :now',
-            ExpressionAttributeValues: {
-              ':one': 1,
-              ':threshold': threshold,
-              ':expires': expires,
-              ':now': now,
-            },
-          }),
-        );
-        return { kind, id, number: 1, allowed: threshold };
-      } catch (error) {
-        if (!(error instanceof ConditionalCheckFailedException) || round >= 2) throw error;
-      }
+      const restarted = await this.updateIf(
+        kind,
+        id,
+        'SET failures = :one, allowed = :threshold, expiresAt = :expires REMOVE lockedUntil',
+        'attribute_not_exists(expiresAt) OR expiresAt < :now',
+        { ':one': 1, ':threshold': threshold, ':expires': expires, ':now': now },
+      );
+      if (restarted) return { kind, id, number: 1, allowed: threshold };
+      if (round >= 2) throw new Error(`the sign-in counter ${kind}#${id} keeps changing under this request`);
     }
   }
 
@@ -178,43 +167,59 @@ export class SigninThrottle {
     if (slot.number < slot.allowed) return 0;
     const now = this.nowSeconds();
     const lock = this.lockSeconds(slot.number, threshold);
-    try {
-      await this.db.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: counterKey(slot.kind, slot.id),
-          UpdateExpression: 'SET lockedUntil = :until, allowed = :next, expiresAt = :expires',
-          // Not when a success cleared the counter meanwhile (or its window passed and it restarted).
-          ConditionExpression: 'expiresAt >= :now AND failures >= :number',
-          ExpressionAttributeValues: {
-            ':until': now + lock,
-            ':next': slot.number + 1,
-            ':expires': now + lock + this.policy.windowSeconds,
-            ':now': now,
-            ':number': slot.number,
-          },
-        }),
-      );
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return 0;
-      throw error;
-    }
-    return lock;
+    const locked = await this.updateIf(
+      slot.kind,
+      slot.id,
+      'SET lockedUntil = :until, allowed = :next, expiresAt = :expires',
+      // Not when a success cleared the counter meanwhile (or its window passed and it restarted).
+      'expiresAt >= :now AND failures >= :number',
+      {
+        ':until': now + lock,
+        ':next': slot.number + 1,
+        ':expires': now + lock + this.policy.windowSeconds,
+        ':now': now,
+        ':number': slot.number,
+      },
+    );
+    return locked ? lock : 0;
   }
 
   private async giveBack(slot: Slot): Promise<void> {
+    await this.updateIf(
+      slot.kind,
+      slot.id,
+      'ADD failures :minusOne',
+      'expiresAt >= :now AND failures >= :one',
+      {
+        ':minusOne': -1,
+        ':one': 1,
+        ':now': this.nowSeconds(),
+      },
+    );
+  }
+
+  /** A conditional update of a counter: false when its condition did not hold. */
+  private async updateIf(
+    kind: Kind,
+    id: string,
+    UpdateExpression: string,
+    ConditionExpression: string,
+    ExpressionAttributeValues: Record<string, unknown>,
+  ): Promise<boolean> {
     try {
       await this.db.send(
         new UpdateCommand({
           TableName: this.table,
-          Key: counterKey(slot.kind, slot.id),
-          UpdateExpression: 'ADD failures :minusOne',
-          ConditionExpression: 'expiresAt >= :now AND failures >= :one',
-          ExpressionAttributeValues: { ':minusOne': -1, ':one': 1, ':now': this.nowSeconds() },
+          Key: counterKey(kind, id),
+          UpdateExpression,
+          ConditionExpression,
+          ExpressionAttributeValues,
         }),
       );
+      return true;
     } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
     }
   }
 }
