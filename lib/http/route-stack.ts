@@ -9,6 +9,7 @@ import { flushMetrics } from '../metrics.ts';
 import type * as z from '../schema.ts';
 import { errorResponse } from './error-response.ts';
 import { HttpError, notAnObject } from './errors.ts';
+import { concretePathConflict } from './unmatched.ts';
 import { parseRequest } from './validation.ts';
 
 export type HttpEvent = APIGatewayProxyEventV2;
@@ -153,6 +154,16 @@ const formBodyParser = (): middy.MiddlewareObj<HttpEvent, HttpResponse> => ({
   },
 });
 
+/** A concrete path answered by a template's route with a method the path does not take: 405. */
+const concretePaths = (): middy.MiddlewareObj<HttpEvent, HttpResponse> => ({
+  before: (request) => {
+    const { rawPath, requestContext } = request.event;
+    const method = requestContext?.http?.method?.toUpperCase();
+    const conflict = rawPath && method ? concretePathConflict(method, rawPath) : undefined;
+    if (conflict) throw conflict;
+  },
+});
+
 /** Outermost middleware: whatever failed inside becomes the JSON error shape, never a stack trace. */
 const errorMapper = (): middy.MiddlewareObj<HttpEvent, HttpResponse> => ({
   before: (request) => {
@@ -189,7 +200,8 @@ export function routeStack<B extends Schema, Q extends Schema, P extends Schema>
     .use(injectLambdaContext(logger, { resetKeys: true }))
     .use(errorMapper())
     .use(flushMetrics())
-    .use(httpHeaderNormalizer());
+    .use(httpHeaderNormalizer())
+    .use(concretePaths());
   if (spec.auth !== 'none') {
     if (!authenticate) throw new Error('a route that needs a token needs an authenticator');
     stack.use(authentication(authenticate));

@@ -11,6 +11,8 @@ import { ROUTES } from './routes.ts';
 interface Template {
   pattern: RegExp;
   methods: string[];
+  /** No `{parameter}` in it: it matches one path only. */
+  concrete: boolean;
 }
 
 let templates: Template[] | undefined;
@@ -31,17 +33,22 @@ function routeTemplates(): Template[] {
     const [method, path] = key.split(' ') as [string, string];
     byPath.set(path, [...(byPath.get(path) ?? []), method]);
   }
-  templates = [...byPath].map(([path, methods]) => ({ pattern: patternOf(path), methods }));
+  templates = [...byPath].map(([path, methods]) => ({
+    pattern: patternOf(path),
+    methods,
+    concrete: !path.includes('{'),
+  }));
   return templates;
 }
 
-/** The methods some route takes on this path (several templates may match: `/upload/kill`), sorted. */
+/**
+ * The methods the API takes on this path, sorted. A concrete path wins over a template that also
+ * matches it, as OpenAPI says: `/export/kill` takes POST, though `DELETE /export/{jobId}` would match.
+ */
 export function allowedMethods(path: string): string[] {
-  const methods = new Set<string>();
-  for (const template of routeTemplates()) {
-    if (template.pattern.test(path)) for (const method of template.methods) methods.add(method);
-  }
-  return [...methods].sort();
+  const matching = routeTemplates().filter((template) => template.pattern.test(path));
+  const concrete = matching.filter((template) => template.concrete);
+  return [...new Set((concrete.length > 0 ? concrete : matching).flatMap((t) => t.methods))].sort();
 }
 
 /** At most this much of a client's path goes back into a message. */
@@ -62,4 +69,16 @@ export function unmatchedRequest(method: string, path: string): HttpError | { al
     `${method} is not allowed on ${shown(path)}; it takes ${allow.join(', ')}`,
     { headers: { allow: allow.join(', ') } },
   );
+}
+
+/**
+ * For a route that took a request: API Gateway routes `DELETE /export/kill` to `DELETE /export/{jobId}`
+ * (the job id "kill"), but the path is the concrete `/export/kill`, which takes POST only. Such a
+ * request gets the 405 the document promises rather than whatever the template's route would say.
+ */
+export function concretePathConflict(method: string, path: string): HttpError | undefined {
+  const concrete = routeTemplates().find((template) => template.concrete && template.pattern.test(path));
+  if (!concrete || concrete.methods.includes(method)) return undefined;
+  const answer = unmatchedRequest(method, path);
+  return answer instanceof HttpError ? answer : undefined;
 }
