@@ -214,8 +214,15 @@ export class JobStore {
           bytes: Number(counter?.bytes ?? 0),
           createdThisMinute: Number(created?.created ?? 0),
         };
-        const broken = limitBroken(job.type, holds.bytes, usage, quota, nowMs);
-        if (broken) throw broken;
+        // Without the item in the reason (a store that does not return it), the failed item says which.
+        const fallback: Usage = failed(counterAt)
+          ? { running: Number.MAX_SAFE_INTEGER, bytes: 0, createdThisMinute: 0 }
+          : { running: 0, bytes: 0, createdThisMinute: Number.MAX_SAFE_INTEGER };
+        throw (
+          limitBroken(job.type, holds.bytes, usage, quota, nowMs) ??
+          limitBroken(job.type, holds.bytes, fallback, { ...quota, maxBytes: undefined }, nowMs) ??
+          error
+        );
       }
       throw error;
     }

@@ -35,6 +35,7 @@ export interface StoredJob {
   error?: string;
   createdAt: string;
   partsDone?: number;
+  size?: number;
   details?: { format?: string };
 }
 
@@ -379,12 +380,23 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
       } else if (sk.startsWith('RUNNING#')) {
         const type = sk.slice('RUNNING#'.length);
         const running = Number(item.running ?? 0);
-        const active = jobs.filter((job) => job.type === type && !TERMINAL.has(job.status)).length;
-        if (running !== active) {
+        const unfinished = jobs.filter((job) => job.type === type && !TERMINAL.has(job.status));
+        if (running !== unfinished.length) {
           violations.push({
             rule: 'counter-leak',
             username: user.username,
-            detail: `${sk} counts ${running} running ${type} jobs; ${active} are unfinished`,
+            detail: `${sk} counts ${running} running ${type} jobs; ${unfinished.length} are unfinished`,
+          });
+        }
+        // Uploads also count their declared bytes (the bytes-in-flight limit).
+        const bytes = Number(item.bytes ?? 0);
+        const declared =
+          type === 'upload' ? unfinished.reduce((sum, job) => sum + Number(job.size ?? 0), 0) : 0;
+        if (bytes !== declared) {
+          violations.push({
+            rule: 'counter-leak',
+            username: user.username,
+            detail: `${sk} counts ${bytes} bytes in flight; its unfinished jobs declare ${declared}`,
           });
         }
       }

@@ -66,6 +66,24 @@ describe('configuration from the environment', () => {
     expect(() => loadConfig({ ...base, PRESIGN_TTL_SECONDS: 'soon' })).toThrow(/PRESIGN_TTL_SECONDS/);
   });
 
+  it('per-user limits: generous defaults, each settable, none unbounded', () => {
+    expect(loadConfig(base).limits).toEqual({
+      uploadsInFlight: 20,
+      uploadBytesInFlight: 1024 ** 4,
+      jobsPerMinute: 60,
+    });
+    expect(
+      loadConfig({
+        ...base,
+        UPLOAD_MAX_IN_FLIGHT: '2',
+        UPLOAD_MAX_GIB_IN_FLIGHT: '1',
+        JOBS_MAX_PER_MINUTE: '5',
+      }).limits,
+    ).toEqual({ uploadsInFlight: 2, uploadBytesInFlight: 1024 ** 3, jobsPerMinute: 5 });
+    expect(loadConfig({ ...base, JOBS_MAX_PER_MINUTE: '' }).limits.jobsPerMinute).toBe(60);
+    expect(() => loadConfig({ ...base, UPLOAD_MAX_IN_FLIGHT: '0' })).toThrow(/UPLOAD_MAX_IN_FLIGHT/);
+  });
+
   it('names every missing or malformed variable in one error', () => {
     expect(() => loadConfig({ AWS_ENDPOINT_URL_S3: 'not a url' })).toThrow(
       /FILES_BUCKET.*JOBS_TABLE.*USERS_TABLE.*AWS_ENDPOINT_URL_S3/s,
