@@ -102,6 +102,12 @@ export async function fetchWithin<T>(
 }
 
 /** Retry rules for API calls (see RetryMode). */
+/**
+ * The service's per-user limits that only the user's own uploads free, when they complete or are
+ * aborted (`details.limit` of a 429): waiting and asking again does not help, so it is not retried.
+ */
+const LIMITS_FREED_BY_THE_USER: ReadonlySet<unknown> = new Set(['uploadsInFlight', 'uploadBytesInFlight']);
+
 export function apiRetryDecision(error: unknown, attempt: number, mode: RetryMode): RetryDecision {
   if (mode === 'never') return false;
   if (error instanceof NetworkError) {
@@ -113,7 +119,10 @@ export function apiRetryDecision(error: unknown, attempt: number, mode: RetryMod
     const retryAfter = error.retryAfterSeconds === undefined ? true : error.retryAfterSeconds * 1000;
     if (error.status === 503) return retryAfter;
     if (mode !== 'idempotent') return false;
-    if (error.status === 429) return retryAfter;
+    if (error.status === 429) {
+      const limit = (error.details as { limit?: unknown } | undefined)?.limit;
+      return LIMITS_FREED_BY_THE_USER.has(limit) ? false : retryAfter;
+    }
     return error.status === 408 || error.status === 500 || error.status === 502 || error.status === 504;
   }
   return false;

@@ -205,6 +205,16 @@ describe('API calls', () => {
     expect(apiRetryDecision(unavailable, 0, 'never')).toBe(false);
   });
 
+  it("retries a 429 after its Retry-After, except a limit only the user's own uploads free", () => {
+    const limited = (limit: string, retryAfterSeconds: number) =>
+      new ApiError(429, 'TooManyRequests', 'x', { details: { limit, max: 2 }, retryAfterSeconds });
+    expect(apiRetryDecision(limited('jobsPerMinute', 35), 0, 'idempotent')).toBe(35_000);
+    expect(apiRetryDecision(limited('exportsRunning', 10), 0, 'idempotent')).toBe(10_000);
+    expect(apiRetryDecision(limited('uploadsInFlight', 60), 0, 'idempotent')).toBe(false);
+    expect(apiRetryDecision(limited('uploadBytesInFlight', 60), 0, 'idempotent')).toBe(false);
+    expect(apiRetryDecision(limited('jobsPerMinute', 35), 0, 'unsent')).toBe(false);
+  });
+
   it('pages through every job', async () => {
     const job = (jobId: string) => ({ jobId });
     const { fetch, calls } = scriptedFetch(
