@@ -7,7 +7,7 @@
  *   scheme and host and maybe port, no path), or `*` for any.
  * - Otherwise `*` on the stages that only ever run on this machine (`local` for npm start, `test` for
  *   the tests and the fuzzer), and no other origin on a deployed stage: its API answers only
- *   same-origin pages, and its bucket only the API's own origin (the web console it serves).
+ *   same-origin pages, and its bucket only the API's own origin (for pages the API itself serves).
  */
 'use strict';
 
