@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { jest } from '@jest/globals';
+import { handler as unmatchedRoute } from '../../functions/unmatched-route.ts';
 import { httpRoute } from '../../lib/http/route.ts';
 import { ROUTES } from '../../lib/http/routes.ts';
 import { allowedMethods, concretePathConflict, unmatchedRequest } from '../../lib/http/unmatched.ts';
@@ -179,6 +180,27 @@ describe('unknown routes and methods (lib/http/routes.ts)', () => {
     expect(concretePathConflict('DELETE', '/upload/kill')).toBeUndefined();
     const long = unmatchedRequest('GET', `/${'x'.repeat(5000)}`) as Error;
     expect(long.message.length).toBeLessThan(300);
+  });
+});
+
+describe('the $default route handler', () => {
+  // In AWS a CORS preflight may reach the $default route (it matches no other route): a 2xx lets
+  // API Gateway add the configured CORS headers to it.
+  it.each([
+    ['OPTIONS', '/files', 204, 'GET'],
+    ['PUT', '/files', 405, 'GET'],
+    ['DELETE', '/export/kill', 405, 'POST'],
+  ])('answers %s %s with %i and Allow: %s', async (method, path, status, allow) => {
+    const response = await invoke(unmatchedRoute, { method, path, routeKey: '$default' });
+    expect({ status: response.status, allow: response.headers.allow }).toEqual({ status, allow });
+  });
+
+  it('answers an unknown path 404, OPTIONS too', async () => {
+    for (const method of ['GET', 'OPTIONS']) {
+      const response = await invoke(unmatchedRoute, { method, path: '/nope', routeKey: '$default' });
+      expect(response.status).toBe(404);
+      expect(response.body.error.code).toBe('NotFound');
+    }
   });
 });
 
