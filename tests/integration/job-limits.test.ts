@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { paginateQuery, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { jest } from '@jest/globals';
 import { handler as createExportHandler } from '../../functions/export-create.ts';
 import { handler as abortHandler } from '../../functions/upload-abort.ts';
 import { handler as completeHandler } from '../../functions/upload-complete.ts';
@@ -9,6 +10,7 @@ import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { killExports } from '../../lib/exports/exports.ts';
 import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
+import { jobStore } from '../../lib/jobs/index.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import { invoke } from '../support/events.ts';
 import { putPart, testBucket } from '../support/s3.ts';
@@ -109,7 +111,30 @@ describe('per-user limits on new jobs', () => {
     expect((await startUpload(user, 'c.bin', 10)).status).toBe(201);
   });
 
-  it('refused past the preliminary check too (a race): the transaction refuses, and the multipart upload is aborted', async () => {
+  it('refused by the transaction after the preliminary read let it through: its multipart upload is aborted', async () => {
+    limits.uploadsInFlight = 1;
+    const user = await newUser();
+    const first = await startUpload(user, 'first.bin', 10);
+    expect(first.status).toBe(201);
+    // As if another request took the last place between the read and the transaction.
+    const check = jest.spyOn(jobStore(), 'checkQuota').mockResolvedValue(undefined);
+    try {
+      const refused = await startUpload(user, 'second.bin', 10);
+      expectRefusal(refused, 'uploadsInFlight');
+      expect(check).toHaveBeenCalled();
+    } finally {
+      check.mockRestore();
+    }
+    expect(await openUploads(user.username)).toEqual([first.body.uploadId]);
+    expect(await partition(user.username)).toEqual({
+      jobs: 1,
+      slots: 1,
+      uploads: { running: 1, bytes: 10 },
+      created: 1,
+    });
+  });
+
+  it('two at once past the limit: one is created, the other refused, one multipart upload left', async () => {
     limits.uploadsInFlight = 1;
     const user = await newUser();
     // Two at once: both pass the preliminary read, one wins the transaction.
