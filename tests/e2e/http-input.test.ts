@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
+import { startOffline } from '../../scripts/local-stack.ts';
 import { api, expectError } from '../support/http.ts';
 import { testStack } from '../support/stack-env.ts';
 import { createTestUser } from '../support/users.ts';
@@ -190,5 +192,59 @@ describe('file names', () => {
     const response = await postJson('/upload', String.raw`{"filename":"party \ud83c\udf89.txt","size":1}`);
     expect(response.status).toBe(201);
     expect(response.body.job.filename).toBe('party 🎉.txt');
+  });
+});
+
+describe('CORS with a configured list of origins (a deployed stage)', () => {
+  // A serverless-offline of its own, started as a deployed stage is configured: the API answers
+  // the preflights of the listed origins only. (The bucket's rule is checked in the packaged
+  // template: moto applies no bucket CORS.)
+  const allowed = 'https://console.example.com';
+  let apiUrl: string;
+  let stop: (() => Promise<void>) | undefined;
+
+  beforeAll(async () => {
+    const logFile = process.env.TEST_LOG_FILE;
+    const offline = await startOffline(
+      'test',
+      { CORS_ALLOWED_ORIGINS: `${allowed},https://admin.example.com` },
+      {},
+      (line) => {
+        if (logFile) appendFileSync(logFile, `[cors] ${line}\n`);
+      },
+    );
+    apiUrl = offline.apiUrl;
+    stop = offline.stop;
+  }, 180_000);
+
+  afterAll(async () => {
+    await stop?.();
+  });
+
+  const preflight = (origin: string) =>
+    fetch(`${apiUrl}/upload`, {
+      method: 'OPTIONS',
+      headers: {
+        origin,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization',
+      },
+    });
+
+  it('allows a listed origin', async () => {
+    const response = await preflight(allowed);
+    expect(response.status).toBe(204);
+    expect(response.headers.get('access-control-allow-origin')).toBe(allowed);
+    expect(response.headers.get('access-control-allow-methods')).toMatch(/POST/);
+  });
+
+  it('gives any other origin nothing to go on', async () => {
+    for (const origin of ['https://evil.example', 'https://console.example.com.evil.example', 'null']) {
+      const response = await preflight(origin);
+      expect({ origin, allow: response.headers.get('access-control-allow-origin') }).toEqual({
+        origin,
+        allow: null,
+      });
+    }
   });
 });
