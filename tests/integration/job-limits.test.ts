@@ -12,6 +12,7 @@ import { killExports } from '../../lib/exports/exports.ts';
 import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
+import { createFormUpload } from '../../lib/uploads/uploads.ts';
 import { invoke } from '../support/events.ts';
 import { putPart, testBucket } from '../support/s3.ts';
 import { createTestUser } from '../support/users.ts';
@@ -179,6 +180,21 @@ describe('per-user limits on new jobs', () => {
     expect(completed.body.job.status).toBe('COMPLETED');
     expect((await partition(user.username)).uploads).toEqual({ running: 2, bytes: 10 * MiB });
     expect((await startUpload(user, 'more.bin', 2 * MiB)).status).toBe(201);
+  });
+
+  it('a form upload counts as an upload in flight too, and gives its share back once stored', async () => {
+    limits.uploadsInFlight = 1;
+    const user = await newUser();
+    const open = await startUpload(user, 'open.bin', 10);
+    const form = () =>
+      createFormUpload(user.username, { filename: 'form.txt', content: Buffer.from('hello') }, false);
+    const refused = await form().catch((error: unknown) => error);
+    expect(refused).toMatchObject({ status: 429, details: { limit: 'uploadsInFlight', max: 1 } });
+    expect((await partition(user.username)).jobs).toBe(1);
+
+    expect((await abort(user, open.body.job.jobId)).status).toBe(200);
+    expect((await form()).job.status).toBe('COMPLETED');
+    expect((await partition(user.username)).uploads).toEqual({ running: 0, bytes: 0 });
   });
 
   it('an upload larger than the whole bytes limit is a 400, not a 429 (waiting would not help)', async () => {
