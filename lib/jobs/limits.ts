@@ -1,5 +1,6 @@
 import { type Config, config } from '../config.ts';
 import { HttpError } from '../http/errors.ts';
+import { GiB } from '../uploads/part-plan.ts';
 import type { Quota } from './job-store.ts';
 import type { LimitName, LimitReached } from './jobs-table.ts';
 
@@ -21,7 +22,6 @@ export const exportQuota = (settings: Config = config()): Quota => ({
   maxPerMinute: settings.limits.jobsPerMinute,
 });
 
-const GiB = 1024 ** 3;
 const bytes = (n: number) => (n % GiB === 0 ? `${n / GiB} GiB` : `${n} bytes`);
 
 const REFUSALS: Record<LimitName, (max: number) => string> = {
