@@ -4,6 +4,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { decodeProtectedHeader, importJWK, SignJWT } from 'jose';
 import type { Keyset } from '../../lib/auth/keys.ts';
+import { hashPassword } from '../../lib/auth/passwords.ts';
 import { projectRoot } from '../../scripts/local-stack.ts';
 import { changePassword, removeUser } from '../../scripts/user.ts';
 import { api, expectError, signIn } from '../support/http.ts';
@@ -56,17 +57,12 @@ describe('revoking tokens', () => {
     const old = await user.token();
     expect(await filesStatus(old)).toBe(200);
 
+    // The script's own code path; cheap scrypt parameters keep the test fast (the hash carries them).
     await changePassword(
       testUserStore(),
       user.username,
       async () => 'a-new-password-1',
-      async () =>
-        // The store keeps whatever hash it is given; cheap parameters keep the test fast.
-        (await import('../../lib/auth/passwords.ts')).hashPassword('a-new-password-1', {
-          logN: 10,
-          r: 8,
-          p: 1,
-        }),
+      (password) => hashPassword(password, { logN: 10, r: 8, p: 1 }),
     );
     const fresh = await signIn(user.username, 'a-new-password-1');
     // The container may still hold the old version: a newer token must not wait for it.
