@@ -70,6 +70,16 @@ interface ResolvedService {
   resources: { Resources: Record<string, CfnResource> };
 }
 
+/**
+ * Settings for a stack that only ever runs on this machine, whatever its stage (the tests and
+ * benchmarks use stages of their own): any browser origin, unless CORS_ALLOWED_ORIGINS says
+ * otherwise. A deployed stage's default (the API's own origin, a CloudFormation value) means
+ * nothing to a local S3.
+ */
+const thisMachineOnly = (env: NodeJS.ProcessEnv) => ({
+  CORS_ALLOWED_ORIGINS: env.CORS_ALLOWED_ORIGINS || '*',
+});
+
 /** serverless.yml with every `${…}` variable resolved for `stage`. */
 export async function resolveService(
   stage: string,
@@ -80,7 +90,7 @@ export async function resolveService(
     ['print', '--stage', stage, '--format', 'json'],
     {
       cwd: projectRoot,
-      env: { ...env, ...localCredentials, SLS_TELEMETRY_DISABLED: '1' },
+      env: { ...env, ...localCredentials, ...thisMachineOnly(env), SLS_TELEMETRY_DISABLED: '1' },
       maxBuffer: 16 * 1024 * 1024,
     },
   );
@@ -367,6 +377,7 @@ export async function startOffline(
     {
       env: {
         ...process.env,
+        ...thisMachineOnly(process.env),
         ...handlerEnv,
         SLS_TELEMETRY_DISABLED: '1',
         ESBUILD_WORK_FOLDER: workFolder,
