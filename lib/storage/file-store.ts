@@ -17,26 +17,8 @@ import {
   UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
-import { getSignedUrl, S3RequestPresigner } from '@aws-sdk/s3-request-presigner';
-import type { HttpRequest } from '@smithy/types';
-
-// As the SDK escapes URI components (RFC 3986: also !'()*).
-const escapeUri = (value: string) =>
-  encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-
-/** A signed request as a URL, the way the SDK's formatUrl writes it (query keys sorted). */
-function formatUrl(request: HttpRequest): string {
-  const host = request.port ? `${request.hostname}:${request.port}` : request.hostname;
-  const protocol = request.protocol.endsWith(':') ? request.protocol : `${request.protocol}:`;
-  const query = Object.keys(request.query ?? {})
-    .sort()
-    .map((key) => {
-      const value = request.query?.[key];
-      return typeof value === 'string' ? `${escapeUri(key)}=${escapeUri(value)}` : escapeUri(key);
-    })
-    .join('&');
-  return `${protocol}//${host}${request.path}${query ? `?${query}` : ''}`;
-}
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { type PartToSign, PartUrlSigner } from './part-signer.ts';
 
 export interface StoredObject {
   key: string;
@@ -54,13 +36,7 @@ export interface StoredPart {
 }
 
 /** A part to sign a URL for: its number and the exact bytes the URL will accept. */
-export interface PartToSign {
-  partNumber: number;
-  size: number;
-}
-
-/** Headers a part URL signs besides `host`: the client must send exactly these (see partHeaders). */
-const SIGNED_PART_HEADERS = new Set(['content-length']);
+export type { PartToSign };
 
 /** The headers a client sends with a part PUT to a URL from presignUploadParts. */
 export const partHeaders = (size: number) => ({ 'content-length': String(size) });
@@ -94,11 +70,13 @@ export interface OpenUpload {
 export class FileStore {
   private readonly s3: S3Client;
   private readonly presigner: S3Client;
+  private readonly partSigner: PartUrlSigner;
   readonly bucket: string;
 
-  constructor(s3: S3Client, presigner: S3Client, bucket: string) {
+  constructor(s3: S3Client, presigner: S3Client, bucket: string, partSigner = new PartUrlSigner(presigner)) {
     this.s3 = s3;
     this.presigner = presigner;
+    this.partSigner = partSigner;
     this.bucket = bucket;
   }
 
@@ -211,70 +189,16 @@ export class FileStore {
    * signed header (X-Amz-SignedHeaders=content-length;host), so S3 answers 403 SignatureDoesNotMatch
    * to a PUT of any other length. Without it, each URL would take up to 5 GiB whatever the plan.
    *
-   * The SDK's getSignedUrl runs the whole middleware stack (endpoint rules included) for every URL;
-   * the requests differ only in `partNumber` and `content-length`, so this runs the stack once to
-   * get the request the SDK would sign, then signs a copy per part with the SDK's own S3 presigner:
-   * about 4x faster (10,000 URLs in 0.8 s instead of 2.8 s here), same URLs.
+   * Signed directly (lib/storage/part-signer.ts): the same URLs as the SDK's getSignedUrl, byte for
+   * byte, at a few microseconds each (10,000 in about 0.05 s instead of 4 s one by one).
    */
-  async presignUploadParts(
+  presignUploadParts(
     key: string,
     uploadId: string,
     parts: readonly PartToSign[],
     expiresInSeconds: number,
   ): Promise<string[]> {
-    if (parts.length === 0) return [];
-    const template = await this.requestToSign(
-      new UploadPartCommand({
-        Bucket: this.bucket,
-        Key: key,
-        UploadId: uploadId,
-        PartNumber: parts[0]!.partNumber,
-      }),
-    );
-    const presigner = new S3RequestPresigner({
-      ...this.presigner.config,
-      signingName: template.service,
-      region: async () => template.region,
-    });
-    const options = {
-      expiresIn: expiresInSeconds,
-      signingRegion: template.region,
-      signingService: template.service,
-      signableHeaders: SIGNED_PART_HEADERS,
-    };
-    return Promise.all(
-      parts.map(async ({ partNumber, size }) => {
-        const request = {
-          ...template.request,
-          headers: { ...template.request.headers, ...partHeaders(size) },
-          query: { ...template.request.query, partNumber: String(partNumber) },
-        };
-        return formatUrl(await presigner.presign(request, options));
-      }),
-    );
-  }
-
-  /** The HTTP request the SDK would send for `command`, stopped just before it would be signed. */
-  private async requestToSign(command: UploadPartCommand) {
-    let captured: { request: HttpRequest; region: string; service: string } | undefined;
-    const stack = this.presigner.middlewareStack.clone();
-    stack.addRelativeTo(
-      (_next: unknown, context: Record<string, unknown>) => async (args: { request: unknown }) => {
-        const request = args.request as HttpRequest;
-        for (const header of ['amz-sdk-invocation-id', 'amz-sdk-request', 'x-amz-user-agent'])
-          delete request.headers[header];
-        captured = {
-          request,
-          region: (context.signing_region as string | undefined) ?? (await this.presigner.config.region()),
-          service: (context.signing_service as string | undefined) ?? 's3',
-        };
-        return { response: {}, output: { $metadata: {} } };
-      },
-      { name: 'captureRequestToSign', relation: 'before', toMiddleware: 'awsAuthMiddleware', override: true },
-    );
-    await command.resolveMiddleware(stack as never, this.presigner.config, {})({ input: command.input });
-    if (!captured) throw new Error('the SDK did not produce a request to sign');
-    return captured;
+    return this.partSigner.presignUploadParts(this.bucket, key, uploadId, parts, expiresInSeconds);
   }
 
   presignGetObject(key: string, expiresInSeconds: number, downloadName?: string): Promise<string> {
