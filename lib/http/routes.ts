@@ -21,6 +21,12 @@ export const ROUTES = {
   listJobs: 'GET /jobs',
   getJob: 'GET /jobs/{jobId}',
   listFiles: 'GET /files',
+  // Companion's S3 multipart routes, for @uppy/aws-s3 in its companionEndpoint mode (lib/companion/).
+  createMultipartUpload: 'POST /s3/multipart',
+  signMultipartPart: 'GET /s3/multipart/{uploadId}/{partNumber}',
+  listMultipartParts: 'GET /s3/multipart/{uploadId}',
+  completeMultipartUpload: 'POST /s3/multipart/{uploadId}/complete',
+  abortMultipartUpload: 'DELETE /s3/multipart/{uploadId}',
 } as const;
 
 export type OperationId = keyof typeof ROUTES;

@@ -85,7 +85,12 @@ export interface TransitionOptions {
   from: readonly JobStatus[];
   to: JobStatus;
   /** Attributes to set along with the status. */
-  set?: Partial<Pick<JobRecord, 'partsDone' | 'bytesDone' | 'error' | 'uploadId' | 'details'>>;
+  set?: Partial<
+    Pick<
+      JobRecord,
+      'partsDone' | 'bytesDone' | 'error' | 'uploadId' | 'details' | 'size' | 'partSize' | 'partCount'
+    >
+  >;
   /**
    * Required for a terminal status: frees the active slot, gives back what the job holds of the
    * user's counters, and starts the retention clock (TTL).

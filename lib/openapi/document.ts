@@ -1,4 +1,12 @@
 import { credentialsBody } from '../auth/schemas.ts';
+import * as companion from '../companion/responses.ts';
+import {
+  completeMultipartBody,
+  createMultipartBody,
+  keyQuery,
+  partPath,
+  uploadPath,
+} from '../companion/schemas.ts';
 import { startExportBody } from '../exports/schemas.ts';
 import { route } from '../http/routes.ts';
 import { getJobQuery, jobPath, listJobsQuery } from '../jobs/schemas.ts';
@@ -149,6 +157,50 @@ const operations: Operation[] = [
     ok: { 200: { description: 'the files', schema: responses.filesResponse } },
     errors: [401],
   },
+  // Companion's S3 multipart routes (Uppy's @uppy/aws-s3 in companionEndpoint mode): the same upload
+  // jobs; `uploadId` is the job id, `key` is uploads/<username>/<filename>.
+  {
+    ...route('createMultipartUpload'),
+    summary: 'Companion: open an upload job whose part sizes S3 tells at completion',
+    body: createMultipartBody,
+    ok: { 200: { description: 'the key and upload id', schema: companion.createMultipartResponse } },
+    errors: [400, 401, 409, 415, 429],
+  },
+  {
+    ...route('signMultipartPart'),
+    summary: 'Companion: a presigned URL for one part',
+    path_: partPath,
+    query: keyQuery,
+    ok: { 200: { description: 'the part URL', schema: companion.signPartResponse } },
+    errors: [400, 401, 404, 409],
+  },
+  {
+    ...route('listMultipartParts'),
+    summary: 'Companion: the parts S3 holds (a bare array)',
+    path_: uploadPath,
+    query: keyQuery,
+    ok: { 200: { description: 'the parts', schema: companion.listPartsResponse } },
+    errors: [400, 401, 404],
+  },
+  {
+    ...route('completeMultipartUpload'),
+    summary: 'Companion: complete the upload from S3’s part list',
+    path_: uploadPath,
+    query: keyQuery,
+    body: completeMultipartBody,
+    ok: {
+      200: { description: 'where the job is, and the job', schema: companion.completeMultipartResponse },
+    },
+    errors: [400, 401, 404, 409, 413, 415, 429],
+  },
+  {
+    ...route('abortMultipartUpload'),
+    summary: 'Companion: abort the upload',
+    path_: uploadPath,
+    query: keyQuery,
+    ok: { 200: { description: 'the aborted job', schema: companion.abortMultipartResponse } },
+    errors: [400, 401, 404, 409],
+  },
 ];
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {
@@ -156,7 +208,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   401: 'missing, malformed, expired or otherwise invalid token; or wrong credentials',
   404: 'no such job or file for this user (another user’s job answers the same)',
   409: 'the job is not in a state that allows this',
-  413: 'the form upload is over 4 MiB',
+  413: 'the form upload is over 4 MiB; or a Companion upload’s file is over the bytes one user may have uploading (limit uploadBytesInFlight)',
   415: 'the body is not JSON',
   429: 'a limit: sign-in attempts, or a per-user limit on new jobs (uploads or bytes in flight, jobs per minute, running exports) named in the message and in `details.limit`; see Retry-After',
 };

@@ -151,6 +151,59 @@ export async function createUpload(username: string, input: CreateUploadInput) {
     if (error instanceof PartPlanError) throw new HttpError(400, 'ValidationError', error.message);
     throw error;
   }
+  const job = await openUpload(username, input, plan);
+  const first = Array.from({ length: Math.min(plan.partCount, FIRST_URL_BATCH) }, (_, index) => index + 1);
+  return {
+    job: jobView(job),
+    uploadId: job.uploadId!,
+    key: job.key,
+    partSize: plan.partSize,
+    partCount: plan.partCount,
+    parts: await signParts(job, first),
+  };
+}
+
+/**
+ * What a job whose part plan comes from S3 at completion keeps in `details`: clients that choose
+ * their part size themselves and say neither it nor (always) the file's size, such as Uppy through
+ * the Companion routes (lib/companion/). Until completion its `partSize` and `partCount` are 0 and its
+ * `size` is the size the client declared, or 0.
+ */
+interface PlanFromParts {
+  planFrom: 'parts';
+  /** The size the client declared (counted in the user's bytes in flight), if it declared one. */
+  declaredSize?: number;
+}
+
+/** Whether the job learns its part plan (and maybe its size) from S3's part list at completion. */
+export const planFromParts = (job: JobRecord): boolean =>
+  (job.details as Partial<PlanFromParts> | undefined)?.planFrom === 'parts' && job.partCount === 0;
+
+/**
+ * Opens a multipart upload whose part plan is not known yet (the Companion routes): the same job,
+ * slot, limits and state machine as POST /upload; the plan is learned from S3's part list when the
+ * upload completes, and the rules that need sizes apply then (see completeUpload). A declared size
+ * counts in the user's bytes in flight like POST /upload's; without one the job counts 0 bytes until
+ * completion, where its real size must fit the limit.
+ */
+export async function createUploadOfUnknownPlan(
+  username: string,
+  input: Omit<CreateUploadInput, 'size' | 'partSize'> & { declaredSize?: number | undefined },
+): Promise<JobRecord> {
+  const details: PlanFromParts = {
+    planFrom: 'parts',
+    ...(input.declaredSize !== undefined ? { declaredSize: input.declaredSize } : {}),
+  };
+  return openUpload(username, input, { size: input.declaredSize ?? 0, partSize: 0, partCount: 0 }, details);
+}
+
+/** Checks the limits, opens the S3 multipart upload and writes the job with its slot and holds. */
+async function openUpload(
+  username: string,
+  input: Pick<CreateUploadInput, 'filename' | 'contentType' | 'overwrite'>,
+  plan: PartPlan,
+  details?: PlanFromParts,
+): Promise<JobRecord> {
   refuseOversizedUpload(plan.size);
   const quota = uploadQuota();
   // A user at a limit costs one read here, not a multipart upload opened and aborted.
@@ -160,6 +213,7 @@ export async function createUpload(username: string, input: CreateUploadInput) {
       throw error instanceof LimitReached ? limitRefusal(error) : error;
     });
   const job = newJob(username, input.filename, plan, input.contentType);
+  if (details) job.details = { ...details };
   if (!input.overwrite) await refuseExistingFile(job.key, job.filename);
 
   job.uploadId = await fileStore().createMultipartUpload(job.key, input.contentType);
@@ -184,16 +238,7 @@ export async function createUpload(username: string, input: CreateUploadInput) {
   }
   logger.appendKeys({ jobId: job.jobId });
   recordJobMetric('UploadsStarted');
-
-  const first = Array.from({ length: Math.min(plan.partCount, FIRST_URL_BATCH) }, (_, index) => index + 1);
-  return {
-    job: jobView(job),
-    uploadId: job.uploadId,
-    key: job.key,
-    partSize: plan.partSize,
-    partCount: plan.partCount,
-    parts: await signParts(job, first),
-  };
+  return job;
 }
 
 /** POST /upload (multipart/form-data, the seed's form): a small file stored through the same job model. */
@@ -308,8 +353,18 @@ function checkPartNumbers(job: JobRecord, partNumbers: number[]) {
 export async function signUploadParts(username: string, jobId: string, partNumbers: number[]) {
   const job = await findUpload(username, jobId);
   if (job.status !== 'UPLOADING') throw notActive(job, 'take more parts');
+  refuseUnknownPlan(job);
   checkPartNumbers(job, partNumbers);
   return { parts: await signParts(job, partNumbers) };
+}
+
+/** The plan-based routes (parts, progress) need a plan; a job that learns it at completion has none yet. */
+function refuseUnknownPlan(job: JobRecord) {
+  if (!planFromParts(job)) return;
+  throw conflict(
+    'PlanUnknown',
+    `upload ${job.jobId} learns its part sizes at completion (it was opened through the Companion routes): sign its parts with GET /s3/multipart/{uploadId}/{partNumber}`,
+  );
 }
 
 /** S3 writes ETags in double quotes; accept them with or without. */
@@ -319,6 +374,7 @@ const normalizeEtag = (etag: string) => (etag.startsWith('"') ? etag : `"${etag}
 export async function recordProgress(username: string, jobId: string, parts: PartRecord[]): Promise<JobView> {
   const job = await findUpload(username, jobId);
   if (job.status !== 'UPLOADING') throw notActive(job, 'record progress');
+  refuseUnknownPlan(job);
   checkPartNumbers(
     job,
     parts.map((part) => part.partNumber),
@@ -394,6 +450,8 @@ export async function completeUpload(username: string, jobId: string): Promise<J
   const store = fileStore();
   const stored = await store.listParts(job.key, job.uploadId);
   if (!stored) return settleVanishedUpload(job);
+  const learned = planFromParts(job) ? await learnPlan(job, stored) : undefined;
+  if (learned) job = { ...job, ...learned };
   const { missing, wrongSize, complete } = checkStoredParts(job, stored);
   // Checked on a retried completion too: parts can be sent again while a job is COMPLETING (their
   // URLs are still valid), and S3 would otherwise complete whatever it holds now.
@@ -412,7 +470,13 @@ export async function completeUpload(username: string, jobId: string): Promise<J
 
   if (job.status === 'UPLOADING') {
     try {
-      job = await jobStore().transition(username, jobId, { from: ['UPLOADING'], to: 'COMPLETING' });
+      // A plan learned from S3's parts is written with the change, so that a retried completion (or
+      // the janitor's) checks the same plan.
+      job = await jobStore().transition(username, jobId, {
+        from: ['UPLOADING'],
+        to: 'COMPLETING',
+        ...(learned ? { set: learned } : {}),
+      });
     } catch (error) {
       if (!(error instanceof TransitionRejected) || !error.current) throw error;
       if (error.current.status === 'COMPLETED') return jobView(error.current);
@@ -438,6 +502,70 @@ export async function completeUpload(username: string, jobId: string): Promise<J
     );
   }
   return recordCompleted(job);
+}
+
+/**
+ * The part plan of an upload opened without one (Companion routes), read from S3's part list: parts
+ * 1..N all there, every part the size of part 1 but the last (no larger): what Uppy, which cuts a
+ * file into equal chunks, sends. Then the rules that need a size, as POST /upload applies them at
+ * creation: the declared size (if any) must be what S3 holds; the size must fit the user's bytes in
+ * flight (the others' plus this one). Too big for the limit as a whole: the upload fails and its parts
+ * go (waiting would not help); too big for the room left now: 429, the job stays UPLOADING and can be
+ * completed once other uploads end.
+ */
+async function learnPlan(job: JobRecord, stored: StoredPart[]): Promise<PartPlan> {
+  const partCount = stored.reduce((max, part) => Math.max(max, part.partNumber), 0);
+  const numbers = new Set(stored.map((part) => part.partNumber));
+  const missing = Array.from({ length: partCount }, (_, index) => index + 1).filter((n) => !numbers.has(n));
+  if (partCount === 0 || missing.length > 0) {
+    throw conflict(
+      'PartsIncomplete',
+      partCount === 0
+        ? 'S3 holds no part of this upload yet'
+        : `S3 does not hold every part yet: missing parts ${describeRanges(missing)}`,
+      { missing: partCount === 0 ? [1] : missing, wrongSize: [] },
+    );
+  }
+  const partSize = stored[0]!.size;
+  const size = stored.reduce((sum, part) => sum + part.size, 0);
+  const wrongSize = stored
+    .filter((part) => (part.partNumber < partCount ? part.size !== partSize : part.size > partSize))
+    .map((part) => ({ partNumber: part.partNumber, size: part.size, expected: partSize }));
+  if (wrongSize.length > 0) {
+    throw conflict(
+      'PartsIncomplete',
+      `every part but the last must have the size of part 1 (${partSize} bytes), the last no more: parts ${describeRanges(wrongSize.map((part) => part.partNumber))} differ`,
+      { missing: [], wrongSize },
+    );
+  }
+  const declared = (job.details as Partial<PlanFromParts> | undefined)?.declaredSize;
+  if (declared !== undefined && declared !== size) {
+    throw conflict('PartsIncomplete', `S3 holds ${size} bytes of this upload; it declared ${declared}`, {
+      missing: [],
+      wrongSize: [],
+      size,
+      declaredSize: declared,
+    });
+  }
+  const max = uploadQuota().maxBytes;
+  if (max !== undefined && size > max) {
+    const reason = `the file is ${size} bytes, more than the ${max} one user may have uploading at once (limit uploadBytesInFlight)`;
+    await markFailed(job, 'UPLOADING', reason);
+    await abortInS3(job);
+    throw new HttpError(413, 'PayloadTooLarge', `${reason}; it was not stored`, {
+      details: { limit: 'uploadBytesInFlight', max },
+    });
+  }
+  const held = job.holds?.bytes ?? 0;
+  if (size > held) {
+    // The counter holds this job's declared bytes already: only the difference must fit.
+    await jobStore()
+      .checkQuota(job.username, 'upload', size - held, { maxBytes: max })
+      .catch((error: unknown) => {
+        throw error instanceof LimitReached ? limitRefusal(error) : error;
+      });
+  }
+  return { size, partSize, partCount };
 }
 
 /**
@@ -580,8 +708,13 @@ export async function reconcileUpload(username: string, jobId: string) {
     fileStore().listParts(job.key, job.uploadId!),
     partRecords().list(jobId),
   ]);
-  const { missing, complete } = checkStoredParts(job, stored ?? []);
-  const usable = complete.filter((part) => part.size === expectedPartSize(job, part.partNumber));
+  // Without a plan (Companion routes) every part S3 holds is usable so far; completion judges them.
+  const { missing, complete } = planFromParts(job)
+    ? { missing: [] as number[], complete: stored ?? [] }
+    : checkStoredParts(job, stored ?? []);
+  const usable = planFromParts(job)
+    ? complete
+    : complete.filter((part) => part.size === expectedPartSize(job, part.partNumber));
   const recordedEtags = new Map(recorded.map((part) => [part.partNumber, part.etag]));
   const unrecorded = usable.filter((part) => recordedEtags.get(part.partNumber) !== part.etag);
   if (unrecorded.length > 0) {

@@ -1,0 +1,179 @@
+import { config } from '../config.ts';
+import { conflict, HttpError, notFound } from '../http/errors.ts';
+import { jobStore, partRecords } from '../jobs/index.ts';
+import { JOB_ID_PATTERN } from '../jobs/job-ids.ts';
+import { describeRanges, type JobView } from '../jobs/job-view.ts';
+import type { JobRecord } from '../jobs/jobs-table.ts';
+import { TransitionRejected } from '../jobs/jobs-table.ts';
+import { logger } from '../log.ts';
+import { fileStore } from '../storage/index.ts';
+import { presignUnsizedPart } from '../storage/unsized-part-url.ts';
+import { MAX_OBJECT_SIZE, MAX_PARTS } from '../uploads/part-plan.ts';
+import { abortUpload, completeUpload, createUploadOfUnknownPlan } from '../uploads/uploads.ts';
+
+/**
+ * Companion's S3 multipart routes, as `@uppy/aws-s3` 6.x calls them in its `companionEndpoint` mode,
+ * answered with this service's own upload jobs (lib/uploads/uploads.ts): the same job record, active
+ * slot, per-user limits, state machine, kill routes and janitor; nothing here decides a rule of its
+ * own. The `uploadId` Uppy is given is the job id (a ULID), so every call finds its job with one read
+ * and a retried complete or abort after the fact still finds it; the `key` is the job's S3 key,
+ * `uploads/<username>/<filename>`. Either one that is not the caller's answers 404, exactly as an
+ * unknown one.
+ *
+ * Part sizes. Uppy cuts the file into equal chunks that it chooses itself (5 MiB by default, or the
+ * app's `getChunkSize`) and never says the file's size or the chunk size: it asks for one part URL at
+ * a time with only the part number. So these part URLs cannot bind an exact Content-Length as POST
+ * /upload's do; each takes up to S3's own 5 GiB part limit. The trade-off, chosen over guessing
+ * Uppy's chunk size (a wrong guess is a 403 from S3 for every part, and apps change it):
+ * - what binds an upload instead is its completion: the job learns its plan from S3's part list
+ *   (parts 1..N, equal but the last), and a file over the user's bytes limit is refused there
+ *   (413, its parts deleted, the job FAILED; nothing reaches the uploads folder), one that does not
+ *   fit beside the user's other uploads in flight gets 429 and can complete later;
+ * - until then, unfinished parts are bounded the way every upload's are: URLs live
+ *   PRESIGN_TTL_SECONDS, the user's uploads in flight are counted (UPLOAD_MAX_IN_FLIGHT), the kill
+ *   routes and the janitor abort them (idle past its limit: EXPIRED), and S3's lifecycle rule backstops;
+ * - an app that knows the size can say it: `metadata.size` (Uppy's `meta`) is then the job's declared
+ *   size, counted in the user's bytes in flight from the start like POST /upload's, and completion
+ *   requires S3 to hold exactly that many bytes.
+ */
+
+/** Uppy's answer to create: the key the server chose and the upload id to use in every later call. */
+export interface CreatedMultipart {
+  key: string;
+  uploadId: string;
+}
+
+export interface CreateMultipartInput {
+  filename: string;
+  type?: string | undefined;
+  metadata?: Record<string, unknown> | undefined;
+}
+
+const truthy = (value: unknown) => value === true || value === 'true';
+
+/** `metadata.size`, when the app sent one: a whole number of bytes (as a number or a string). */
+function declaredSize(metadata: Record<string, unknown> | undefined): number | undefined {
+  const raw = metadata?.size;
+  if (raw === undefined || raw === null || raw === '') return undefined;
+  const size =
+    typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(size) || size < 1 || size > MAX_OBJECT_SIZE) {
+    throw new HttpError(
+      400,
+      'ValidationError',
+      `metadata.size must be a whole number of bytes from 1 to ${MAX_OBJECT_SIZE} (5 TiB)`,
+    );
+  }
+  return size;
+}
+
+/** POST /s3/multipart: a new upload job whose plan comes from S3's parts at completion. */
+export async function createMultipart(
+  username: string,
+  input: CreateMultipartInput,
+): Promise<CreatedMultipart> {
+  const job = await createUploadOfUnknownPlan(username, {
+    filename: input.filename,
+    contentType: input.type,
+    // As POST /upload: an existing file is replaced only when asked (Uppy: `meta: {overwrite: true}`).
+    overwrite: truthy(input.metadata?.overwrite),
+    declaredSize: declaredSize(input.metadata),
+  });
+  return { key: job.key, uploadId: job.jobId };
+}
+
+/**
+ * The caller's upload opened through these routes with this id and key; 404 otherwise. A job made by
+ * POST /upload is not one: its parts are signed with their exact sizes, never with unsized URLs.
+ */
+async function findMultipart(username: string, uploadId: string, key: string): Promise<JobRecord> {
+  const job = JOB_ID_PATTERN.test(uploadId) ? await jobStore().get(username, uploadId) : undefined;
+  const fromHere = (job?.details as { planFrom?: string } | undefined)?.planFrom === 'parts';
+  if (job?.type !== 'upload' || !fromHere || job.key !== key) {
+    throw notFound('NoSuchUpload', `no upload ${uploadId} with key ${key}`);
+  }
+  logger.appendKeys({ jobId: job.jobId });
+  return job;
+}
+
+function parsePartNumber(raw: string): number {
+  const partNumber = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
+  if (!(partNumber >= 1 && partNumber <= MAX_PARTS)) {
+    throw new HttpError(400, 'BadPartNumber', `a part number is a whole number from 1 to ${MAX_PARTS}`);
+  }
+  return partNumber;
+}
+
+/** GET /s3/multipart/{uploadId}/{partNumber}?key=: one part URL (no size: see the top of this file). */
+export async function signPart(username: string, uploadId: string, rawPartNumber: string, key: string) {
+  const partNumber = parsePartNumber(rawPartNumber);
+  const job = await findMultipart(username, uploadId, key);
+  if (job.status !== 'UPLOADING') {
+    throw conflict('JobNotActive', `upload ${job.jobId} is ${job.status}; it cannot take more parts`, {
+      status: job.status,
+    });
+  }
+  const expires = config().presignTtlSeconds;
+  return { url: await presignUnsizedPart(job.key, job.uploadId!, partNumber, expires), expires };
+}
+
+/**
+ * GET /s3/multipart/{uploadId}?key=: the parts S3 holds, as Companion answers (a bare array). Uppy asks
+ * on resume and retry. What S3 holds is also recorded as the job's progress (Uppy reports none).
+ */
+export async function listParts(username: string, uploadId: string, key: string) {
+  const job = await findMultipart(username, uploadId, key);
+  const parts = job.uploadId ? await fileStore().listParts(job.key, job.uploadId) : undefined;
+  if (!parts) throw notFound('NoSuchUpload', `upload ${uploadId} is ${job.status}; S3 holds no parts of it`);
+  if (job.status === 'UPLOADING' && parts.length > 0) {
+    await partRecords()
+      .record(username, job.jobId, parts, 'UPLOADING')
+      .catch((error: unknown) => {
+        // Finished meanwhile: progress no longer matters. Anything else is a real fault.
+        if (!(error instanceof TransitionRejected)) throw error;
+      });
+  }
+  return parts.map((part) => ({ PartNumber: part.partNumber, ETag: part.etag, Size: part.size }));
+}
+
+const unquoted = (etag: string) => etag.replace(/^"|"$/g, '');
+
+/**
+ * POST /s3/multipart/{uploadId}/complete?key= {parts}: completes the job (uploads.ts completeUpload:
+ * S3's part list is the one that counts, the plan is learned from it). Uppy's list, ETags quoted or
+ * not, must agree with S3's: a part it sent that S3 holds with another ETag, or one S3 lacks, is 409.
+ */
+export async function completeMultipart(
+  username: string,
+  uploadId: string,
+  key: string,
+  clientParts: { PartNumber: number; ETag: string }[],
+  apiOrigin: string | undefined,
+): Promise<{ location: string; key: string; job: JobView }> {
+  const job = await findMultipart(username, uploadId, key);
+  if (job.status === 'UPLOADING') {
+    const stored = (await fileStore().listParts(job.key, job.uploadId!)) ?? [];
+    const inS3 = new Map(stored.map((part) => [part.partNumber, unquoted(part.etag)]));
+    const differ = clientParts
+      .filter((part) => inS3.get(part.PartNumber) !== unquoted(part.ETag))
+      .map((part) => part.PartNumber);
+    const unlisted = stored.filter((part) => !clientParts.some((c) => c.PartNumber === part.partNumber));
+    if (differ.length > 0 || unlisted.length > 0) {
+      throw conflict(
+        'PartsIncomplete',
+        `the parts sent do not match what S3 holds${differ.length ? `: parts ${describeRanges(differ)} differ or are missing` : ''}${unlisted.length ? `; S3 also holds parts ${describeRanges(unlisted.map((part) => part.partNumber))}` : ''}`,
+        { missing: differ, wrongSize: [] },
+      );
+    }
+  }
+  const done = await completeUpload(username, job.jobId);
+  // The bucket is private, so an S3 URL would not open: the location is the job, in this API.
+  const path = `/jobs/${job.jobId}`;
+  return { location: apiOrigin ? `${apiOrigin}${path}` : path, key: job.key, job: done };
+}
+
+/** DELETE /s3/multipart/{uploadId}?key=: aborts the job and its parts (409 for a completed file). */
+export async function abortMultipart(username: string, uploadId: string, key: string) {
+  const job = await findMultipart(username, uploadId, key);
+  return { job: await abortUpload(username, job.jobId) };
+}

@@ -1,0 +1,38 @@
+import * as z from '../schema.ts';
+import { filenameSchema } from '../storage/keys.ts';
+import { mediaTypeSchema } from '../uploads/schemas.ts';
+
+/**
+ * The requests and answers of the Companion-compatible routes (lib/companion/companion.ts), in the
+ * shapes `@uppy/aws-s3` 6.x sends and reads in its `companionEndpoint` mode.
+ */
+
+/** Uppy sends file.meta (name, type, and whatever the app set) as strings, numbers or null. */
+const metadata = z.record(z.string().check(z.maxLength(128)), z.unknown());
+
+export const createMultipartBody = z.object({
+  filename: filenameSchema,
+  type: z.optional(mediaTypeSchema),
+  metadata: z.optional(metadata),
+});
+
+/** Uppy puts the key it was given back in the query string (URLSearchParams). */
+export const keyQuery = z.object({ key: z.string().check(z.minLength(1), z.maxLength(1024)) });
+
+/**
+ * Any string: an upload id that is not one of the caller's answers 404 like an unknown one, not 400.
+ * (This service's upload ids are its job ids, 26-character ULIDs.)
+ */
+const uploadId = z.string().check(z.minLength(1), z.maxLength(1024));
+
+export const uploadPath = z.object({ uploadId });
+/** A part number as Uppy writes it in the path; 1 to 10,000 (400 otherwise). */
+export const partPath = z.object({ uploadId, partNumber: z.string().check(z.maxLength(16)) });
+
+const etag = z.string().check(z.minLength(1), z.maxLength(256));
+
+export const completeMultipartBody = z.object({
+  parts: z
+    .array(z.object({ PartNumber: z.number().check(z.int(), z.gte(1), z.lte(10_000)), ETag: etag }))
+    .check(z.maxLength(10_000)),
+});
