@@ -201,6 +201,26 @@ export class FileStore {
     return this.partSigner.presignUploadParts(this.bucket, key, uploadId, parts, expiresInSeconds);
   }
 
+  /**
+   * A part URL that does not bind the length (S3 takes up to 5 GiB): only for clients that choose
+   * their part sizes and do not say them (the Companion routes). Signed directly too.
+   */
+  async presignUnsizedUploadPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    expiresInSeconds: number,
+  ): Promise<string> {
+    const [url] = await this.partSigner.presignUnsizedParts(
+      this.bucket,
+      key,
+      uploadId,
+      [partNumber],
+      expiresInSeconds,
+    );
+    return url!;
+  }
+
   presignGetObject(key: string, expiresInSeconds: number, downloadName?: string): Promise<string> {
     return getSignedUrl(
       this.presigner,

@@ -99,6 +99,9 @@ export interface PartToSign {
   size: number;
 }
 
+/** A part with its size (the URL binds it) or without (the URL takes any length). */
+type AnyPart = { partNumber: number; size: number | undefined };
+
 export interface PartUrlSignerOptions {
   /** The signing clock (tests); getSignedUrl's own default is `new Date()`, uncorrected for skew. */
   now?: () => Date;
@@ -127,11 +130,37 @@ export class PartUrlSigner {
   }
 
   /** One presigned UploadPart URL per part, in the order given, each binding its part's size. */
-  async presignUploadParts(
+  presignUploadParts(
     bucket: string,
     key: string,
     uploadId: string,
     parts: readonly PartToSign[],
+    expiresInSeconds: number,
+  ): Promise<string[]> {
+    return this.sign(bucket, key, uploadId, parts, expiresInSeconds);
+  }
+
+  /**
+   * UploadPart URLs that do not bind the length (X-Amz-SignedHeaders=host): S3 takes any body up to
+   * its 5 GiB part limit. Only for clients that choose their part sizes and do not say them (Uppy
+   * through the Companion routes); every other part URL binds its size (presignUploadParts).
+   */
+  presignUnsizedParts(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    partNumbers: readonly number[],
+    expiresInSeconds: number,
+  ): Promise<string[]> {
+    const parts = partNumbers.map((partNumber) => ({ partNumber, size: undefined }));
+    return this.sign(bucket, key, uploadId, parts, expiresInSeconds);
+  }
+
+  private async sign(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    parts: readonly AnyPart[],
     expiresInSeconds: number,
   ): Promise<string[]> {
     if (parts.length === 0) return [];
@@ -185,10 +214,15 @@ export class PartUrlSigner {
     credentials: AwsCredentialIdentity,
     objectKey: string,
     uploadId: string,
-    parts: readonly PartToSign[],
+    parts: readonly AnyPart[],
     expiresInSeconds: number,
     date: Date,
   ): string[] {
+    // All sized (content-length;host signed) or all unsized (host alone).
+    const sized = parts[0]!.size !== undefined;
+    if (parts.some((part) => (part.size !== undefined) !== sized))
+      throw new Error('parts of one batch must all be sized or all unsized');
+    const signedHeaders = sized ? SIGNED_HEADERS : 'host';
     const { longDate, shortDate } = sigv4Dates(date);
     const scope = `${shortDate}/${target.region}/${target.service}/aws4_request`;
     const kSigning = this.key(credentials, shortDate, target.region, target.service);
@@ -198,7 +232,7 @@ export class PartUrlSigner {
       ['X-Amz-Credential', `${credentials.accessKeyId}/${scope}`],
       ['X-Amz-Date', longDate],
       ['X-Amz-Expires', String(expiresInSeconds)],
-      ['X-Amz-SignedHeaders', SIGNED_HEADERS],
+      ['X-Amz-SignedHeaders', signedHeaders],
       ['uploadId', uploadId],
       ['x-id', 'UploadPart'],
     ];
@@ -221,12 +255,13 @@ export class PartUrlSigner {
     );
     const path = keyPath(objectKey);
     const head = `PUT\n${target.pathPrefix}${path}\n`;
-    const tail = `\nhost:${target.host}\n\n${SIGNED_HEADERS}\n${UNSIGNED_PAYLOAD}`;
+    const tail = `host:${target.host}\n\n${signedHeaders}\n${UNSIGNED_PAYLOAD}`;
     const stringHead = `${ALGORITHM}\n${longDate}\n${scope}\n`;
     const urlHead = `${target.urlPrefix}${path}?`;
     return parts.map(({ partNumber, size }) => {
       const number = String(partNumber);
-      const canonicalRequest = `${head}${canonicalQuery.fill(number, '')}\ncontent-length:${size}${tail}`;
+      const length = sized ? `content-length:${size}\n` : '';
+      const canonicalRequest = `${head}${canonicalQuery.fill(number, '')}\n${length}${tail}`;
       const stringToSign = stringHead + hash('sha256', canonicalRequest, 'hex');
       const signature = createHmac('sha256', kSigning).update(stringToSign).digest('hex');
       return urlHead + urlQuery.fill(number, signature);
@@ -274,7 +309,7 @@ export class PartUrlSigner {
     bucket: string,
     key: string,
     uploadId: string,
-    { partNumber, size }: PartToSign,
+    { partNumber, size }: AnyPart,
     expiresIn: number,
     signingDate: Date,
   ): Promise<string> {
@@ -287,7 +322,9 @@ export class PartUrlSigner {
         PartNumber: partNumber,
         ContentLength: size,
       }),
-      { expiresIn, signingDate, signableHeaders: new Set(['content-length']) },
+      size === undefined
+        ? { expiresIn, signingDate }
+        : { expiresIn, signingDate, signableHeaders: new Set(['content-length']) },
     );
   }
 }

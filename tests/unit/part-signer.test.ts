@@ -56,7 +56,7 @@ const signingDates = [
 
 async function sdkUrl(
   client: S3Client,
-  input: { bucket: string; key: string; uploadId: string; partNumber: number; size: number },
+  input: { bucket: string; key: string; uploadId: string; partNumber: number; size?: number | undefined },
   expiresIn: number,
   signingDate: Date,
 ) {
@@ -69,7 +69,10 @@ async function sdkUrl(
       PartNumber: input.partNumber,
       ContentLength: input.size,
     }),
-    { expiresIn, signingDate, signableHeaders: new Set(['content-length']) },
+    // An unsized URL: what the SDK signs of an UploadPart that declares no length (host alone).
+    input.size === undefined
+      ? { expiresIn, signingDate }
+      : { expiresIn, signingDate, signableHeaders: new Set(['content-length']) },
   );
 }
 
@@ -122,8 +125,17 @@ describe('the direct part-URL signer', () => {
                 { partNumber: 999, size: 1 },
                 { partNumber: 10_000, size: 5 * 1024 * MiB },
               ];
-              const urls = await signer.presignUploadParts(bucket, key, uploadId, parts, expiresIn);
-              for (const [i, part] of parts.entries()) {
+              const sized = await signer.presignUploadParts(bucket, key, uploadId, parts, expiresIn);
+              const unsizedParts = [{ partNumber: 1 }, { partNumber: 10_000 }];
+              const unsized = await signer.presignUnsizedParts(
+                bucket,
+                key,
+                uploadId,
+                unsizedParts.map((part) => part.partNumber),
+                expiresIn,
+              );
+              const urls = [...sized, ...unsized];
+              for (const [i, part] of [...parts, ...unsizedParts].entries()) {
                 const expected = await sdkUrl(
                   client,
                   { bucket, key, uploadId, ...part },
@@ -142,7 +154,7 @@ describe('the direct part-URL signer', () => {
       }
     }
     expect(mismatches).toEqual([]);
-    expect(compared).toBe(CONFIGS.length * 2 * signingDates.length * BUCKETS.length * KEYS.length * 4);
+    expect(compared).toBe(CONFIGS.length * 2 * signingDates.length * BUCKETS.length * KEYS.length * 6);
   });
 
   it('matches getSignedUrl on random keys of any characters (seeded)', async () => {
@@ -355,15 +367,13 @@ describe('the direct part-URL signer', () => {
       'bucket',
       new PartUrlSigner(client, { now: () => signingDate }),
     );
-    const url = await store.presignUploadPart('uploads/u/f', 'id', { partNumber: 2, size: 9 }, 300);
-    expect(url).toBe(
-      await sdkUrl(
-        client,
-        { bucket: 'bucket', key: 'uploads/u/f', uploadId: 'id', partNumber: 2, size: 9 },
-        300,
-        signingDate,
-      ),
+    const part = { bucket: 'bucket', key: 'uploads/u/f', uploadId: 'id', partNumber: 2 };
+    expect(await store.presignUploadPart(part.key, part.uploadId, { partNumber: 2, size: 9 }, 300)).toBe(
+      await sdkUrl(client, { ...part, size: 9 }, 300, signingDate),
     );
+    const unsized = await store.presignUnsizedUploadPart(part.key, part.uploadId, 2, 300);
+    expect(new URL(unsized).searchParams.get('X-Amz-SignedHeaders')).toBe('host');
+    expect(unsized).toBe(await sdkUrl(client, part, 300, signingDate));
   });
 
   it('takes a probe URL apart, or declines one it does not know', () => {
