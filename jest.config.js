@@ -16,7 +16,12 @@ export default {
       ...common,
       // One emulator stack (S3, DynamoDB, serverless-offline) per run, shared by these tests.
       displayName: 'stack',
-      testMatch: ['<rootDir>/tests/integration/**/*.test.ts', '<rootDir>/tests/e2e/**/*.test.ts'],
+      // tests/browser: Chromium (playwright-core) against the same stack; skipped without a browser.
+      testMatch: [
+        '<rootDir>/tests/integration/**/*.test.ts',
+        '<rootDir>/tests/e2e/**/*.test.ts',
+        '<rootDir>/tests/browser/**/*.test.ts',
+      ],
       globalSetup: '<rootDir>/tests/support/global-setup.ts',
       globalTeardown: '<rootDir>/tests/support/global-teardown.ts',
     },

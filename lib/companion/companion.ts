@@ -7,7 +7,6 @@ import type { JobRecord } from '../jobs/jobs-table.ts';
 import { TransitionRejected } from '../jobs/jobs-table.ts';
 import { logger } from '../log.ts';
 import { fileStore } from '../storage/index.ts';
-import { presignUnsizedPart } from '../storage/unsized-part-url.ts';
 import { MAX_OBJECT_SIZE, MAX_PARTS } from '../uploads/part-plan.ts';
 import { abortUpload, completeUpload, createUploadOfUnknownPlan } from '../uploads/uploads.ts';
 
@@ -114,7 +113,10 @@ export async function signPart(username: string, uploadId: string, rawPartNumber
     });
   }
   const expires = config().presignTtlSeconds;
-  return { url: await presignUnsizedPart(job.key, job.uploadId!, partNumber, expires), expires };
+  return {
+    url: await fileStore().presignUnsizedUploadPart(job.key, job.uploadId!, partNumber, expires),
+    expires,
+  };
 }
 
 /**

@@ -238,6 +238,36 @@ describe('CORS with a configured list of origins (a deployed stage)', () => {
     expect(response.headers.get('access-control-allow-methods')).toMatch(/POST/);
   });
 
+  it('allows a listed origin the Companion routes, with the headers Uppy and the Bearer wrapper send', async () => {
+    const calls = [
+      ['POST', '/s3/multipart'],
+      ['GET', '/s3/multipart/01JABCDEFGHJKMNPQRSTVWXYZ0/1?key=uploads%2Fa%2Fb'],
+      ['GET', '/s3/multipart/01JABCDEFGHJKMNPQRSTVWXYZ0?key=uploads%2Fa%2Fb'],
+      ['POST', '/s3/multipart/01JABCDEFGHJKMNPQRSTVWXYZ0/complete?key=uploads%2Fa%2Fb'],
+      ['DELETE', '/s3/multipart/01JABCDEFGHJKMNPQRSTVWXYZ0?key=uploads%2Fa%2Fb'],
+    ] as const;
+    for (const [method, path] of calls) {
+      for (const origin of [allowed, 'https://evil.example']) {
+        const response = await fetch(`${apiUrl}${path}`, {
+          method: 'OPTIONS',
+          headers: {
+            origin,
+            'access-control-request-method': method,
+            'access-control-request-headers': 'authorization,content-type',
+          },
+        });
+        expect({ method, path, origin, allow: response.headers.get('access-control-allow-origin') }).toEqual({
+          method,
+          path,
+          origin,
+          allow: origin === allowed ? allowed : null,
+        });
+        if (origin === allowed)
+          expect(response.headers.get('access-control-allow-methods')).toContain(method);
+      }
+    }
+  });
+
   it('gives any other origin nothing to go on', async () => {
     for (const origin of ['https://evil.example', 'https://console.example.com.evil.example', 'null']) {
       const response = await preflight(origin);

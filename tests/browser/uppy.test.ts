@@ -1,0 +1,194 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BrowserContext, Page } from 'playwright-core';
+import { MiB } from '../../lib/uploads/part-plan.ts';
+import {
+  artifactsDir,
+  bundle,
+  CHROMIUM_PATH,
+  hasChromium,
+  launchBrowser,
+  readmeBlock,
+  type StaticServer,
+  serveStatic,
+} from '../support/browser.ts';
+import { expectSameBytes } from '../support/bytes.ts';
+import { api } from '../support/http.ts';
+import { testBucket } from '../support/s3.ts';
+import { testStack } from '../support/stack-env.ts';
+import { createTestUser } from '../support/users.ts';
+
+/**
+ * The real @uppy/aws-s3 6.x, in its companionEndpoint mode, in Debian's Chromium, against the
+ * service's Companion routes: the README's snippet (bundled as it is written, with the test stack's
+ * URL) on a plain page served from localhost. Screenshots go to .ci/artifacts/browser/.
+ */
+
+// CI (.ci/run) sets REQUIRE_BROWSER=1: there a missing browser fails the run instead of skipping.
+const describeWithChromium = hasChromium() || process.env.REQUIRE_BROWSER === '1' ? describe : describe.skip;
+const title = hasChromium()
+  ? 'Uppy in Chromium'
+  : `Uppy in Chromium (skipped: no browser at ${CHROMIUM_PATH}; apt-get install chromium, or set CHROMIUM_PATH)`;
+
+const FILE_SIZE = 12 * MiB;
+const file = randomBytes(FILE_SIZE);
+
+interface PageEvent {
+  type: string;
+  at: number;
+  detail?: any;
+}
+
+let server: StaticServer;
+let browser: Awaited<ReturnType<typeof launchBrowser>>;
+let context: BrowserContext;
+
+/** The README's snippet with the test stack's URL, then the page's harness. */
+async function pageScript(apiUrl: string): Promise<string> {
+  const snippet = readmeBlock('uppy-snippet');
+  const apiLine = /^const API = '[^']*';.*$/m;
+  if (!apiLine.test(snippet))
+    throw new Error("the README's Uppy snippet no longer has a `const API = '…'` line");
+  const harness = readFileSync(join(import.meta.dirname, 'uppy.page.ts'), 'utf8');
+  return bundle(`${snippet.replace(apiLine, `const API = ${JSON.stringify(apiUrl)};`)}\n${harness}`);
+}
+
+const PAGE = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Uppy → file-jobs</title>
+<style>body{font:16px system-ui;margin:2rem}progress{width:100%;height:1.5rem}</style></head>
+<body><h1>Uppy → file-jobs (Companion routes)</h1><progress max="1" value="0"></progress>
+<p id="status">no file yet</p><script src="/page.js"></script></body></html>`;
+
+beforeAll(async () => {
+  if (!hasChromium() && process.env.REQUIRE_BROWSER !== '1') return;
+  server = await serveStatic({
+    '/': { body: PAGE, type: 'text/html; charset=utf-8' },
+    '/page.js': { body: await pageScript(testStack().apiUrl), type: 'text/javascript' },
+    '/file.bin': { body: file, type: 'application/octet-stream' },
+  });
+  browser = await launchBrowser();
+  context = browser.context;
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+/** A page signed in as a fresh user (the snippet reads the token from sessionStorage). */
+async function openPage() {
+  const user = await createTestUser('uppy');
+  const jwt = await user.token();
+  const page = await context.newPage();
+  const requests: string[] = [];
+  page.on('request', (request) => requests.push(`${request.method()} ${request.url()}`));
+  await page.goto(`${server.url}/`);
+  await page.evaluate((token) => (globalThis as any).sessionStorage.setItem('fileJobsToken', token), jwt);
+  return { page, user: { ...user, jwt }, requests };
+}
+
+const events = (page: Page): Promise<PageEvent[]> =>
+  page.evaluate(() => (globalThis as any).harness.events as PageEvent[]);
+
+async function waitForEvent(page: Page, type: string, timeout = 30_000): Promise<PageEvent> {
+  const handle = await page.waitForFunction(
+    (wanted) => (globalThis as any).harness.events.find((event: PageEvent) => event.type === wanted),
+    type,
+    { timeout },
+  );
+  return (await handle.jsonValue()) as PageEvent;
+}
+
+const shot = (page: Page, name: string) =>
+  page.screenshot({ path: join(artifactsDir(), `uppy-${name}.png`) });
+
+async function jobStatus(jwt: string, jobId: string): Promise<string> {
+  return (await api(`/jobs/${jobId}`, { token: jwt })).body.job.status;
+}
+
+async function eventually<T>(
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() > until) return value;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+describeWithChromium(title, () => {
+  it('uploads a 12 MiB file, paused after its first part and resumed through the list-parts route', async () => {
+    const { page, user, requests } = await openPage();
+    const name = `uppy-${randomUUID().slice(0, 8)}.bin`;
+    const fileId = await page.evaluate((n) => (globalThis as any).harness.add(n), name);
+    await page.evaluate(() => (globalThis as any).harness.pauseAfter(1));
+    const uploading = page.evaluate(() => (globalThis as any).harness.upload());
+
+    await waitForEvent(page, 'paused');
+    expect(await page.evaluate((id) => (globalThis as any).harness.isPaused(id), fileId)).toBe(true);
+    await shot(page, '1-paused');
+    const { uploadId, key } = (await waitForEvent(page, 'part-uploaded')).detail.upload;
+    expect(key).toBe(`uploads/${user.username}/${name}`);
+    expect(await jobStatus(user.jwt, uploadId)).toBe('UPLOADING');
+
+    const listPartsCall = `GET ${testStack().apiUrl}/s3/multipart/${encodeURIComponent(uploadId)}?${new URLSearchParams({ key })}`;
+    expect(requests).not.toContain(listPartsCall);
+    await page.evaluate((id) => (globalThis as any).harness.resume(id), fileId);
+    expect(await uploading).toEqual({ successful: 1, failed: 0 });
+    await shot(page, '2-uploaded');
+
+    // The resume asked the service which parts S3 holds, and sent only the rest.
+    expect(requests).toContain(listPartsCall);
+    const seen = await events(page);
+    const success = seen.find((event) => event.type === 'success');
+    expect(success?.detail.body).toMatchObject({
+      key,
+      location: expect.stringMatching(new RegExp(`/jobs/${uploadId}$`)),
+    });
+    expect(seen.filter((event) => event.type === 'error')).toEqual([]);
+    const partPuts = requests.filter((line) => line.startsWith('PUT ') && line.includes(`partNumber=1&`));
+    expect(partPuts).toHaveLength(1);
+
+    expectSameBytes((await testBucket().getObjectBytes(key))!, file);
+    const job = (await api(`/jobs/${uploadId}`, { token: user.jwt })).body.job;
+    expect(job).toMatchObject({
+      status: 'COMPLETED',
+      filename: name,
+      size: FILE_SIZE,
+      partSize: 5 * MiB,
+      partCount: 3,
+      progress: { partsDone: 3, bytesDone: FILE_SIZE },
+    });
+    await page.close();
+  });
+
+  it('cancel: Uppy aborts through the service, the job is ABORTED and S3 holds no multipart upload', async () => {
+    const { page, user, requests } = await openPage();
+    const name = `cancel-${randomUUID().slice(0, 8)}.bin`;
+    await page.evaluate((n) => (globalThis as any).harness.add(n), name);
+    await page.evaluate(() => (globalThis as any).harness.cancelAfter(1));
+    void page.evaluate(() => (globalThis as any).harness.upload()).catch(() => undefined);
+
+    const part = await waitForEvent(page, 'part-uploaded');
+    const { uploadId, key } = part.detail.upload;
+    await waitForEvent(page, 'cancelled');
+    await shot(page, '3-cancelled');
+
+    expect(
+      await eventually(
+        () => jobStatus(user.jwt, uploadId),
+        (status) => status === 'ABORTED',
+      ),
+    ).toBe('ABORTED');
+    expect(requests).toContain(
+      `DELETE ${testStack().apiUrl}/s3/multipart/${encodeURIComponent(uploadId)}?${new URLSearchParams({ key })}`,
+    );
+    expect(await testBucket().listOpenUploads(`uploads/${user.username}/`)).toEqual([]);
+    expect(await testBucket().head(key)).toBeUndefined();
+    await page.close();
+  });
+});
