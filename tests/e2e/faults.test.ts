@@ -109,6 +109,9 @@ beforeAll(async () => {
     AWS_ENDPOINT_URL_LAMBDA: `http://127.0.0.1:${lambdaPort}`,
     JWT_KEYS_FILE: process.env.JWT_KEYS_FILE!,
     EXPORT_PART_SIZE_MIB: '5',
+    // Each request reads the caller's token version: a route needs DynamoDB every time, not only
+    // when a container's copy has expired, so what the fault breaks does not depend on timing.
+    AUTH_USER_CACHE_SECONDS: '0',
   };
   // This file's in-process code (janitor, checks) works on the same stage, straight to the emulators.
   const inProcess = {
@@ -371,7 +374,13 @@ const ROUTES: RouteCase[] = [
     okStatus: 200,
     send: (f) => call('GET', `/jobs/${f.jobs.parts}?reconcile=true`, f.main.token),
   },
-  { route: 'GET /files', needs: ['s3'], okStatus: 200, send: (f) => call('GET', '/files', f.main.token) },
+  // Every route that checks a token reads the caller's token version from DynamoDB (revocation).
+  {
+    route: 'GET /files',
+    needs: ['s3', 'dynamodb'],
+    okStatus: 200,
+    send: (f) => call('GET', '/files', f.main.token),
+  },
 ];
 
 const pathOf = (route: string) => route.split(' ')[1]!.replace(/ \(.*$/, '');
