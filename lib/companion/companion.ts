@@ -7,7 +7,7 @@ import type { JobRecord } from '../jobs/jobs-table.ts';
 import { TransitionRejected } from '../jobs/jobs-table.ts';
 import { logger } from '../log.ts';
 import { fileStore } from '../storage/index.ts';
-import { MAX_OBJECT_SIZE, MAX_PARTS } from '../uploads/part-plan.ts';
+import { MAX_OBJECT_SIZE } from '../uploads/part-plan.ts';
 import { abortUpload, completeUpload, createUploadOfUnknownPlan } from '../uploads/uploads.ts';
 
 /**
@@ -95,17 +95,8 @@ async function findMultipart(username: string, uploadId: string, key: string): P
   return job;
 }
 
-function parsePartNumber(raw: string): number {
-  const partNumber = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
-  if (!(partNumber >= 1 && partNumber <= MAX_PARTS)) {
-    throw new HttpError(400, 'BadPartNumber', `a part number is a whole number from 1 to ${MAX_PARTS}`);
-  }
-  return partNumber;
-}
-
 /** GET /s3/multipart/{uploadId}/{partNumber}?key=: one part URL (no size: see the top of this file). */
-export async function signPart(username: string, uploadId: string, rawPartNumber: string, key: string) {
-  const partNumber = parsePartNumber(rawPartNumber);
+export async function signPart(username: string, uploadId: string, partNumber: number, key: string) {
   const job = await findMultipart(username, uploadId, key);
   if (job.status !== 'UPLOADING') {
     throw conflict('JobNotActive', `upload ${job.jobId} is ${job.status}; it cannot take more parts`, {

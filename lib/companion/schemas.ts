@@ -1,5 +1,6 @@
 import * as z from '../schema.ts';
 import { filenameSchema } from '../storage/keys.ts';
+import { MAX_PARTS } from '../uploads/part-plan.ts';
 import { mediaTypeSchema } from '../uploads/schemas.ts';
 
 /**
@@ -27,12 +28,15 @@ const uploadId = z.string().check(z.minLength(1), z.maxLength(1024));
 
 export const uploadPath = z.object({ uploadId });
 /** A part number as Uppy writes it in the path; 1 to 10,000 (400 otherwise). */
-export const partPath = z.object({ uploadId, partNumber: z.string().check(z.maxLength(16)) });
+export const partPath = z.object({
+  uploadId,
+  partNumber: z.coerce.number().check(z.int(), z.gte(1), z.lte(MAX_PARTS)),
+});
 
 const etag = z.string().check(z.minLength(1), z.maxLength(256));
 
 export const completeMultipartBody = z.object({
   parts: z
-    .array(z.object({ PartNumber: z.number().check(z.int(), z.gte(1), z.lte(10_000)), ETag: etag }))
+    .array(z.object({ PartNumber: z.number().check(z.int(), z.gte(1), z.lte(MAX_PARTS)), ETag: etag }))
     .check(z.maxLength(10_000)),
 });

@@ -11,8 +11,8 @@ import { ROUTES } from './routes.ts';
 interface Template {
   pattern: RegExp;
   methods: string[];
-  /** No `{parameter}` in it: it matches one path only. */
-  concrete: boolean;
+  /** Per segment, 1 for a literal and 0 for a `{parameter}`: the more literal, the more specific. */
+  shape: number[];
 }
 
 let templates: Template[] | undefined;
@@ -36,19 +36,37 @@ function routeTemplates(): Template[] {
   templates = [...byPath].map(([path, methods]) => ({
     pattern: patternOf(path),
     methods,
-    concrete: !path.includes('{'),
+    shape: path.split('/').map((segment) => (segment.startsWith('{') ? 0 : 1)),
   }));
   return templates;
 }
 
+/** Compares two shapes of the same length, left to right: a literal segment beats a parameter. */
+function compareShapes(a: number[], b: number[]): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return 0;
+}
+
 /**
- * The methods the API takes on this path, sorted. A concrete path wins over a template that also
+ * The templates that match `path` and are the most specific of those, as OpenAPI picks a path: a
+ * literal segment wins over a parameter (`/export/kill` over `/export/{jobId}`,
+ * `/s3/multipart/{uploadId}/complete` over `/s3/multipart/{uploadId}/{partNumber}`).
+ */
+function mostSpecific(path: string): Template[] {
+  const matching = routeTemplates().filter((template) => template.pattern.test(path));
+  const best = matching.reduce<Template | undefined>(
+    (found, template) => (!found || compareShapes(template.shape, found.shape) > 0 ? template : found),
+    undefined,
+  );
+  return best ? matching.filter((template) => compareShapes(template.shape, best.shape) === 0) : [];
+}
+
+/**
+ * The methods the API takes on this path, sorted. A more specific path wins over a template that also
  * matches it, as OpenAPI says: `/export/kill` takes POST, though `DELETE /export/{jobId}` would match.
  */
 export function allowedMethods(path: string): string[] {
-  const matching = routeTemplates().filter((template) => template.pattern.test(path));
-  const concrete = matching.filter((template) => template.concrete);
-  return [...new Set((concrete.length > 0 ? concrete : matching).flatMap((t) => t.methods))].sort();
+  return [...new Set(mostSpecific(path).flatMap((t) => t.methods))].sort();
 }
 
 /** At most this much of a client's path goes back into a message. */
@@ -73,12 +91,14 @@ export function unmatchedRequest(method: string, path: string): HttpError | { al
 
 /**
  * For a route that took a request: API Gateway routes `DELETE /export/kill` to `DELETE /export/{jobId}`
- * (the job id "kill"), but the path is the concrete `/export/kill`, which takes POST only. Such a
- * request gets the 405 the document promises rather than whatever the template's route would say.
+ * (the job id "kill"), but the path is the concrete `/export/kill`, which takes POST only; likewise
+ * `GET /s3/multipart/{id}/complete` reaches the part-signing route, though its path is the one of
+ * complete, which takes POST only. Such a request gets the 405 the document promises rather than
+ * whatever the less specific template's route would say.
  */
 export function concretePathConflict(method: string, path: string): HttpError | undefined {
-  const concrete = routeTemplates().find((template) => template.concrete && template.pattern.test(path));
-  if (!concrete || concrete.methods.includes(method)) return undefined;
+  const best = mostSpecific(path);
+  if (best.length === 0 || best.some((template) => template.methods.includes(method))) return undefined;
   const answer = unmatchedRequest(method, path);
   return answer instanceof HttpError ? answer : undefined;
 }

@@ -151,6 +151,10 @@ describe('unknown routes and methods (lib/http/routes.ts)', () => {
     ['/export/kill', ['POST']],
     ['/export/01ARZ3NDEKTSV4RRFFQ69G5FAV', ['DELETE']],
     ['/.well-known/jwks.json', ['GET']],
+    ['/s3/multipart', ['POST']],
+    ['/s3/multipart/01ARZ3NDEKTSV4RRFFQ69G5FAV', ['DELETE', 'GET']],
+    ['/s3/multipart/01ARZ3NDEKTSV4RRFFQ69G5FAV/7', ['GET']],
+    ['/s3/multipart/01ARZ3NDEKTSV4RRFFQ69G5FAV/complete', ['POST']],
     ['/.well-known/jwksXjson', []],
     ['/upload//parts', []],
     ['/files/', []],
@@ -178,6 +182,14 @@ describe('unknown routes and methods (lib/http/routes.ts)', () => {
     expect(concretePathConflict('POST', '/export/kill')).toBeUndefined();
     expect(concretePathConflict('DELETE', '/export/01ARZ3NDEKTSV4RRFFQ69G5FAV')).toBeUndefined();
     expect(concretePathConflict('DELETE', '/upload/kill')).toBeUndefined();
+    // A literal segment wins over a parameter anywhere: GET .../complete reaches the part-signing
+    // route (GET /s3/multipart/{uploadId}/{partNumber}), but its path is complete's, POST only.
+    expect(concretePathConflict('GET', '/s3/multipart/01ARZ3NDEKTSV4RRFFQ69G5FAV/complete')).toMatchObject({
+      status: 405,
+      headers: { allow: 'POST' },
+    });
+    expect(concretePathConflict('POST', '/s3/multipart/01ARZ3NDEKTSV4RRFFQ69G5FAV/complete')).toBeUndefined();
+    expect(concretePathConflict('GET', '/s3/multipart/01ARZ3NDEKTSV4RRFFQ69G5FAV/3')).toBeUndefined();
     const long = unmatchedRequest('GET', `/${'x'.repeat(5000)}`) as Error;
     expect(long.message.length).toBeLessThan(300);
   });
