@@ -1,16 +1,22 @@
 /**
- * Upload throughput: the service's flow against the AWS SDK's own multipart uploader, same bytes,
- * same emulator, same part size and concurrency; plus the cost of signing 10,000 part URLs.
+ * Upload throughput: the client library's upload (client/, what the CLI runs: create, part URLs
+ * signed in batches ahead of need, parallel PUTs, progress reported beside the transfer, complete)
+ * against the AWS SDK's own multipart uploader (@aws-sdk/lib-storage Upload), same bytes, same
+ * emulator, same part size and parts in flight, side by side and in alternating order; every
+ * stored object checked by sha256. Then the cost of signing 10,000 part URLs, in-process and
+ * through the API.
  *
- *   node bench/upload.ts [--size-mib 1024] [--part-mib 8] [--concurrency 8] [--rounds 2]
+ *   node bench/upload.ts [--size-mib 1024] [--part-mib 8] [--concurrency 8] [--rounds 3]
+ *                        [--sign-rounds 3] [--no-sign] [--no-progress] [--verbose]
  */
-import { randomFillSync } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { type FetchLike, FileJobsClient } from '../client/index.ts';
 import { FileStore } from '../lib/storage/file-store.ts';
 import { DEMO_USER, localCredentials, startLocalStack } from '../scripts/local-stack.ts';
 
@@ -19,9 +25,12 @@ const { values } = parseArgs({
     'size-mib': { type: 'string', default: '1024' },
     'part-mib': { type: 'string', default: '8' },
     concurrency: { type: 'string', default: '8' },
-    rounds: { type: 'string', default: '2' },
-    // For finding where time goes: the service flow without any progress reports.
+    rounds: { type: 'string', default: '3' },
+    'sign-rounds': { type: 'string', default: '3' },
+    'no-sign': { type: 'boolean', default: false },
     'no-progress': { type: 'boolean', default: false },
+    // Every service run's calls, by kind; and serverless-offline's log.
+    verbose: { type: 'boolean', default: false },
   },
 });
 const MiB = 1024 * 1024;
@@ -29,173 +38,238 @@ const size = Number(values['size-mib']) * MiB;
 const partSize = Number(values['part-mib']) * MiB;
 const concurrency = Number(values.concurrency);
 const rounds = Number(values.rounds);
-const reportProgress = !values['no-progress'];
+const signRounds = Number(values['sign-rounds']);
+const SIGN_PARTS = 10_000;
 
-interface Part {
-  partNumber: number;
-  etag: string;
-  size: number;
-}
+const load = () =>
+  loadavg()
+    .map((n) => n.toFixed(2))
+    .join(' ');
+const mbps = (ms: number) => size / 1e6 / (ms / 1000);
+const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const best = (list: number[]) => Math.min(...list);
 
-/** Sends finished parts in batches: one request in flight, the next carries all that piled up. */
-class ProgressReporter {
-  private queue: Part[] = [];
-  private inFlight: Promise<void> | undefined;
-  private readonly send: (parts: Part[]) => Promise<unknown>;
-  constructor(send: (parts: Part[]) => Promise<unknown>) {
-    this.send = send;
+/**
+ * Each kind of request a run makes (the library's through its fetch, lib-storage's through the
+ * SDK): how many, their average time to the answer's headers, and when the first began and the last
+ * ended (seconds from the run's start), so that a run's phases and gaps show.
+ */
+class CallTrace {
+  private readonly calls = new Map<string, { count: number; ms: number; first: number; last: number }>();
+  private origin = performance.now();
+
+  private record(kind: string, started: number): void {
+    const ended = performance.now();
+    const entry = this.calls.get(kind) ?? { count: 0, ms: 0, first: started, last: ended };
+    entry.count++;
+    entry.ms += ended - started;
+    entry.last = Math.max(entry.last, ended);
+    this.calls.set(kind, entry);
   }
-  add(part: Part) {
-    this.queue.push(part);
-    this.inFlight ??= this.drain();
-  }
-  private async drain() {
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, 1000);
-      await this.send(batch);
+
+  readonly fetch: FetchLike = async (url, init) => {
+    const started = performance.now();
+    try {
+      // --no-progress: for finding where time goes, progress reports are answered here, not sent.
+      if (values['no-progress'] && url.endsWith('/progress'))
+        return new Response(JSON.stringify({ job: {} }), { status: 200 });
+      return await globalThis.fetch(url, init);
+    } finally {
+      const { pathname, searchParams } = new URL(url);
+      const path = pathname
+        .replace(/\/upload\/[^/]+\//, '/upload/{id}/')
+        .replace(/\/jobs\/[^/]+$/, '/jobs/{id}');
+      this.record(
+        searchParams.has('X-Amz-Signature') ? `S3 ${init.method} part` : `${init.method ?? 'GET'} ${path}`,
+        started,
+      );
     }
-    this.inFlight = undefined;
+  };
+
+  /** Times the SDK's commands on `s3` (lib-storage's calls) under the same trace. */
+  traceSdk(s3: S3Client): void {
+    s3.middlewareStack.add(
+      (next, context) => async (args) => {
+        const started = performance.now();
+        try {
+          return await next(args);
+        } finally {
+          this.record(`S3 ${context.commandName?.replace(/Command$/, '')}`, started);
+        }
+      },
+      { step: 'initialize', name: 'benchTrace' },
+    );
   }
-  async flush() {
-    while (this.inFlight) await this.inFlight;
+
+  reset(): void {
+    this.calls.clear();
+    this.origin = performance.now();
+  }
+
+  summary(): string {
+    const at = (t: number) => ((t - this.origin) / 1000).toFixed(2);
+    return [...this.calls]
+      .map(
+        ([kind, { count, ms, first, last }]) =>
+          `${kind} ×${count}, ${(ms / count).toFixed(0)} ms avg, ${at(first)}-${at(last)} s`,
+      )
+      .join('\n    ');
   }
 }
 
 const keysFile = join(tmpdir(), `file-jobs-bench-keys-${process.pid}.json`);
-const stack = await startLocalStack({ stage: 'bench', withApi: true, keysFile });
+const loadAtStart = load();
+const stack = await startLocalStack({
+  stage: 'bench',
+  withApi: true,
+  keysFile,
+  ...(values.verbose ? { log: (line: string) => process.stderr.write(`  | ${line}\n`) } : {}),
+});
 try {
-  const { apiUrl, s3Endpoint, bucket, region } = { ...stack.info, apiUrl: stack.info.apiUrl! };
-  const credentials = {
-    accessKeyId: localCredentials.AWS_ACCESS_KEY_ID,
-    secretAccessKey: localCredentials.AWS_SECRET_ACCESS_KEY,
-  };
-  const s3 = new S3Client({
-    region,
-    endpoint: s3Endpoint,
-    forcePathStyle: true,
-    credentials,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-  });
-
-  const call = async (path: string, token: string, method = 'GET', body?: unknown) => {
-    const response = await fetch(`${apiUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
+  const { s3Endpoint, bucket, region } = stack.info;
+  const newS3 = () =>
+    new S3Client({
+      region,
+      endpoint: s3Endpoint,
+      forcePathStyle: true,
+      credentials: {
+        accessKeyId: localCredentials.AWS_ACCESS_KEY_ID,
+        secretAccessKey: localCredentials.AWS_SECRET_ACCESS_KEY,
+      },
+      requestChecksumCalculation: 'WHEN_REQUIRED',
     });
-    const json = (await response.json()) as any;
-    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
-    return json;
-  };
-  const signin = await fetch(`${apiUrl}/auth/signin`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(DEMO_USER),
-  });
-  const { token } = (await signin.json()) as { token: string };
+  const s3 = newS3();
+  const trace = new CallTrace();
+  // lib-storage's own client, traced like the library's calls.
+  const sdkS3 = newS3();
+  trace.traceSdk(sdkS3);
+  const client = new FileJobsClient({ apiUrl: stack.info.apiUrl!, fetch: trace.fetch });
+  await client.signIn(DEMO_USER.username, DEMO_USER.password);
 
   process.stdout.write(`generating ${size / MiB} MiB of random bytes… `);
   const data = Buffer.allocUnsafe(size);
   for (let offset = 0; offset < size; offset += 64 * MiB)
     randomFillSync(data, offset, Math.min(64 * MiB, size - offset));
-  console.log('done');
+  const digest = (chunks: Iterable<Uint8Array>) => {
+    const hash = createHash('sha256');
+    for (const chunk of chunks) hash.update(chunk);
+    return hash.digest('hex');
+  };
+  const sourceSha256 = digest(
+    Array.from({ length: Math.ceil(size / (64 * MiB)) }, (_, i) =>
+      data.subarray(i * 64 * MiB, (i + 1) * 64 * MiB),
+    ),
+  );
+  console.log(`done (sha256 ${sourceSha256.slice(0, 12)}…)`);
 
-  /** The service's flow, as a client of it runs it: create, sign, parallel PUTs with progress, complete. */
-  async function viaService(filename: string) {
-    const started = performance.now();
-    const created = await call('/upload', token, 'POST', { filename, size, partSize, overwrite: true });
-    const urls = new Map<number, string>(created.parts.map((part: any) => [part.partNumber, part.url]));
-    const unsigned = Array.from({ length: created.partCount }, (_, i) => i + 1).filter((n) => !urls.has(n));
-    for (let i = 0; i < unsigned.length; i += 1000) {
-      const signed = await call(`/upload/${created.job.jobId}/parts`, token, 'POST', {
-        partNumbers: unsigned.slice(i, i + 1000),
-      });
-      for (const part of signed.parts) urls.set(part.partNumber, part.url);
+  /** Reads the stored object back, checks its size and sha256, and deletes it. */
+  async function verify(key: string) {
+    const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const hash = createHash('sha256');
+    let bytes = 0;
+    for await (const chunk of object.Body as AsyncIterable<Uint8Array>) {
+      hash.update(chunk);
+      bytes += chunk.byteLength;
     }
-    let next = 1;
-    // Progress is reported beside the transfer, not in its way, and in batches, as a good client
-    // does: at most one report in flight, carrying every part finished since the last one.
-    const progress = new ProgressReporter((parts) =>
-      call(`/upload/${created.job.jobId}/progress`, token, 'POST', { parts }),
-    );
-    const worker = async () => {
-      while (next <= created.partCount) {
-        const partNumber = next++;
-        const body = data.subarray((partNumber - 1) * partSize, Math.min(size, partNumber * partSize));
-        const response = await fetch(urls.get(partNumber)!, { method: 'PUT', body });
-        if (!response.ok) throw new Error(`PUT part ${partNumber}: ${response.status}`);
-        await response.arrayBuffer();
-        if (reportProgress)
-          progress.add({ partNumber, etag: response.headers.get('etag')!, size: body.length });
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, worker));
-    await progress.flush();
-    const done = await call(`/upload/${created.job.jobId}/complete`, token, 'POST');
-    if (done.job?.status !== 'COMPLETED') throw new Error(`completion answered ${JSON.stringify(done)}`);
-    return performance.now() - started;
+    const stored = hash.digest('hex');
+    if (bytes !== size || stored !== sourceSha256)
+      throw new Error(`${key}: ${bytes} bytes sha256 ${stored}, expected ${size} bytes ${sourceSha256}`);
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
   }
 
-  /** The AWS SDK's managed uploader straight to the same emulator. */
-  async function viaSdk(filename: string) {
+  /** The client library's upload, as the CLI runs it (no progress callback: the CLI's bar costs nothing here). */
+  async function clientUpload(filename: string) {
+    trace.reset();
+    const started = performance.now();
+    const result = await client.upload({ source: data, filename, partSize, concurrency, overwrite: true });
+    const ms = performance.now() - started;
+    if (result.job.status !== 'COMPLETED') throw new Error(`upload ended ${result.job.status}`);
+    return {
+      ms,
+      key: `uploads/${DEMO_USER.username}/${filename}`,
+      note: `${result.progressReports} progress reports; ${trace.summary()}`,
+    };
+  }
+
+  /** The AWS SDK's managed uploader, straight to the same emulator. */
+  async function libStorage(filename: string) {
+    const key = `uploads/${DEMO_USER.username}/${filename}`;
+    trace.reset();
     const started = performance.now();
     await new Upload({
-      client: s3,
-      params: { Bucket: bucket, Key: `uploads/${DEMO_USER.username}/${filename}`, Body: data },
+      client: sdkS3,
+      params: { Bucket: bucket, Key: key, Body: data },
       queueSize: concurrency,
       partSize,
     }).done();
-    return performance.now() - started;
+    return { ms: performance.now() - started, key, note: trace.summary() };
   }
 
-  const mbps = (ms: number) => size / 1e6 / (ms / 1000);
-  const service: number[] = [];
-  const sdk: number[] = [];
+  const runs = { clientUpload: [] as number[], libStorage: [] as number[] };
   for (let round = 1; round <= rounds; round++) {
     // Alternate the order so that neither side always runs on a warmer emulator.
-    const order = round % 2 ? ([viaService, viaSdk] as const) : ([viaSdk, viaService] as const);
+    const order = round % 2 ? [clientUpload, libStorage] : [libStorage, clientUpload];
     for (const run of order) {
-      const ms = await run(`bench-${run.name}-${round}.bin`);
-      (run === viaService ? service : sdk).push(ms);
+      const loadBefore = load();
+      const { ms, key, note } = await run(`bench-${run.name}-${round}.bin`);
+      const loadAfter = load();
+      await verify(key);
+      runs[run.name as keyof typeof runs].push(ms);
       console.log(
-        `round ${round}  ${run.name.padEnd(10)} ${(ms / 1000).toFixed(2)} s  ${mbps(ms).toFixed(1)} MB/s`,
+        `round ${round}  ${run.name.padEnd(12)} ${seconds(ms).padStart(8)}  ${mbps(ms).toFixed(1).padStart(6)} MB/s  sha256 ok  load ${loadBefore} -> ${loadAfter}`,
       );
+      if (values.verbose && note) console.log(`    ${note}`);
     }
   }
-  const best = (list: number[]) => Math.min(...list);
 
-  // Signing 10,000 part URLs: in-process (the presigner alone) and through the API (10 calls of 1,000).
-  const store = new FileStore(s3, s3, bucket);
-  const signStart = performance.now();
-  await Promise.all(
-    Array.from({ length: 10_000 }, (_, i) =>
-      store.presignUploadPart('uploads/x/y', 'upload-id', { partNumber: i + 1, size: 8 * MiB }, 900),
-    ),
-  );
-  const signLocalMs = performance.now() - signStart;
-  const huge = await call('/upload', token, 'POST', {
-    filename: 'bench-10k.bin',
-    size: 10_000 * 5 * MiB,
-    partSize: 5 * MiB,
-    overwrite: true,
-  });
-  const apiSignStart = performance.now();
-  for (let start = 1; start <= 10_000; start += 1000) {
-    await call(`/upload/${huge.job.jobId}/parts`, token, 'POST', {
-      partNumbers: Array.from({ length: 1000 }, (_, i) => start + i),
+  // Signing 10,000 part URLs: in-process (the service's FileStore and its signer, 10 batches of
+  // 1,000 as the route signs them) and through the API (the client's signParts: 10 calls of 1,000).
+  const signing = { inProcess: [] as number[], api: [] as number[], cold: 0 };
+  if (!values['no-sign']) {
+    const store = new FileStore(s3, s3, bucket);
+    const batches = Array.from({ length: SIGN_PARTS / 1000 }, (_, b) =>
+      Array.from({ length: 1000 }, (_, i) => ({ partNumber: b * 1000 + i + 1, size: 5 * MiB })),
+    );
+    const signAll = async () => {
+      const started = performance.now();
+      for (const batch of batches) await store.presignUploadParts('uploads/x/y', 'upload-id', batch, 900);
+      return performance.now() - started;
+    };
+    signing.cold = await signAll();
+    for (let round = 0; round < signRounds; round++) signing.inProcess.push(await signAll());
+
+    const huge = await client.createUpload({
+      filename: 'bench-10k.bin',
+      size: SIGN_PARTS * 5 * MiB,
+      partSize: 5 * MiB,
+      overwrite: true,
     });
+    const numbers = Array.from({ length: SIGN_PARTS }, (_, i) => i + 1);
+    for (let round = 0; round < signRounds; round++) {
+      const started = performance.now();
+      const signed = await client.signParts(huge.job.jobId, numbers);
+      signing.api.push(performance.now() - started);
+      if (signed.length !== SIGN_PARTS) throw new Error(`signed ${signed.length} parts`);
+    }
+    await client.abortUpload(huge.job.jobId);
   }
-  const signApiMs = performance.now() - apiSignStart;
-  await call(`/upload/${huge.job.jobId}`, token, 'DELETE');
 
   const cpu = cpus();
+  const ratio = best(runs.libStorage) / best(runs.clientUpload);
   console.log(`
-machine: ${cpu[0]?.model} × ${cpu.length}, node ${process.version}, S3 = moto_server, DynamoDB = ${stack.info.dynamodbEndpoint === stack.info.s3Endpoint ? 'moto' : 'DynamoDB Local'}
-${size / MiB} MiB in ${partSize / MiB} MiB parts, ${concurrency} in flight, best of ${rounds}:
-  service flow (create, sign, PUTs${reportProgress ? ' + batched progress' : ', no progress'}, complete)  ${mbps(best(service)).toFixed(1)} MB/s
-  @aws-sdk/lib-storage Upload, same emulator                       ${mbps(best(sdk)).toFixed(1)} MB/s
-  ratio service / SDK                                              ${(best(sdk) / best(service)).toFixed(3)}
-signing 10,000 part URLs (10 × 1,000): in-process ${signLocalMs.toFixed(0)} ms; through the API ${signApiMs.toFixed(0)} ms`);
+machine: ${cpu[0]?.model} × ${cpu.length}, node ${process.version}, S3 = moto_server, DynamoDB = ${
+    stack.info.dynamodbEndpoint === stack.info.s3Endpoint ? 'moto' : 'DynamoDB Local'
+  }, API = serverless-offline, all on this machine
+load average (1/5/15 min): ${loadAtStart} at the start, ${load()} at the end
+${size / MiB} MiB in ${partSize / MiB} MiB parts, ${concurrency} in flight, best of ${rounds}, every object checked by sha256:
+  client library upload (client/, as the CLI)   ${mbps(best(runs.clientUpload)).toFixed(1).padStart(6)} MB/s  ${seconds(best(runs.clientUpload))}
+  @aws-sdk/lib-storage Upload                   ${mbps(best(runs.libStorage)).toFixed(1).padStart(6)} MB/s  ${seconds(best(runs.libStorage))}
+  ratio client / lib-storage                    ${ratio.toFixed(3)}  (goal >= 0.95)`);
+  if (!values['no-sign']) {
+    console.log(`signing ${SIGN_PARTS.toLocaleString('en')} part URLs (10 × 1,000), best of ${signRounds}:
+  in-process (FileStore.presignUploadParts)     ${best(signing.inProcess).toFixed(0).padStart(6)} ms  (goal <= 100; first run, with the probe: ${signing.cold.toFixed(0)} ms)
+  through the API (client signParts)            ${best(signing.api).toFixed(0).padStart(6)} ms  (goal <= 300)`);
+  }
 } finally {
   await stack.stop();
   rmSync(keysFile, { force: true });

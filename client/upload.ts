@@ -115,6 +115,12 @@ export interface UploadOptions {
   onProgress?: (progress: UploadProgress) => void;
   /** `bytes` progress events come at most this often (ms). Default 200. `part` events always come. */
   progressIntervalMs?: number;
+  /**
+   * Least time between two progress reports to the server (ms), each carrying every part finished
+   * since the last. Default 1000: what others see of the job lags by up to a second, and the
+   * service is asked a handful of times per upload instead of once or twice per part.
+   */
+  reportIntervalMs?: number;
   /** Retries of each part PUT (exponential backoff with jitter). Default: 6 retries from 250 ms up to 15 s. */
   partRetry?: Partial<RetryPolicy>;
   /** Told about problems that do not stop the upload (a progress report given up). */
@@ -132,6 +138,8 @@ interface Session {
 }
 
 const MAX_CONCURRENCY = 64;
+/** See UploadOptions.reportIntervalMs. */
+const DEFAULT_REPORT_INTERVAL_MS = 1000;
 /** Chunks of a part body when its bytes are paced or counted as they go. */
 const BODY_CHUNK = 64 * 1024;
 
@@ -535,6 +543,7 @@ class Transfer {
           ),
         onDropped: (count, error) =>
           options.onWarning?.(`a progress report of ${count} parts failed: ${(error as Error).message}`),
+        minIntervalMs: options.reportIntervalMs ?? DEFAULT_REPORT_INTERVAL_MS,
       },
     );
   }

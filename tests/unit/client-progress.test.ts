@@ -131,6 +131,76 @@ describe('progress reports in batches', () => {
   });
 });
 
+describe('progress reports spaced in time', () => {
+  /** A clock and a sleep the test moves by hand; a sleep ends early when its signal aborts. */
+  function manualTime() {
+    let now = 0;
+    const sleeps: { ms: number; end: () => void }[] = [];
+    const sleep = (ms: number, signal?: AbortSignal) =>
+      new Promise<void>((resolve, reject) => {
+        sleeps.push({ ms, end: resolve });
+        signal?.addEventListener('abort', () => reject(new Error('woken')), { once: true });
+      });
+    return {
+      sleeps,
+      now: () => now,
+      sleep,
+      advance(ms: number) {
+        now += ms;
+        sleeps.shift()?.end();
+      },
+    };
+  }
+
+  it('sends the first part at once, then at most one report per minIntervalMs with all that finished', async () => {
+    const time = manualTime();
+    const sent: number[][] = [];
+    const batcher = new ProgressBatcher<number>(async (items) => void sent.push(items), {
+      minIntervalMs: 1000,
+      now: time.now,
+      sleep: time.sleep,
+    });
+    batcher.add(1);
+    await tick();
+    expect(sent).toEqual([[1]]);
+    // Answered at once, yet the next report waits for the rest of the second.
+    for (let part = 2; part <= 40; part++) batcher.add(part);
+    await tick();
+    expect(sent).toHaveLength(1);
+    expect(time.sleeps.map((sleep) => sleep.ms)).toEqual([1000]);
+    time.advance(1000);
+    await tick();
+    expect(sent).toHaveLength(2);
+    expect(sent[1]).toHaveLength(39);
+    expect(batcher.requests).toBe(2);
+  });
+
+  it('sends what is waiting at once on flush(), without waiting out the interval', async () => {
+    const time = manualTime();
+    const sent: number[][] = [];
+    const batcher = new ProgressBatcher<number>(async (items) => void sent.push(items), {
+      minIntervalMs: 60_000,
+      now: time.now,
+      sleep: time.sleep,
+    });
+    batcher.add(1);
+    await tick();
+    batcher.add(2);
+    batcher.add(3);
+    await tick();
+    expect(sent).toEqual([[1]]);
+    await batcher.flush();
+    expect(sent).toEqual([[1], [2, 3]]);
+    // And stop() ends a wait too, sending nothing more.
+    batcher.add(4);
+    await tick();
+    batcher.stop();
+    await tick();
+    expect(sent).toEqual([[1], [2, 3]]);
+    expect(batcher.inFlight).toBe(false);
+  });
+});
+
 describe('speed and rate limiting', () => {
   it('measures bytes per second over a sliding window', () => {
     let now = 0;
