@@ -69,6 +69,15 @@ export function allowedMethods(path: string): string[] {
   return [...new Set(mostSpecific(path).flatMap((t) => t.methods))].sort();
 }
 
+/**
+ * Companion's GET /s3/params hands out a presigned POST for a whole object in one request (Uppy's
+ * default for files up to 100 MB). It is not served: such a POST cannot be revoked once handed out, so
+ * a kill could not keep the file from landing, as it does by aborting a multipart upload. Uppy shows
+ * this answer's status; the message is for the developer reading the network log.
+ */
+const SINGLE_REQUEST_UPLOADS =
+  'single-request uploads (Companion GET /s3/params) are not served, since a kill could not stop one: set shouldUseMultipart: true on @uppy/aws-s3 to upload every file through POST /s3/multipart';
+
 /** At most this much of a client's path goes back into a message. */
 const shown = (path: string) => (path.length > 200 ? `${path.slice(0, 200)}…` : path);
 
@@ -79,6 +88,7 @@ const shown = (path: string) => (path.length > 200 ? `${path.slice(0, 200)}…` 
  */
 export function unmatchedRequest(method: string, path: string): HttpError | { allow: string[] } {
   const allow = allowedMethods(path);
+  if (path === '/s3/params') return new HttpError(404, 'NotFound', SINGLE_REQUEST_UPLOADS);
   if (allow.length === 0) return new HttpError(404, 'NotFound', `there is no route for ${shown(path)}`);
   if (method === 'OPTIONS') return { allow };
   return new HttpError(

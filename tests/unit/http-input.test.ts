@@ -173,6 +173,11 @@ describe('unknown routes and methods (lib/http/routes.ts)', () => {
       headers: { allow: 'GET' },
     });
     expect(unmatchedRequest('OPTIONS', '/export/kill')).toEqual({ allow: ['POST'] });
+    // Companion's single-request uploads are not served, and the answer says what to do instead.
+    expect(unmatchedRequest('GET', '/s3/params')).toMatchObject({
+      status: 404,
+      message: expect.stringContaining('shouldUseMultipart: true'),
+    });
     // A template's route that took a concrete path's request (API Gateway routes DELETE /export/kill
     // to DELETE /export/{jobId}) answers the concrete path's 405.
     expect(concretePathConflict('DELETE', '/export/kill')).toMatchObject({
