@@ -13,6 +13,7 @@ import { config } from '../config.ts';
 let s3: S3Client | undefined;
 let transferS3: S3Client | undefined;
 let presigningS3: S3Client | undefined;
+let completingS3: S3Client | undefined;
 let documents: DynamoDBDocumentClient | undefined;
 
 /**
@@ -40,6 +41,7 @@ let documents: DynamoDBDocumentClient | undefined;
  * - DynamoDB (single-digit ms p99): 2 s connect, 2 s request, 3 attempts: about 6.3 s.
  * - S3 control calls (Head, List, Create/Complete/Abort multipart, PutObject of a form file of at most
  *   a few MiB, Delete): 2 s connect, 3 s request and idle, 3 attempts: about 9.3 s.
+ * - S3 CompleteMultipartUpload from a route: one attempt, 20 s request and idle (completingS3Client).
  * - SSM (signing keys, once per container) and the asynchronous Lambda invoke: as S3.
  * A route fails at its first failing call, so each stays under these figures plus its own work.
  * Presigning does no I/O.
@@ -53,6 +55,7 @@ export const CLIENT_TIMEOUTS = {
   dynamodb: { connectionTimeout: 2000, requestTimeout: 2000, socketTimeout: 2000, maxAttempts: 3 },
   s3: { connectionTimeout: 2000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
   s3Transfer: { connectionTimeout: 2000, requestTimeout: 120_000, socketTimeout: 0, maxAttempts: 3 },
+  s3Complete: { connectionTimeout: 2000, requestTimeout: 20_000, socketTimeout: 20_000, maxAttempts: 1 },
   ssm: { connectionTimeout: 2000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
   lambda: { connectionTimeout: 2000, requestTimeout: 3000, socketTimeout: 3000, maxAttempts: 3 },
 } as const;
@@ -97,6 +100,20 @@ export function s3Client(): S3Client {
 export function transferS3Client(): S3Client {
   transferS3 ??= new S3Client(s3Options(CLIENT_TIMEOUTS.s3Transfer));
   return transferS3;
+}
+
+/**
+ * CompleteMultipartUpload from an API route: S3 assembles the object before it answers (AWS sends
+ * its 200 at once and then spaces; moto and LocalStack stay silent until the end: 4-10 s for 1 GiB
+ * on a loaded 2-core machine). Under the s3 client's 3 s the call timed out, the SDK's retry met an
+ * upload in the middle of completing (moto: a 500), and the route answered 503 with Retry-After 5:
+ * every large upload paid a failed call and 5 s. One attempt of up to 20 s keeps the route inside
+ * API Gateway's 29 s (its other calls come first and are bounded as above); a failure is a 503 that
+ * the client's idempotent completion repeats.
+ */
+export function completingS3Client(): S3Client {
+  completingS3 ??= new S3Client(s3Options(CLIENT_TIMEOUTS.s3Complete));
+  return completingS3;
 }
 
 /**

@@ -71,12 +71,23 @@ export class FileStore {
   private readonly s3: S3Client;
   private readonly presigner: S3Client;
   private readonly partSigner: PartUrlSigner;
+  private readonly completer: S3Client;
   readonly bucket: string;
 
-  constructor(s3: S3Client, presigner: S3Client, bucket: string, partSigner = new PartUrlSigner(presigner)) {
+  /**
+   * `partSigner` signs part URLs (by default one over `presigner`); `completer` sends
+   * CompleteMultipartUpload (by default `s3`), which may need a longer timeout than other calls.
+   */
+  constructor(
+    s3: S3Client,
+    presigner: S3Client,
+    bucket: string,
+    options: { partSigner?: PartUrlSigner; completer?: S3Client } = {},
+  ) {
     this.s3 = s3;
     this.presigner = presigner;
-    this.partSigner = partSigner;
+    this.partSigner = options.partSigner ?? new PartUrlSigner(presigner);
+    this.completer = options.completer ?? s3;
     this.bucket = bucket;
   }
 
@@ -300,7 +311,7 @@ export class FileStore {
   }
 
   async completeMultipartUpload(key: string, uploadId: string, parts: StoredPart[]): Promise<void> {
-    await this.s3.send(
+    await this.completer.send(
       new CompleteMultipartUploadCommand({
         Bucket: this.bucket,
         Key: key,

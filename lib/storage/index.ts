@@ -1,4 +1,4 @@
-import { presigningS3Client, s3Client, transferS3Client } from '../aws/clients.ts';
+import { completingS3Client, presigningS3Client, s3Client, transferS3Client } from '../aws/clients.ts';
 import { config } from '../config.ts';
 import { logger } from '../log.ts';
 import { FileStore } from './file-store.ts';
@@ -27,7 +27,11 @@ function partUrlSigner(): PartUrlSigner {
 
 /** The service's file store, bound to the configured bucket; one per container. */
 export function fileStore(): FileStore {
-  store ??= new FileStore(s3Client(), presigningS3Client(), config().bucket, partUrlSigner());
+  store ??= new FileStore(s3Client(), presigningS3Client(), config().bucket, {
+    partSigner: partUrlSigner(),
+    // Completing a large upload takes S3 longer than the other calls' bound (see completingS3Client).
+    completer: completingS3Client(),
+  });
   return store;
 }
 
@@ -37,6 +41,8 @@ export function fileStore(): FileStore {
  * fileStore(), whose calls are bounded to answer within API Gateway's 29 s.
  */
 export function transferFileStore(): FileStore {
-  transferStore ??= new FileStore(transferS3Client(), presigningS3Client(), config().bucket, partUrlSigner());
+  transferStore ??= new FileStore(transferS3Client(), presigningS3Client(), config().bucket, {
+    partSigner: partUrlSigner(),
+  });
   return transferStore;
 }

@@ -361,12 +361,9 @@ describe('the direct part-URL signer', () => {
   it('is what FileStore signs part URLs with', async () => {
     const signingDate = new Date('2026-12-01T10:00:00Z');
     const client = presigningClient(CONFIGS[1]![1], SESSION);
-    const store = new FileStore(
-      client,
-      client,
-      'bucket',
-      new PartUrlSigner(client, { now: () => signingDate }),
-    );
+    const store = new FileStore(client, client, 'bucket', {
+      partSigner: new PartUrlSigner(client, { now: () => signingDate }),
+    });
     const part = { bucket: 'bucket', key: 'uploads/u/f', uploadId: 'id', partNumber: 2 };
     expect(await store.presignUploadPart(part.key, part.uploadId, { partNumber: 2, size: 9 }, 300)).toBe(
       await sdkUrl(client, { ...part, size: 9 }, 300, signingDate),
