@@ -622,6 +622,16 @@ async function settleVanishedUpload(seen: JobRecord): Promise<JobView> {
     const completedHere =
       object?.size === job.size && object.etag.replace(/"/g, '').endsWith(`-${job.partCount}`);
     if (completedHere) return recordCompleted(job);
+    // Not there yet: S3 may still be storing it (moto drops the multipart upload before it writes
+    // the object, seconds for a large one). Failing the job now would leave a FAILED job beside a
+    // stored file; until the job has been COMPLETING for the janitor's stuck time, say "again later".
+    const completingSeconds = (Date.now() - Date.parse(job.updatedAt)) / 1000;
+    if (!object && completingSeconds < config().janitor.stuckSeconds) {
+      throw conflict(
+        'CompletionInProgress',
+        `S3 is still completing upload ${job.jobId}; ask again in a moment`,
+      );
+    }
   }
   if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
   await markFailed(job, job.status, 'the multipart upload no longer exists in S3');
