@@ -110,7 +110,7 @@ async function jobStatus(jwt: string, jobId: string): Promise<string> {
 async function eventually<T>(
   read: () => Promise<T>,
   done: (value: T) => boolean,
-  timeoutMs = 15_000,
+  timeoutMs = 30_000,
 ): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {

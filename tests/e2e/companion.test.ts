@@ -68,6 +68,15 @@ describe('Companion S3 multipart routes', () => {
     const etags: string[] = [];
     for (let part = 1; part <= 3; part++) {
       etags.push(await sendPart(user, up, part, bytes.subarray((part - 1) * chunk, part * chunk)));
+      if (part === 2) {
+        // Uppy reports no progress: a page that polls the job asks S3 with reconcile=true.
+        const polled = await api(`/jobs/${up.uploadId}?reconcile=true`, { token: user.jwt });
+        expect(polled.body).toMatchObject({
+          job: { status: 'UPLOADING', progress: { partsDone: 2, bytesDone: 2 * chunk } },
+          uploadedParts: [1, 2],
+          missingParts: [],
+        });
+      }
     }
     const listed = await api(`/s3/multipart/${up.uploadId}${q(up.key)}`, { token: user.jwt });
     expect(listed.status).toBe(200);
