@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { paginateQuery, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { completeMultipart, createMultipart, listParts, signPart } from '../../lib/companion/companion.ts';
 import { config } from '../../lib/config.ts';
@@ -8,6 +8,7 @@ import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import { abortUpload, createUpload } from '../../lib/uploads/uploads.ts';
+import { userPartition } from '../support/partition.ts';
 import { putPart, testBucket } from '../support/s3.ts';
 import { createTestUser } from '../support/users.ts';
 
@@ -25,24 +26,8 @@ const newUser = async () => (await createTestUser('climit')).username;
 
 /** The user's upload counter (RUNNING#upload) and active slots. */
 async function counters(username: string) {
-  const items: Record<string, unknown>[] = [];
-  for await (const page of paginateQuery(
-    { client: documentClient() },
-    {
-      TableName: config().jobsTable,
-      KeyConditionExpression: 'pk = :pk',
-      ExpressionAttributeValues: { ':pk': `USER#${username}` },
-      ConsistentRead: true,
-    },
-  )) {
-    items.push(...(page.Items ?? []));
-  }
-  const counter = items.find((item) => item.sk === 'RUNNING#upload');
-  return {
-    running: Number(counter?.running ?? 0),
-    bytes: Number(counter?.bytes ?? 0),
-    slots: items.filter((item) => String(item.sk).startsWith('ACTIVE#')).length,
-  };
+  const { uploads, slots } = await userPartition(username);
+  return { ...uploads, slots };
 }
 
 /** Sends `sizes` as parts 1..N through the Companion routes; returns Uppy's complete list. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { paginateQuery, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { jest } from '@jest/globals';
 import { handler as createExportHandler } from '../../functions/export-create.ts';
 import { handler as abortHandler } from '../../functions/upload-abort.ts';
@@ -14,6 +14,7 @@ import { jobStore } from '../../lib/jobs/index.ts';
 import { MiB } from '../../lib/uploads/part-plan.ts';
 import { createFormUpload } from '../../lib/uploads/uploads.ts';
 import { invoke } from '../support/events.ts';
+import { userPartition } from '../support/partition.ts';
 import { putPart, testBucket } from '../support/s3.ts';
 import { createTestUser } from '../support/users.ts';
 
@@ -54,29 +55,7 @@ const abort = (user: User, jobId: string) =>
     headers: auth(user),
   });
 
-/** Every item of the user's partition, by kind: jobs, active slots, counters, creation counts. */
-async function partition(username: string) {
-  const items: Record<string, unknown>[] = [];
-  for await (const page of paginateQuery(
-    { client: documentClient() },
-    {
-      TableName: config().jobsTable,
-      KeyConditionExpression: 'pk = :pk',
-      ExpressionAttributeValues: { ':pk': `USER#${username}` },
-      ConsistentRead: true,
-    },
-  )) {
-    items.push(...(page.Items ?? []));
-  }
-  const of = (prefix: string) => items.filter((item) => String(item.sk).startsWith(prefix));
-  const counter = of('RUNNING#upload')[0];
-  return {
-    jobs: of('JOB#').length,
-    slots: of('ACTIVE#').length,
-    uploads: { running: Number(counter?.running ?? 0), bytes: Number(counter?.bytes ?? 0) },
-    created: of('CREATED#').reduce((sum, item) => sum + Number(item.created), 0),
-  };
-}
+const partition = userPartition;
 
 const openUploads = async (username: string) =>
   (await testBucket().listOpenUploads(`uploads/${username}/`)).map((upload) => upload.uploadId).sort();
