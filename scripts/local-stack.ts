@@ -4,6 +4,7 @@
  * optionally serverless-offline serving the API. Used by `npm start` and by the test harness.
  */
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -357,8 +358,9 @@ export async function startOffline(
   options: StackOptions,
   log: (line: string) => void,
 ) {
-  // Its own bundle folder per run: two stacks (even of one stage) never rebuild under each other.
-  const workFolder = `.esbuild-${stage}-${process.pid}`;
+  // Its own bundle folder per start: two stacks (even of one stage, in one process: jest runs test
+  // files in its own process on a 2-core machine) never rebuild or delete under each other.
+  const workFolder = `.esbuild-${stage}-${process.pid}-${randomUUID().slice(0, 8)}`;
   const httpPort = options.httpPort ?? (await freePort());
   const lambdaPort = options.lambdaPort ?? (await freePort());
   const child = spawnGroup(
