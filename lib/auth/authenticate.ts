@@ -2,6 +2,7 @@ import { errors as joseErrors } from 'jose';
 import { config } from '../config.ts';
 import { unauthorized } from '../http/errors.ts';
 import type { HttpEvent } from '../http/route.ts';
+import { type SessionRequest, sessionToken } from '../session/cookies.ts';
 import { currentTokenVersion, verifyToken } from './index.ts';
 
 export interface Caller {
@@ -25,10 +26,12 @@ export function tokenFromHeaders(headers: HttpEvent['headers']): string | undefi
  * The one place a token is checked: signature with a published key, algorithm EdDSA only, issuer,
  * audience, lifetime; then that its user still exists and has not had their tokens revoked since it
  * was issued (as read at most AUTH_USER_CACHE_SECONDS ago). Every failure is a 401 in the JSON error
- * shape; a DynamoDB error reading the user escapes as it is, to be answered 503.
+ * shape; a DynamoDB error reading the user escapes as it is, to be answered 503. A session cookie's
+ * token is checked the same way, revocation included.
  */
-export async function authenticate(headers: HttpEvent['headers']): Promise<Caller> {
-  const token = tokenFromHeaders(headers);
+export async function authenticate(headers: HttpEvent['headers'], session?: SessionRequest): Promise<Caller> {
+  // Without a token header, the console's session cookie (with its CSRF checks: lib/session/cookies.ts).
+  const token = tokenFromHeaders(headers) ?? (session ? sessionToken(headers, session) : undefined);
   if (token === undefined) throw unauthorized('sign in first: send Authorization: Bearer <token>');
   if (!token) throw unauthorized('the Authorization header must be "Bearer <token>"');
   const { tokens } = config();

@@ -19,6 +19,8 @@ export interface RouteResult {
   status: number;
   body?: unknown;
   headers?: Record<string, string>;
+  /** Set-Cookie values (API Gateway's payload 2.0 sends each as its own header). */
+  cookies?: string[];
 }
 
 export type Schema = z.ZodMiniType | undefined;
@@ -61,17 +63,25 @@ export const jsonResponse = (requestId: string, result: RouteResult): HttpRespon
   statusCode: result.status,
   headers: { 'content-type': 'application/json', 'x-request-id': requestId, ...result.headers },
   body: result.body === undefined ? '' : JSON.stringify(result.body),
+  ...(result.cookies ? { cookies: result.cookies } : {}),
 });
 
 type ContextWithCaller = Context & { caller?: Caller };
 
-/** Who sent a request, from its headers; throws 401 when no valid token says so. */
-export type Authenticator = (headers: HttpEvent['headers']) => Promise<Caller>;
+/**
+ * Who sent a request, from its token headers or else its session cookie (the method decides whether
+ * the cookie needs a CSRF token); throws 401 when no valid token says so.
+ */
+export type Authenticator = (
+  headers: HttpEvent['headers'],
+  session: { method: string; cookies: string[] | undefined },
+) => Promise<Caller>;
 
 /** Runs before any body parsing, so an anonymous request never costs a parse. */
 const authentication = (authenticate: Authenticator): middy.MiddlewareObj<HttpEvent, HttpResponse> => ({
   before: async (request) => {
-    const caller = await authenticate(request.event.headers);
+    const { headers, cookies, requestContext } = request.event;
+    const caller = await authenticate(headers, { method: requestContext?.http?.method ?? 'GET', cookies });
     (request.context as ContextWithCaller).caller = caller;
     logger.appendKeys({ username: caller.username });
   },

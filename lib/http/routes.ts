@@ -6,6 +6,11 @@
  */
 export const ROUTES = {
   signIn: 'POST /auth/signin',
+  // The web console (GET /) and its cookie session (lib/session/cookies.ts).
+  getConsole: 'GET /',
+  createSession: 'POST /auth/session',
+  getSession: 'GET /auth/session',
+  deleteSession: 'DELETE /auth/session',
   getJwks: 'GET /.well-known/jwks.json',
   getHealth: 'GET /health',
   getOpenApi: 'GET /openapi.json',

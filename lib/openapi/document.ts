@@ -31,12 +31,43 @@ interface Operation extends ReturnType<typeof route> {
   /** Also accepts the seed's multipart form. */
   form?: boolean;
   /** Success responses; every operation also documents its error statuses with the error shape. */
-  ok: Record<number, { description: string; schema: Schema }>;
+  ok: Record<number, { description: string; schema?: Schema; contentType?: string }>;
   errors: number[];
 }
 
+const sessionResponse = z.object({ username: z.string(), expiresIn: z.number().check(z.int(), z.gte(0)) });
+
 /** One per route of lib/http/routes.ts (the test of the document checks that none is missing). */
 const operations: Operation[] = [
+  {
+    ...route('getConsole'),
+    summary: 'The web console: one HTML page (Uppy and the page inlined) that uses the session routes',
+    auth: false,
+    ok: { 200: { description: 'the page', schema: z.string(), contentType: 'text/html' } },
+    errors: [],
+  },
+  {
+    ...route('createSession'),
+    summary:
+      'Sign in for the web console: the token goes into an HttpOnly session cookie (SameSite=Strict; Secure in AWS), with a readable CSRF cookie whose value requests that change something send as X-CSRF-Token',
+    auth: false,
+    body: credentialsBody,
+    ok: { 200: { description: 'signed in; the cookies are set', schema: sessionResponse } },
+    errors: [400, 401, 403, 415, 429],
+  },
+  {
+    ...route('getSession'),
+    summary: 'Who the session cookie (or a token) signs in',
+    ok: { 200: { description: 'the user', schema: z.object({ username: z.string() }) } },
+    errors: [401],
+  },
+  {
+    ...route('deleteSession'),
+    summary: 'Sign out of the web console: both session cookies cleared (needs X-CSRF-Token with the cookie)',
+    auth: false,
+    ok: { 204: { description: 'signed out; the cookies are cleared' } },
+    errors: [403],
+  },
   {
     ...route('signIn'),
     summary: 'Check a username and password and issue a JWT',
@@ -206,6 +237,7 @@ const operations: Operation[] = [
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: 'malformed JSON (`MalformedJson`), a body that is not a JSON object, a "__proto__" key (`ForbiddenJsonKey`), or invalid input (`ValidationError`: `details.issues` names each bad field)',
   401: 'missing, malformed, expired or otherwise invalid token; or wrong credentials',
+  403: 'a session cookie without the matching X-CSRF-Token header on a method that changes something, or a request from a page of another origin (`CsrfCheckFailed`)',
   404: 'no such job or file for this user (another user’s job answers the same)',
   409: 'the job is not in a state that allows this',
   413: 'the form upload is over 4 MiB; or a Companion upload’s file is over the bytes one user may have uploading (limit uploadBytesInFlight)',
@@ -272,7 +304,9 @@ function operationObject(operation: Operation) {
   for (const [status, ok] of Object.entries(operation.ok)) {
     responses[status] = {
       description: ok.description,
-      content: { 'application/json': { schema: jsonSchema(ok.schema, 'output') } },
+      ...(ok.schema
+        ? { content: { [ok.contentType ?? 'application/json']: { schema: jsonSchema(ok.schema, 'output') } } }
+        : {}),
     };
   }
   for (const status of operation.errors) {
@@ -310,12 +344,20 @@ export function openApiDocument(): Record<string, unknown> {
         'Long-running file jobs per user: sign in for a JWT, upload files of any size straight to S3 with multipart uploads tracked in DynamoDB, export them, and kill either job at any moment.',
     },
     // Both header forms carry the same token; either one satisfies a protected operation.
-    security: [{ bearer: [] }, { authToken: [] }],
+    // The console's session cookie too (the CSRF rules: the 403 of each operation).
+    security: [{ bearer: [] }, { authToken: [] }, { session: [] }],
     paths,
     components: {
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
         authToken: { type: 'apiKey', in: 'header', name: 'auth_token', description: 'the seed app’s header' },
+        session: {
+          type: 'apiKey',
+          in: 'cookie',
+          name: 'fj_session',
+          description:
+            'the web console’s session (POST /auth/session); `__Host-fj_session` in AWS. Methods other than GET also need the header X-CSRF-Token equal to the fj_csrf cookie',
+        },
       },
       schemas: { Error: jsonSchema(responses.errorResponse, 'output') },
     },

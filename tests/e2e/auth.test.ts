@@ -151,9 +151,12 @@ describe('tokens on protected routes', () => {
     [routes, token] = await Promise.all([protectedRoutes(), signIn()]);
     expect(routes.length).toBeGreaterThan(10);
     expect([...PUBLIC_ROUTES].sort()).toEqual([
+      'DELETE /auth/session',
+      'GET /',
       'GET /.well-known/jwks.json',
       'GET /health',
       'GET /openapi.json',
+      'POST /auth/session',
       'POST /auth/signin',
     ]);
   });

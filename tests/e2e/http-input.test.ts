@@ -31,7 +31,7 @@ describe('unknown routes and methods', () => {
     ['GET', '/nope'],
     ['GET', '/upload/kill/more'],
     ['POST', '/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/extra'],
-    ['DELETE', '/'],
+    ['DELETE', '/files/x/y'],
     ['PATCH', '/files/x'],
   ])('%s %s answers 404 NotFound in the error shape', async (method, path) => {
     const response = await api(path, { method, token: user.jwt });
@@ -54,6 +54,9 @@ describe('unknown routes and methods', () => {
     ['GET', '/export/kill', 'POST'],
     ['DELETE', '/export/kill', 'POST'],
     ['PUT', '/health', 'GET'],
+    // The web console's page and its session.
+    ['DELETE', '/', 'GET'],
+    ['PUT', '/auth/session', 'DELETE, GET, POST'],
   ])('%s %s answers 405 MethodNotAllowed with Allow: %s', async (method, path, allow) => {
     const response = await api(path, { method, token: user.jwt });
     const error = expectError(response, 405, 'MethodNotAllowed');

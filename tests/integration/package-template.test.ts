@@ -28,9 +28,13 @@ import { projectRoot } from '../../scripts/local-stack.ts';
  * stays external, so a route is its handler, middy, jose, zod-mini and the domain, 35-55 KB zipped.
  */
 const MAX_ZIP_BYTES = 64 * 1024;
+/** The console function carries the web console's page (97 KB gzipped; tests/unit/console-page.test.ts). */
+const MAX_ZIP_BYTES_OF: Record<string, number> = { console: 128 * 1024 };
+/** The functions that check passwords and sign tokens: the seed's sign-in and the console's. */
+const SIGN_IN = ['authSignin', 'sessionCreate'];
 const CONSOLE_ORIGINS = ['https://console.example.com', 'https://admin.example.com:8443'];
 /** Functions that touch no resource: they run with the shared role that may only write logs. */
-const UNPRIVILEGED = ['health', 'openapi', 'unmatchedRoute'];
+const UNPRIVILEGED = ['health', 'openapi', 'unmatchedRoute', 'console', 'sessionDelete'];
 const RUNTIME = 'nodejs24.x';
 /** Not copied into the scratch service: dependencies (linked instead), VCS and build output. */
 const NOT_COPIED = new Set(['node_modules', '.git', '.serverless', '.esbuild', '.local', 'coverage']);
@@ -213,7 +217,7 @@ describe('least privilege per function', () => {
     expect(roles.size).toBe(Object.keys(functions).length - UNPRIVILEGED.length);
   });
 
-  it('lets the shared default role (health, openapi, unmatchedRoute) do nothing but write its logs', () => {
+  it('lets the shared default role (health, openapi, unmatchedRoute, console, sessionDelete) do nothing but write its logs', () => {
     const actions = asArray<Json>(template.Resources.IamRoleLambdaExecution!.Properties.Policies).flatMap(
       (policy) =>
         asArray<Json>(policy.PolicyDocument.Statement).flatMap((statement) =>
@@ -231,7 +235,7 @@ describe('least privilege per function', () => {
     expect(checkers.length).toBeGreaterThan(10);
     for (const name of Object.keys(functions)) {
       const onUsers = actionsOn(name, /^UsersTable/);
-      if (name === 'authSignin') expect(onUsers.length).toBeGreaterThan(0);
+      if (SIGN_IN.includes(name)) expect(onUsers.length).toBeGreaterThan(0);
       else if (checkers.includes(name))
         expect({ name, onUsers }).toEqual({ name, onUsers: ['dynamodb:GetItem'] });
       else expect({ name, onUsers }).toEqual({ name, onUsers: [] });
@@ -262,7 +266,7 @@ describe('least privilege per function', () => {
       const params = grantsOf(name)
         .filter((grant) => grant.action === 'ssm:GetParameter')
         .map((grant) => grant.resource.replace(/.*:parameter/, ''));
-      if (name === 'authSignin') expect(params).toEqual(['/file-jobs/pkgtest/jwt-keys']);
+      if (SIGN_IN.includes(name)) expect(params).toEqual(['/file-jobs/pkgtest/jwt-keys']);
       else if ([...UNPRIVILEGED, 'exportWorker', 'janitor'].includes(name))
         expect({ name, params }).toEqual({ name, params: [] });
       else expect({ name, params }).toEqual({ name, params: ['/file-jobs/pkgtest/jwt-public-keys'] });
@@ -332,7 +336,8 @@ describe('serverless package', () => {
       const fn = functions[name]!;
       const zipPath = join(outDir, basename(fn.package?.artifact ?? `${name}.zip`));
       const size = statSync(zipPath).size;
-      if (size >= MAX_ZIP_BYTES) problems.push(`${name}: ${size} bytes (limit ${MAX_ZIP_BYTES})`);
+      const limit = MAX_ZIP_BYTES_OF[name] ?? MAX_ZIP_BYTES;
+      if (size >= limit) problems.push(`${name}: ${size} bytes (limit ${limit})`);
       const files = zipEntries(readFileSync(zipPath)).filter((entry) => !entry.endsWith('/'));
       // `functions/health.handler` -> `functions/health.mjs`
       const bundle = `${fn.handler.slice(0, fn.handler.lastIndexOf('.'))}.mjs`;

@@ -16,7 +16,8 @@ export interface EventOptions {
 /** An API Gateway HTTP API (payload v2) event, as Lambda receives it. */
 export function httpEvent(options: EventOptions = {}): APIGatewayProxyEventV2 {
   const method = options.method ?? 'GET';
-  const path = options.path ?? '/';
+  // Not a route's path ('/' is the console's, GET only): a handler invoked without a path sees no conflict.
+  const path = options.path ?? '/test-event';
   const headers: Record<string, string> = { ...options.headers };
   let body: string | undefined;
   if (typeof options.body === 'string') body = options.body;

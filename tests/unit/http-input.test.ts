@@ -159,7 +159,8 @@ describe('unknown routes and methods (lib/http/routes.ts)', () => {
     ['/upload//parts', []],
     ['/files/', []],
     ['/nope', []],
-    ['/', []],
+    ['/', ['GET']],
+    ['/auth/session', ['DELETE', 'GET', 'POST']],
   ])('%s takes %j', (path, methods) => {
     expect(allowedMethods(path)).toEqual(methods);
   });

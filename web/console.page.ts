@@ -1,0 +1,448 @@
+/**
+ * The web console served at GET / (README, "The web console"): sign in and out, Uppy's Dashboard
+ * uploading through the service's Companion routes, the jobs with live progress, the kill routes,
+ * exports and the files. Plain DOM, no UI library: Uppy's Dashboard (Preact inside) is the only
+ * widget. scripts/console/build.ts bundles it into the one HTML page the console function returns.
+ *
+ * The page talks to the API on its own origin with the session cookie (HttpOnly: this script never
+ * sees the token) and sends the readable CSRF cookie back as X-CSRF-Token on every request that
+ * changes something, Uppy's included (it calls the global fetch with no way to add headers).
+ */
+import AwsS3 from '@uppy/aws-s3';
+import Uppy, { type UppyFile } from '@uppy/core';
+import Dashboard from '@uppy/dashboard';
+
+const API = window.location.origin;
+const POLL_MS = 1500;
+const ACTIVE = new Set(['UPLOADING', 'COMPLETING', 'QUEUED', 'RUNNING', 'CANCELLING']);
+
+interface Job {
+  jobId: string;
+  type: 'upload' | 'export';
+  status: string;
+  filename: string;
+  format?: string;
+  progress: { partsDone: number; partCount: number; bytesDone: number; bytesTotal: number };
+  createdAt: string;
+  downloadUrl?: string;
+  error?: string;
+}
+
+interface FileEntry {
+  name: string;
+  size: number;
+  lastModified: string;
+}
+
+const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
+
+function csrfToken(): string {
+  for (const pair of document.cookie.split(';')) {
+    const [name, ...value] = pair.trim().split('=');
+    if (name === 'fj_csrf' || name === '__Host-fj_csrf') return value.join('=');
+  }
+  return '';
+}
+
+// Every same-origin request that changes something carries the CSRF token: the page's own calls and
+// Uppy's (which uses the global fetch and cannot be given headers).
+const plainFetch = globalThis.fetch.bind(globalThis);
+globalThis.fetch = (input: RequestInfo | URL, init?: RequestInit) => {
+  const url = new URL(input instanceof Request ? input.url : String(input), window.location.href);
+  const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
+  if (url.origin !== API || method === 'GET' || method === 'HEAD') return plainFetch(input, init);
+  const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
+  headers.set('x-csrf-token', csrfToken());
+  return plainFetch(input, { ...init, headers });
+};
+
+class ApiError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${API}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? null : JSON.stringify(body),
+  });
+  const text = await response.text();
+  const parsed = text ? JSON.parse(text) : undefined;
+  if (!response.ok) {
+    if (response.status === 401 && path !== '/auth/session')
+      signedOut('your session has ended; sign in again');
+    throw new ApiError(
+      response.status,
+      parsed?.error?.message ?? `${response.status} ${response.statusText}`,
+    );
+  }
+  return parsed as T;
+}
+
+// ---- notices ---------------------------------------------------------------------------------
+
+function notify(message: string, isError = false) {
+  const notice = $('#notice');
+  notice.textContent = message;
+  notice.className = isError ? 'notice error' : 'notice';
+}
+
+const failed = (error: unknown) => notify(error instanceof Error ? error.message : String(error), true);
+
+// ---- formatting ------------------------------------------------------------------------------
+
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+function element<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<HTMLElementTagNameMap[K]> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+function button(label: string, onClick: () => Promise<unknown>, accessibleName = label) {
+  const node = element('button', { type: 'button', textContent: label });
+  if (accessibleName !== label) node.setAttribute('aria-label', accessibleName);
+  node.addEventListener('click', async () => {
+    node.disabled = true;
+    try {
+      await onClick();
+    } catch (error) {
+      failed(error);
+    } finally {
+      node.disabled = false;
+    }
+  });
+  return node;
+}
+
+// ---- uploads: Uppy's Dashboard through the Companion routes ----------------------------------
+
+let uppy: Uppy | undefined;
+
+function startUppy() {
+  if (uppy) return;
+  uppy = new Uppy({ autoProceed: false })
+    .use(Dashboard, {
+      inline: true,
+      target: '#uppy',
+      width: '100%',
+      height: 320,
+      hideProgressDetails: false,
+      proudlyDisplayPoweredByUppy: false,
+      note: 'Files of any size: multipart uploads straight to S3, tracked as jobs below.',
+    })
+    // Companion's S3 routes on this origin; every file as a multipart upload job (small ones too).
+    .use(AwsS3, { companionEndpoint: API, shouldUseMultipart: true });
+  uppy.on('upload-success', () => {
+    void refreshFiles();
+    void refreshJobs();
+  });
+  uppy.on('upload-error', (file, error) => notify(`${file?.name ?? 'a file'}: ${error.message}`, true));
+  uppy.on('s3-multipart:part-uploaded', () => void refreshJobs());
+  // Uppy does not tell the service how far a part has gone (Companion's routes sign parts and learn
+  // the sizes at completion), so the page's own uploads show Uppy's progress in the jobs list.
+  uppy.on('upload-progress', (file, progress) => {
+    const uploadId = file && uploadIdOf(uppy?.getFile(file.id));
+    if (!uploadId || !progress.bytesTotal) return;
+    liveProgress.set(uploadId, Math.floor((100 * progress.bytesUploaded) / progress.bytesTotal));
+    scheduleRender();
+  });
+}
+
+const uploadIdOf = (file: unknown) =>
+  (file as { s3Multipart?: { uploadId?: string } } | undefined)?.s3Multipart?.uploadId;
+
+/** Percent done of the uploads this page is sending, by job id (their jobs know only finished parts). */
+const liveProgress = new Map<string, number>();
+let renderPending = false;
+function scheduleRender() {
+  if (renderPending) return;
+  renderPending = true;
+  setTimeout(() => {
+    renderPending = false;
+    renderJobs(lastJobs);
+  }, 250);
+}
+
+/** Uppy's files whose upload jobs a kill ended: taken out of the Dashboard, with a word why. */
+function dropKilled(jobIds: string[]) {
+  if (!uppy) return;
+  const killed = new Set(jobIds);
+  for (const file of uppy.getFiles() as UppyFile<Record<string, unknown>, Record<string, never>>[]) {
+    const uploadId = uploadIdOf(file);
+    if (uploadId && killed.has(uploadId)) uppy.removeFile(file.id);
+  }
+}
+
+// ---- jobs --------------------------------------------------------------------------------------
+
+const rows = new Map<string, { row: HTMLTableRowElement; key: string }>();
+
+function percent(job: Job): number {
+  const { bytesDone, bytesTotal, partsDone, partCount } = job.progress;
+  if (job.status === 'COMPLETED' || job.status === 'SUCCEEDED') return 100;
+  const live = job.status === 'UPLOADING' ? liveProgress.get(job.jobId) : undefined;
+  if (live !== undefined) return live;
+  if (bytesTotal > 0) return Math.min(100, Math.floor((100 * bytesDone) / bytesTotal));
+  return partCount > 0 ? Math.floor((100 * partsDone) / partCount) : 0;
+}
+
+function jobActions(job: Job): Node[] {
+  const actions: Node[] = [];
+  if (ACTIVE.has(job.status) && job.status !== 'CANCELLING') {
+    const path = job.type === 'upload' ? `/upload/${job.jobId}` : `/export/${job.jobId}`;
+    actions.push(
+      button(
+        'Cancel',
+        async () => {
+          await call('DELETE', path);
+          if (job.type === 'upload') dropKilled([job.jobId]);
+          notify(`${job.type} of ${job.filename} cancelled`);
+          await refreshJobs();
+        },
+        `Cancel ${job.type} of ${job.filename}`,
+      ),
+    );
+  }
+  if (job.downloadUrl) {
+    actions.push(
+      element('a', {
+        href: job.downloadUrl,
+        textContent: 'Download',
+        rel: 'noreferrer',
+        className: 'download',
+        title: `Download the ${job.format ?? ''} export of ${job.filename}`,
+      }),
+    );
+  }
+  return actions;
+}
+
+function renderJob(job: Job): HTMLTableRowElement {
+  const value = percent(job);
+  const bar = element('progress', { max: 100, value });
+  bar.setAttribute('aria-label', `${job.type} of ${job.filename}: ${value} %`);
+  const row = element(
+    'tr',
+    {},
+    element('td', { className: 'name' }, job.filename),
+    element('td', {}, job.type === 'export' ? `export (${job.format})` : 'upload'),
+    element('td', { className: `status status-${job.status}` }, job.status),
+    element('td', { className: 'progress' }, bar, ` ${value} %`),
+    element('td', { className: 'actions' }, ...jobActions(job)),
+  );
+  row.dataset.jobId = job.jobId;
+  if (job.error) row.title = job.error;
+  return row;
+}
+
+let lastStatuses = new Map<string, string>();
+let lastJobs: Job[] = [];
+
+/**
+ * What GET /jobs leaves out of an export (its format, and once it has SUCCEEDED its download URL),
+ * read from GET /jobs/{jobId} once per status an export is seen in, and again when the URL expires.
+ */
+const exportDetails = new Map<
+  string,
+  { status: string; format?: string; downloadUrl?: string; expiresAt?: string }
+>();
+
+async function withExportDetails(job: Job): Promise<Job> {
+  if (job.type !== 'export') return job;
+  let details = exportDetails.get(job.jobId);
+  const expired = details?.expiresAt !== undefined && Date.parse(details.expiresAt) < Date.now() + 60_000;
+  if (!details || details.status !== job.status || expired) {
+    const { job: full } = await call<{ job: Job & { expiresAt?: string } }>('GET', `/jobs/${job.jobId}`);
+    details = {
+      status: full.status,
+      ...(full.format ? { format: full.format } : {}),
+      ...(full.downloadUrl ? { downloadUrl: full.downloadUrl } : {}),
+      ...(full.expiresAt ? { expiresAt: full.expiresAt } : {}),
+    };
+    exportDetails.set(job.jobId, details);
+  }
+  return { ...job, ...details, status: job.status };
+}
+
+async function refreshJobs() {
+  const { jobs } = await call<{ jobs: Job[] }>('GET', '/jobs?limit=25');
+  lastJobs = await Promise.all(jobs.map(withExportDetails));
+  renderJobs(lastJobs);
+}
+
+function renderJobs(jobs: Job[]) {
+  const body = $('#jobs tbody');
+  const seen = new Set<string>();
+  let finishedUpload = false;
+  jobs.forEach((job, index) => {
+    seen.add(job.jobId);
+    if (job.type === 'upload' && job.status === 'COMPLETED' && lastStatuses.get(job.jobId) !== 'COMPLETED')
+      finishedUpload = true;
+    // A row is rebuilt only when what it shows changed, so keyboard focus stays put between polls.
+    const key = `${job.status}|${percent(job)}|${job.format}|${job.downloadUrl}`;
+    const existing = rows.get(job.jobId);
+    let row: HTMLTableRowElement;
+    if (!existing || existing.key !== key) {
+      row = renderJob(job);
+      existing?.row.replaceWith(row);
+      rows.set(job.jobId, { row, key });
+    } else {
+      row = existing.row;
+    }
+    if (body.children[index] !== row) body.insertBefore(row, body.children[index] ?? null);
+  });
+  for (const [jobId, { row }] of rows) {
+    if (!seen.has(jobId)) {
+      row.remove();
+      rows.delete(jobId);
+    }
+  }
+  $('#no-jobs').hidden = jobs.length > 0;
+  if (finishedUpload && lastStatuses.size > 0) void refreshFiles();
+  lastStatuses = new Map(jobs.map((job) => [job.jobId, job.status]));
+}
+
+// ---- files and exports ---------------------------------------------------------------------
+
+async function startExport(name: string, format: 'raw' | 'gzip') {
+  await call('POST', '/export', { filename: name, format });
+  notify(`export of ${name} (${format}) started`);
+  await refreshJobs();
+}
+
+async function refreshFiles() {
+  const { files } = await call<{ files: FileEntry[] }>('GET', '/files');
+  const body = $('#files tbody');
+  body.replaceChildren(
+    ...files.map((file) =>
+      element(
+        'tr',
+        {},
+        element('td', { className: 'name' }, file.name),
+        element('td', {}, bytes(file.size)),
+        element('td', {}, new Date(file.lastModified).toLocaleString()),
+        element(
+          'td',
+          { className: 'actions' },
+          button('Export raw', () => startExport(file.name, 'raw'), `Export ${file.name} raw`),
+          button('Export gzip', () => startExport(file.name, 'gzip'), `Export ${file.name} as gzip`),
+        ),
+      ),
+    ),
+  );
+  $('#no-files').hidden = files.length > 0;
+}
+
+// ---- kill routes -----------------------------------------------------------------------------
+
+async function kill(kind: 'upload' | 'export') {
+  try {
+    if (kind === 'upload') {
+      const { aborted } = await call<{ aborted: { jobId: string; filename: string }[] }>(
+        'DELETE',
+        '/upload/kill',
+      );
+      dropKilled(aborted.map((job) => job.jobId));
+      notify(`killed ${aborted.length} upload(s): ${aborted.map((job) => job.filename).join(', ')}`);
+    } else {
+      const { cancelled } = await call<{ cancelled: { filename: string }[] }>('POST', '/export/kill');
+      notify(`killed ${cancelled.length} export(s): ${cancelled.map((job) => job.filename).join(', ')}`);
+    }
+  } catch (error) {
+    // 404 NoUploadFound / NoExportFound: nothing was running, which is news, not a failure.
+    if (error instanceof ApiError && error.status === 404) notify(error.message);
+    else throw error;
+  }
+  await refreshJobs();
+}
+
+// ---- session ---------------------------------------------------------------------------------
+
+let poller: ReturnType<typeof setInterval> | undefined;
+
+function signedIn(username: string) {
+  $('#username').textContent = username;
+  $('#who').hidden = false;
+  $('#signin-view').hidden = true;
+  $('#app').hidden = false;
+  startUppy();
+  void refreshJobs().catch(failed);
+  void refreshFiles().catch(failed);
+  poller ??= setInterval(() => {
+    if (!document.hidden) void refreshJobs().catch(() => undefined);
+  }, POLL_MS);
+}
+
+function signedOut(message = '') {
+  if (poller) clearInterval(poller);
+  poller = undefined;
+  $('#who').hidden = true;
+  $('#app').hidden = true;
+  $('#signin-view').hidden = false;
+  $('#signin-error').textContent = message;
+  for (const { row } of rows.values()) row.remove();
+  rows.clear();
+  lastStatuses = new Map();
+  lastJobs = [];
+  liveProgress.clear();
+  exportDetails.clear();
+  $('#files tbody').replaceChildren();
+  notify('');
+  $<HTMLInputElement>('#password').value = '';
+  $<HTMLInputElement>('#username-input').focus();
+}
+
+$<HTMLFormElement>('#signin').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget as HTMLFormElement;
+  const submit = form.querySelector('button')!;
+  const username = $<HTMLInputElement>('#username-input').value;
+  const password = $<HTMLInputElement>('#password').value;
+  $('#signin-error').textContent = '';
+  submit.disabled = true;
+  try {
+    const session = await call<{ username: string }>('POST', '/auth/session', { username, password });
+    signedIn(session.username);
+  } catch (error) {
+    $('#signin-error').textContent = error instanceof Error ? error.message : String(error);
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+$('#signout').addEventListener('click', async () => {
+  // Uploads in flight stop with the session (their jobs are aborted, not left for the janitor).
+  uppy?.cancelAll();
+  try {
+    await call('DELETE', '/auth/session');
+  } finally {
+    signedOut('signed out');
+  }
+});
+
+$('#kill-uploads').replaceWith(button('Kill all uploads', () => kill('upload')));
+$('#kill-exports').replaceWith(button('Kill all exports', () => kill('export')));
+$('#refresh-files').replaceWith(button('Refresh', () => refreshFiles(), 'Refresh the files'));
+
+call<{ username: string }>('GET', '/auth/session').then(
+  (session) => signedIn(session.username),
+  () => signedOut(),
+);
