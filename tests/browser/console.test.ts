@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Locator, Page, Route } from 'playwright-core';
@@ -195,7 +194,37 @@ describeWithChromium(title, () => {
       pageErrors.filter((message) => !/status of 40[134]|Failed to load resource/.test(message)),
     ).toEqual([]);
     await page.close();
-    // The screenshot the README shows (docs/console.png) is made from this state by hand: see README.
-    copyFileSync(join(artifactsDir(), 'console-6-exported.png'), join(artifactsDir(), 'console.png'));
   }, 180_000);
+
+  it('works on a phone-sized screen with the keyboard alone', async () => {
+    const user = await createTestUser('phone');
+    const page = await browser.context.newPage();
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${testStack().apiUrl}/`);
+    // The sign-in form has the focus; Tab, typing and Enter are enough.
+    await visible(page.getByRole('heading', { name: 'Sign in' }));
+    await page.keyboard.type(user.username);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(user.password);
+    await page.keyboard.press('Enter');
+    await visible(page.getByText(`Signed in as ${user.username}`));
+    // Nothing wider than the screen.
+    const widths = await page.evaluate(() => {
+      const root = (globalThis as any).document.documentElement;
+      return { content: root.scrollWidth as number, screen: (globalThis as any).innerWidth as number };
+    });
+    expect(widths.content).toBeLessThanOrEqual(widths.screen);
+    // Reach "Kill all uploads" by Tab and press it: nothing runs, and the page says so.
+    const kill = page.getByRole('button', { name: 'Kill all uploads' });
+    for (
+      let i = 0;
+      i < 40 && !(await kill.evaluate((node) => node === (node as any).ownerDocument.activeElement));
+      i++
+    )
+      await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await waitForText(page.locator('#notice'), `no upload found for user ${user.username}`);
+    await shot(page, '8-phone');
+    await page.close();
+  }, 60_000);
 });
