@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises';
-import { basename, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import {
   AbortedError,
+  ApiError,
   downloadName,
   type ExportJob,
   FileJobsClient,
@@ -23,7 +24,7 @@ import {
   resolveToken,
   saveSession,
 } from './config.ts';
-import { CliError, EXIT_INTERRUPTED, Interrupted, UsageError } from './errors.ts';
+import { CliError, EXIT_INTERRUPTED, EXIT_NOTHING_TO_KILL, Interrupted, UsageError } from './errors.ts';
 import { formatBytes, formatDuration, formatRate, percent, table } from './format.ts';
 import { withInterrupts } from './interrupt.ts';
 import { Output } from './output.ts';
@@ -55,6 +56,13 @@ export class Context {
       );
     }
     this.userAgent = `file-jobs-cli/${version}`;
+    // Found without being told (no --api, no FILE_JOBS_API_URL): say where, so that a wrong guess shows.
+    if (this.api.source === 'the default')
+      this.out.note(
+        `note: using ${this.api.url}, the default (no --api, FILE_JOBS_API_URL or .local/stack.json in ${process.cwd()})`,
+      );
+    else if (this.api.source === '.local/stack.json')
+      this.out.note(`note: using ${this.api.url}, from ${join(process.cwd(), '.local', 'stack.json')}`);
   }
 
   client(signedIn = true): FileJobsClient {
@@ -98,7 +106,7 @@ export async function login(ctx: Context, usernameArg: string | undefined): Prom
   const file = saveSession(ctx.api.url, { username, token: result.token, expiresAt });
   ctx.out.event({ event: 'login', apiUrl: ctx.api.url, username, expiresAt, configFile: file });
   ctx.out.line(
-    `signed in to ${ctx.api.url} as ${username}; the token is valid for ${formatDuration(result.expiresIn)} (saved in ${file})`,
+    `signed in to ${ctx.api.url} (from ${ctx.api.source}) as ${username}; the token is valid for ${formatDuration(result.expiresIn)} (saved in ${file})`,
   );
 }
 
@@ -164,10 +172,6 @@ export async function upload(ctx: Context, path: string, flags: UploadFlags): Pr
   const absolute = resolve(path);
   const { mtimeMs } = await stat(absolute);
   const file = { path, size: source.size, mtimeMs };
-  if (source.size === 0) {
-    await source.close();
-    throw new CliError(`${path} is empty; the service stores files of 1 byte or more`);
-  }
   let jobId: string | undefined;
   let result: UploadResult;
   try {
@@ -426,6 +430,15 @@ export async function downloadJob(ctx: Context, jobId: string, path: string): Pr
 
 // --- kill ----------------------------------------------------------------------------------------
 
+/** The service's 404 for a kill with nothing running, as exit code 3 (EXIT_NOTHING_TO_KILL); others as they are. */
+const nothingToKill =
+  (code: string) =>
+  (error: unknown): never => {
+    if (error instanceof ApiError && error.code === code)
+      throw new CliError(error.message, EXIT_NOTHING_TO_KILL);
+    throw error;
+  };
+
 export async function kill(ctx: Context, what: string, jobId: string | undefined): Promise<void> {
   const client = ctx.client();
   const kind = what.replace(/s$/, '');
@@ -437,7 +450,7 @@ export async function kill(ctx: Context, what: string, jobId: string | undefined
       ctx.out.line(`aborted upload job ${jobId} (${job.filename}): ${job.status}`);
       return;
     }
-    const { aborted } = await client.killUploads();
+    const { aborted } = await client.killUploads().catch(nothingToKill('NoUploadFound'));
     forgetUploads(aborted.map((job) => job.jobId));
     ctx.out.event({ event: 'aborted', aborted });
     ctx.out.line(
@@ -455,7 +468,7 @@ export async function kill(ctx: Context, what: string, jobId: string | undefined
       ctx.out.line(`cancelled export job ${jobId} (${job.filename}): ${job.status}`);
       return;
     }
-    const { cancelled } = await client.killExports();
+    const { cancelled } = await client.killExports().catch(nothingToKill('NoExportFound'));
     ctx.out.event({ event: 'cancelled', cancelled });
     ctx.out.line(
       `cancelled ${cancelled.length} export${cancelled.length === 1 ? '' : 's'}: ${cancelled.map((job) => `job ${job.jobId} (${job.filename})`).join(', ')}`,

@@ -21,6 +21,8 @@ export class UsageError extends CliError {
 }
 
 export const EXIT_INTERRUPTED = 130;
+/** `kill` found nothing running: not a failure of the command, but scripts can tell it apart. */
+export const EXIT_NOTHING_TO_KILL = 3;
 
 /** Ctrl-C ended the command; the message says what became of its job (printed as is, exit code 130). */
 export class Interrupted extends CliError {

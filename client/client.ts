@@ -112,6 +112,24 @@ export class FileJobsClient implements UploadApi, ExportApi {
     return this.transport.call('POST', '/upload', { body: input, retry: options.retry ?? 'unsent' });
   }
 
+  /**
+   * `POST /upload` as the seed's form: how an empty file is stored (a multipart upload has no part to
+   * send for it). Stored at once; the job is COMPLETED.
+   */
+  async storeEmptyFile(
+    filename: string,
+    options: { contentType?: string | undefined; overwrite?: boolean | undefined } = {},
+  ): Promise<Job> {
+    const form = new FormData();
+    form.set('file', new Blob([], options.contentType ? { type: options.contentType } : {}), filename);
+    if (options.overwrite) form.set('overwrite', 'true');
+    const { job } = await this.transport.call<{ job: Job }>('POST', '/upload', {
+      body: form,
+      retry: 'unsent',
+    });
+    return job;
+  }
+
   /** `POST /upload/{jobId}/parts`, in requests of up to 1,000 parts. */
   async signParts(jobId: string, partNumbers: number[], options: Signal = {}): Promise<SignedPart[]> {
     const signed: SignedPart[] = [];

@@ -176,8 +176,10 @@ export class Transport {
       if (!token) throw new FileJobsError('NotSignedIn', 'not signed in: sign in first or pass a token');
       headers.authorization = `Bearer ${token}`;
     }
-    let body: string | undefined;
-    if (options.body !== undefined) {
+    let body: string | FormData | undefined;
+    if (options.body instanceof FormData)
+      body = options.body; // fetch writes its content type
+    else if (options.body !== undefined) {
       body = JSON.stringify(options.body);
       headers['content-type'] = 'application/json';
     }

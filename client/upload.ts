@@ -32,6 +32,10 @@ export interface UploadApi {
     size: number,
     options?: { signal?: AbortSignal | undefined },
   ): Promise<Job | undefined>;
+  storeEmptyFile(
+    filename: string,
+    options?: { contentType?: string | undefined; overwrite?: boolean | undefined },
+  ): Promise<Job>;
 }
 
 export interface UploadStart {
@@ -159,11 +163,26 @@ export async function runUpload(api: UploadApi, options: UploadOptions): Promise
   }
   const reader = partReader(options.source);
   try {
-    if (reader.size < 1) {
-      throw new FileJobsError(
-        'EmptyFile',
-        `${options.filename} is empty; the service stores files of 1 byte or more`,
-      );
+    // An empty file has no part to send: the service stores it from its form route, at once.
+    if (reader.size === 0) {
+      const job = await api.storeEmptyFile(options.filename, {
+        contentType: options.contentType,
+        overwrite: options.overwrite,
+      });
+      return {
+        job,
+        jobId: job.jobId,
+        filename: job.filename,
+        size: 0,
+        partSize: job.partSize,
+        partCount: job.partCount,
+        resumed: false,
+        partsSent: 0,
+        partsReused: 0,
+        retries: 0,
+        progressReports: 0,
+        elapsedMs: performance.now() - started,
+      };
     }
     if (options.partSize !== undefined) {
       const problem = partSizeProblem(reader.size, options.partSize);

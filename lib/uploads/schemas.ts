@@ -33,9 +33,16 @@ export const mediaTypeSchema = z
     z.overwrite(canonicalMediaType),
   );
 
+/**
+ * Empty files are files: the form stores them (POST /upload as multipart/form-data), and the client
+ * and CLI send them that way. A multipart upload has no part to send for one, hence this message.
+ */
+export const EMPTY_FILE_MESSAGE =
+  'an empty file has no parts to upload: send it with the form (multipart/form-data, field "file"), which stores it at once';
+
 export const createUploadBody = z.object({
   filename: filenameSchema,
-  size: int(1, MAX_OBJECT_SIZE),
+  size: z.number().check(z.int(), z.gte(1, EMPTY_FILE_MESSAGE), z.lte(MAX_OBJECT_SIZE)),
   contentType: z.optional(mediaTypeSchema),
   partSize: z.optional(int(MIN_PART_SIZE, MAX_PART_SIZE)),
   overwrite: z.optional(z.boolean()),

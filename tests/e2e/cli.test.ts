@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -380,7 +380,11 @@ describe('file-jobs CLI', () => {
     expect(killed).toMatchObject({ code: 0, stderr: '' });
     expect(killed.stdout).toBe(`aborted 1 upload: job ${jobId} (victim.bin)\n`);
     expectOneLineError(await upload.exited, /ABORTED on the server|no longer active|aborted on the server/);
-    expectOneLineError(await cli(['kill', 'upload']), /no upload found/);
+    const nothing = await cli(['kill', 'upload']);
+    expectOneLineError(nothing, /no upload found/);
+    // Nothing running is exit code 3, which scripts tell apart from a failure (1).
+    expect(nothing.code).toBe(3);
+    expect((await cli(['kill', 'export'])).code).toBe(3);
   });
 
   describe('errors: one line, non-zero, no stack trace', () => {
@@ -422,6 +426,31 @@ describe('file-jobs CLI', () => {
       expectOneLineError(await cli(['download', '01ARZ3NDEKTSV4RRFFQ69G5FAV', workDir]), /no job/);
     });
 
+    it('uploads an empty file (through the form route)', async () => {
+      const user = await signedInUser();
+      const path = writeFile('empty.txt', Buffer.alloc(0));
+      const result = await cli(['upload', path]);
+      expect(result).toMatchObject({ code: 0, stderr: '' });
+      const files = await api('/files', { token: user.jwt });
+      expect(files.body.files).toContainEqual(expect.objectContaining({ name: 'empty.txt', size: 0 }));
+    });
+
+    it('says where its API URL came from when it was not given one', async () => {
+      const byDefault = await cli(['logout'], { noApi: true });
+      expect(byDefault.stderr).toBe(
+        `note: using http://127.0.0.1:3000, the default (no --api, FILE_JOBS_API_URL or .local/stack.json in ${workDir})\n`,
+      );
+      expect(byDefault.stdout).toBe('not signed in to http://127.0.0.1:3000\n');
+      mkdirSync(join(workDir, '.local'));
+      writeFileSync(join(workDir, '.local', 'stack.json'), JSON.stringify({ apiUrl: testStack().apiUrl }));
+      const fromStack = await cli(['logout'], { noApi: true });
+      expect(fromStack.stderr).toBe(
+        `note: using ${testStack().apiUrl}, from ${join(workDir, '.local', 'stack.json')}\n`,
+      );
+      // Told explicitly: nothing to say.
+      expect((await cli(['logout'])).stderr).toBe('');
+    });
+
     it('a server that is down', async () => {
       const port = await freeClosedPort();
       const down = ['--api', `http://127.0.0.1:${port}`];
@@ -452,7 +481,6 @@ describe('file-jobs CLI', () => {
         expectOneLineError(run, /./);
         expect(run.code).toBe(2);
       }
-      expectOneLineError(await cli(['upload', writeFile('empty.bin', new Uint8Array(0))]), /is empty/);
       expectOneLineError(await cli(['upload', path, '--name', '../escape']), /must not contain/);
       expectOneLineError(await cli(['--api', 'not a url', 'files'], { noApi: true }), /not a URL/);
     });

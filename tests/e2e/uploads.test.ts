@@ -328,6 +328,22 @@ describe('bad input to the upload routes', () => {
     expectError(await api('/upload', { method: 'POST', token: user.jwt, body }), 400);
   });
 
+  it('stores an empty file from the form, and tells a JSON create of size 0 to use the form', async () => {
+    const response = await api('/upload', {
+      method: 'POST',
+      token: user.jwt,
+      body: { filename: 'empty.txt', size: 0 },
+    });
+    expect(expectError(response, 400, 'ValidationError').message).toMatch(
+      /an empty file has no parts to upload: send it with the form/,
+    );
+    const form = new FormData();
+    form.set('file', new Blob([]), 'empty.txt');
+    const stored = await api('/upload', { method: 'POST', token: user.jwt, body: form });
+    expect(stored.status).toBe(201);
+    expect(stored.body.file).toMatchObject({ name: 'empty.txt', size: 0 });
+  });
+
   it('rejects bad part numbers', async () => {
     const path = `/upload/${job.job.jobId}/parts`;
     for (const partNumbers of [[0], [4], [10_001], [1, 1], [], ['1'], [1.5]]) {

@@ -190,6 +190,17 @@ class FakeService implements UploadApi {
       .find((job) => job.filename === filename && job.size === size && job.status === 'UPLOADING');
   }
 
+  /** The seed's form: an empty file, stored at once. */
+  async storeEmptyFile(filename: string, options: { overwrite?: boolean | undefined } = {}): Promise<Job> {
+    this.emptyFiles.push({ filename, overwrite: options.overwrite === true });
+    const job = this.newJob(filename, 0, 0);
+    job.status = 'COMPLETED';
+    job.partCount = 1;
+    return job;
+  }
+
+  emptyFiles: { filename: string; overwrite: boolean }[] = [];
+
   /** The object as completion would assemble it. */
   assembled(jobId: string): Buffer {
     const { job, parts } = this.entry(jobId);
@@ -484,9 +495,25 @@ describe('upload', () => {
     ).rejects.toMatchObject({ code: 'StreamSize' });
   });
 
+  it('stores an empty file through the form route: no part to send, no multipart upload', async () => {
+    const service = new FakeService();
+    const result = await upload(service, {
+      source: new Uint8Array(0),
+      filename: 'empty.txt',
+      overwrite: true,
+    });
+    expect(result).toMatchObject({
+      filename: 'empty.txt',
+      size: 0,
+      partsSent: 0,
+      job: { status: 'COMPLETED' },
+    });
+    expect(service.emptyFiles).toEqual([{ filename: 'empty.txt', overwrite: true }]);
+    expect(service.calls.create).toBe(0);
+  });
+
   it('checks its input before calling the service', async () => {
     const service = new FakeService();
-    await expect(upload(service, { source: new Uint8Array(0) })).rejects.toMatchObject({ code: 'EmptyFile' });
     await expect(upload(service, { source: randomBytes(10), partSize: 1024 })).rejects.toMatchObject({
       code: 'BadPartSize',
     });
