@@ -309,7 +309,9 @@ function operationObject(operation: Operation) {
         : {}),
     };
   }
-  for (const status of operation.errors) {
+  // With the console's session cookie, a method that changes something can fail its CSRF checks.
+  const csrf = operation.auth !== false && operation.method !== 'get' && !operation.errors.includes(403);
+  for (const status of csrf ? [...operation.errors, 403].sort() : operation.errors) {
     responses[String(status)] = { description: ERROR_DESCRIPTIONS[status] ?? 'error', content: errorContent };
   }
   responses.default = {
