@@ -144,8 +144,17 @@ interface Session {
 const MAX_CONCURRENCY = 64;
 /** See UploadOptions.reportIntervalMs. */
 const DEFAULT_REPORT_INTERVAL_MS = 1000;
-/** Chunks of a part body when its bytes are paced or counted as they go. */
-const BODY_CHUNK = 64 * 1024;
+/** Chunks of a part body when its bytes are paced (a smooth rate). */
+const PACED_CHUNK = 64 * 1024;
+/** Chunks of a part body otherwise: fewer, cheaper writes. */
+const BODY_CHUNK = 1024 * 1024;
+/**
+ * Whether part bodies always go as streams. Node's fetch (undici) sends a part faster as a stream of
+ * 1 MiB chunks than as one Uint8Array: 48 parts of 8 MiB, 8 in flight, to moto on a loaded 2-core
+ * machine took 0.84-1.6 s streamed against 1.4-3.7 s (and 0.84-1.6 s through Node's http). Browsers
+ * stream request bodies only over HTTP/2, so there a part goes as it is unless paced or counted.
+ */
+const STREAM_BODIES = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
 /** Create (or find and resume) the job, send the parts that S3 lacks, complete. */
 export async function runUpload(api: UploadApi, options: UploadOptions): Promise<UploadResult> {
@@ -432,7 +441,7 @@ function chunkedBody(
           controller.close();
           return;
         }
-        const length = Math.min(BODY_CHUNK, bytes.byteLength - position);
+        const length = Math.min(limiter ? PACED_CHUNK : BODY_CHUNK, bytes.byteLength - position);
         if (limiter) await limiter.take(length, signal);
         controller.enqueue(bytes.subarray(position, position + length));
         position += length;
@@ -456,7 +465,7 @@ export async function putPart(
     onBytes?: ((sent: number) => void) | undefined;
   },
 ): Promise<string> {
-  const streamed = options.limiter !== undefined || options.onBytes !== undefined;
+  const streamed = STREAM_BODIES || options.limiter !== undefined || options.onBytes !== undefined;
   const init: RequestInit & { duplex?: 'half' } = {
     method: 'PUT',
     // S3 needs the length up front: a streamed body still declares it.
