@@ -416,6 +416,7 @@ $<HTMLFormElement>('#signin').addEventListener('submit', async (event) => {
   const submit = form.querySelector('button')!;
   const username = $<HTMLInputElement>('#username-input').value;
   const password = $<HTMLInputElement>('#password').value;
+  signinSubmitted = true;
   $('#signin-error').textContent = '';
   submit.disabled = true;
   try {
@@ -442,7 +443,18 @@ $('#kill-uploads').replaceWith(button('Kill all uploads', () => kill('upload')))
 $('#kill-exports').replaceWith(button('Kill all exports', () => kill('export')));
 $('#refresh-files').replaceWith(button('Refresh', () => refreshFiles(), 'Refresh the files'));
 
+// Who is signed in, once at load. Its answer may come after the person has already signed in (or
+// failed to): then it is stale and changes nothing, else it would sign the page out again or wipe
+// the error message. Not signed in, the page only shows the form: what was typed meanwhile stays.
+let signinSubmitted = false;
 call<{ username: string }>('GET', '/auth/session').then(
-  (session) => signedIn(session.username),
-  () => signedOut(),
+  (session) => {
+    if (!signinSubmitted) signedIn(session.username);
+  },
+  () => {
+    $('#signin-view').hidden = false;
+    if (!signinSubmitted && !$<HTMLInputElement>('#username-input').value) {
+      $<HTMLInputElement>('#username-input').focus();
+    }
+  },
 );

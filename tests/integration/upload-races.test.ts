@@ -65,20 +65,30 @@ describe('upload state races', () => {
       uploads.push(...(await Promise.all(users.slice(i, i + 20).map((name) => readyUpload(name)))));
     }
 
-    const results = await Promise.all(
-      uploads.map(async (upload, index) => {
-        const username = users[index]!;
-        // Jitter the start of one side by up to 15 ms, alternating which, so that both orders occur.
-        const jitter = () => new Promise((resolve) => setTimeout(resolve, Math.random() * 15));
-        const [complete, kill] = await Promise.all([
-          (index % 2 === 0 ? jitter() : Promise.resolve()).then(() =>
-            outcome(completeUpload(username, upload.job.jobId)),
-          ),
-          (index % 2 === 1 ? jitter() : Promise.resolve()).then(() => outcome(killUploads(username))),
-        ]);
-        return { username, upload, complete, kill };
-      }),
-    );
+    // In waves of 10 pairs: 200 requests at once queue for seconds on a slow emulator (LocalStack),
+    // and no delay below then decides the order. Within a wave, delay the start of one side,
+    // alternating which, so that both orders occur: a completion reads the job and writes
+    // COMPLETING, a kill reads its slots and the job first, so a kill started with it may still
+    // lose; the delays spread over 0-400 ms.
+    const jitter = () => new Promise((resolve) => setTimeout(resolve, Math.random() * 400));
+    const results = [];
+    for (let wave = 0; wave < pairs; wave += 10) {
+      results.push(
+        ...(await Promise.all(
+          uploads.slice(wave, wave + 10).map(async (upload, offset) => {
+            const index = wave + offset;
+            const username = users[index]!;
+            const [complete, kill] = await Promise.all([
+              (index % 2 === 0 ? jitter() : Promise.resolve()).then(() =>
+                outcome(completeUpload(username, upload.job.jobId)),
+              ),
+              (index % 2 === 1 ? jitter() : Promise.resolve()).then(() => outcome(killUploads(username))),
+            ]);
+            return { username, upload, complete, kill };
+          }),
+        )),
+      );
+    }
 
     let completions = 0;
     let kills = 0;
