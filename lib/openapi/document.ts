@@ -119,7 +119,8 @@ const operations: Operation[] = [
   },
   {
     ...route('signUploadParts'),
-    summary: 'Presigned URLs for any parts of an upload (up to 1,000 per call)',
+    summary:
+      'Presigned URLs for any parts of an upload (up to 1,000 per call; numbers 1 to its partCount, each once)',
     path_: jobPath,
     body: signPartsBody,
     ok: { 200: { description: 'one URL per part', schema: responses.signedPartsResponse } },
@@ -127,7 +128,7 @@ const operations: Operation[] = [
   },
   {
     ...route('recordUploadProgress'),
-    summary: 'Record finished parts',
+    summary: 'Record finished parts (numbers 1 to the upload’s partCount, each once)',
     path_: jobPath,
     body: recordProgressBody,
     ok: { 200: { description: 'the job with its progress', schema: responses.jobResponse } },
