@@ -27,7 +27,8 @@ function s3Origins(): string {
  */
 export function consoleResponder(page: ConsolePage) {
   let gzipped: string | undefined;
-  const headers = () => ({
+  // The same for every request: built once per container.
+  const headers = {
     'content-type': 'text/html; charset=utf-8',
     'cache-control': 'no-cache',
     'x-content-type-options': 'nosniff',
@@ -44,17 +45,17 @@ export function consoleResponder(page: ConsolePage) {
       "frame-ancestors 'none'",
     ].join('; '),
     vary: 'accept-encoding',
-  });
+  };
   // async: the Lambda runtime waits for a callback from a handler that returns anything but a promise.
   return async (
     event: Pick<APIGatewayProxyEventV2, 'headers'>,
   ): Promise<APIGatewayProxyStructuredResultV2> => {
     const accepts = /\bgzip\b/i.test(event.headers?.['accept-encoding'] ?? '');
-    if (!accepts) return { statusCode: 200, headers: headers(), body: page.html };
+    if (!accepts) return { statusCode: 200, headers, body: page.html };
     gzipped ??= gzipSync(page.html, { level: 9 }).toString('base64');
     return {
       statusCode: 200,
-      headers: { ...headers(), 'content-encoding': 'gzip' },
+      headers: { ...headers, 'content-encoding': 'gzip' },
       body: gzipped,
       isBase64Encoded: true,
     };
