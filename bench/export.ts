@@ -3,7 +3,8 @@
  * against baselines on the same emulator and the same bytes: `aws s3 cp` between two prefixes (a
  * server-side multipart copy, like the raw export), local `gzip -1` / `gzip -6` (the one-core
  * compression limit) and `pigz -6` on every core (the multi-core limit the gzip export aims at;
- * Debian's `pigz` package). Every export's output is downloaded through its
+ * Debian's `pigz` package), alone and on the export's own path (`aws s3 cp` from the same S3, through
+ * pigz, back with the export's part size). Every export's output is downloaded through its
  * download URL and checked byte for byte (sha256) against the source.
  *
  *   node bench/export.ts [--size-mib 1024] [--rounds 2]
@@ -21,9 +22,9 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs, promisify } from 'node:util';
 import { createGunzip, gzip as gzipCallback } from 'node:zlib';
-import { DeleteObjectsCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { DEMO_USER, localCredentials, startLocalStack } from '../scripts/local-stack.ts';
+import { DEMO_USER, localCredentials, localS3Client, startLocalStack } from '../scripts/local-stack.ts';
 
 const { values } = parseArgs({
   options: {
@@ -149,16 +150,7 @@ const stack = await startLocalStack({
 const scratch = mkdtempSync(join(tmpdir(), 'file-jobs-bench-export-'));
 try {
   const { apiUrl, s3Endpoint, bucket, region } = { ...stack.info, apiUrl: stack.info.apiUrl! };
-  const s3 = new S3Client({
-    region,
-    endpoint: s3Endpoint,
-    forcePathStyle: true,
-    credentials: {
-      accessKeyId: localCredentials.AWS_ACCESS_KEY_ID,
-      secretAccessKey: localCredentials.AWS_SECRET_ACCESS_KEY,
-    },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-  });
+  const s3 = localS3Client(stack.info);
 
   const signin = await fetch(`${apiUrl}/auth/signin`, {
     method: 'POST',
@@ -434,6 +426,34 @@ try {
           }),
         });
       }
+      // pigz on the export's own path: the source read from the same S3, compressed on every core,
+      // written back to the same S3 with the export's part size. On one machine the emulator's CPU
+      // (serving the reads, taking the parts) is shared with the compression, for both sides alike.
+      if (pigz) {
+        tasks.push({
+          name: `s3 | pigz -6 -p ${cores} | s3 (${source.label})`,
+          run: async () => {
+            const outKey = 'bench-pigz/out.gz';
+            const aws = `aws --endpoint-url ${s3Endpoint} --only-show-errors s3 cp`;
+            const ms = await timed(
+              'bash',
+              [
+                '-c',
+                `set -o pipefail; ${aws} "s3://${bucket}/${source.key}" - | pigz -6 -p ${cores} | ${aws} - "s3://${bucket}/${outKey}" --expected-size ${size}`,
+              ],
+              awsEnvBigParts,
+            );
+            const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: outKey }));
+            await s3.send(
+              new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: outKey }] } }),
+            );
+            return {
+              ms,
+              note: `aws s3 cp - (${exportPartSize / MiB} MiB parts), output ${head.ContentLength}`,
+            };
+          },
+        });
+      }
       // The worker's own compressor: node's zlib (level 6, as the worker's gzip()), slice by slice.
       tasks.push({
         name: `node zlib -6 (${source.label})`,
@@ -510,6 +530,12 @@ ${size / MiB} MiB per source, export part size ${exportPartSize / MiB} MiB${
       `ratio export gzip / pigz -6 -p ${cores} (${source.label})`,
       `export gzip (${source.label})`,
       `pigz -6 -p ${cores} (${source.label})`,
+    );
+    summary += line(`s3 | pigz -6 -p ${cores} | s3 (${source.label})`);
+    summary += ratio(
+      `ratio export gzip / s3 | pigz -6 -p ${cores} | s3 (${source.label})`,
+      `export gzip (${source.label})`,
+      `s3 | pigz -6 -p ${cores} | s3 (${source.label})`,
     );
     summary += ratio(
       `ratio export gzip / node zlib -6 (${source.label})`,

@@ -20,6 +20,7 @@ import { generateKeyset } from '../lib/auth/key-generation.ts';
 import { KeyRing } from '../lib/auth/keys.ts';
 import { signToken } from '../lib/auth/token-signer.ts';
 import { DEMO_USER, type LocalStack, startLocalStack } from '../scripts/local-stack.ts';
+import { stackLog } from './stack-log.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -37,13 +38,8 @@ const WARMUP = Number(flags.warmup);
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
 
-/** The stack's last log lines, shown when something fails (all of them with --verbose). */
-const logTail: string[] = [];
-const remember = (line: string) => {
-  if (flags.verbose) progress(`  | ${line}`);
-  logTail.push(line);
-  if (logTail.length > 40) logTail.shift();
-};
+/** The stack's log, shown with --verbose. */
+const { remember } = stackLog(flags.verbose ?? false);
 
 // ---------------------------------------------------------------------------------------------
 // Statistics

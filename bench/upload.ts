@@ -2,23 +2,32 @@
  * Upload throughput: the client library's upload (client/, what the CLI runs: create, part URLs
  * signed in batches ahead of need, parallel PUTs, progress reported beside the transfer, complete)
  * against the AWS SDK's own multipart uploader (@aws-sdk/lib-storage Upload), same bytes, same
- * emulator, same part size and parts in flight, side by side and in alternating order; every
- * stored object checked by sha256. Then the cost of signing 10,000 part URLs, in-process and
- * through the API.
+ * emulator, same part size and parts in flight, side by side and in rotating order; every
+ * stored object checked by sha256. The client runs twice per round: with its default S3 checksums
+ * (CRC32, or --checksum-algorithm: each part hashed as read, URLs signed with the checksums, the
+ * whole-file CRC at completion) and without, so that the checksums' cost shows (goal: under 5%).
+ * Then the cost of signing 10,000 part URLs, in-process and through the API.
  *
  *   node bench/upload.ts [--size-mib 1024] [--part-mib 8] [--concurrency 8] [--rounds 3]
- *                        [--sign-rounds 3] [--no-sign] [--no-progress] [--verbose]
+ *                        [--checksum-algorithm CRC32] [--sign-rounds 3] [--no-sign]
+ *                        [--no-progress] [--verbose]
  */
 import { createHash, randomFillSync } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DeleteObjectCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { type FetchLike, FileJobsClient } from '../client/index.ts';
+import {
+  CHECKSUM_ALGORITHMS,
+  type ChecksumAlgorithm,
+  checksumHasher,
+  type FetchLike,
+  FileJobsClient,
+} from '../client/index.ts';
 import { FileStore } from '../lib/storage/file-store.ts';
-import { DEMO_USER, localCredentials, startLocalStack } from '../scripts/local-stack.ts';
+import { DEMO_USER, localS3Client, startLocalStack } from '../scripts/local-stack.ts';
 
 const { values } = parseArgs({
   options: {
@@ -26,19 +35,39 @@ const { values } = parseArgs({
     'part-mib': { type: 'string', default: '8' },
     concurrency: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
+    'checksum-algorithm': { type: 'string', default: 'CRC32' },
     'sign-rounds': { type: 'string', default: '3' },
     'no-sign': { type: 'boolean', default: false },
     'no-progress': { type: 'boolean', default: false },
     // Every service run's calls, by kind; and serverless-offline's log.
     verbose: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+if (values.help) {
+  console.log(`node bench/upload.ts [options]: the client library's upload (with checksums and without) against
+@aws-sdk/lib-storage on a local stack it starts (moto, DynamoDB Local, serverless-offline), then 10,000 part URLs signed.
+  --size-mib <n>             bytes uploaded per run, in MiB (default 1024)
+  --part-mib <n>             part size in MiB (default 8)
+  --concurrency <n>          parts in flight (default 8)
+  --rounds <n>               rounds of each variant, in rotating order; the best counts (default 3)
+  --checksum-algorithm <a>   the client's checksums when on: CRC32, CRC32C, CRC64NVME, SHA256 (default CRC32)
+  --sign-rounds <n>          rounds of signing 10,000 URLs (default 3); --no-sign skips them
+  --no-progress              progress reports answered in-process, not sent
+  --verbose                  each run's calls by kind, and serverless-offline's log`);
+  process.exit(0);
+}
 const MiB = 1024 * 1024;
 const size = Number(values['size-mib']) * MiB;
 const partSize = Number(values['part-mib']) * MiB;
 const concurrency = Number(values.concurrency);
 const rounds = Number(values.rounds);
 const signRounds = Number(values['sign-rounds']);
+const algorithm = values['checksum-algorithm'].toUpperCase() as ChecksumAlgorithm;
+if (!CHECKSUM_ALGORITHMS.includes(algorithm)) {
+  console.error(`--checksum-algorithm: one of ${CHECKSUM_ALGORITHMS.join(', ')}`);
+  process.exit(2);
+}
 const SIGN_PARTS = 10_000;
 
 const load = () =>
@@ -126,18 +155,8 @@ const stack = await startLocalStack({
   ...(values.verbose ? { log: (line: string) => process.stderr.write(`  | ${line}\n`) } : {}),
 });
 try {
-  const { s3Endpoint, bucket, region } = stack.info;
-  const newS3 = () =>
-    new S3Client({
-      region,
-      endpoint: s3Endpoint,
-      forcePathStyle: true,
-      credentials: {
-        accessKeyId: localCredentials.AWS_ACCESS_KEY_ID,
-        secretAccessKey: localCredentials.AWS_SECRET_ACCESS_KEY,
-      },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-    });
+  const { bucket } = stack.info;
+  const newS3 = () => localS3Client(stack.info);
   const s3 = newS3();
   const trace = new CallTrace();
   // lib-storage's own client, traced like the library's calls.
@@ -178,18 +197,31 @@ try {
   }
 
   /** The client library's upload, as the CLI runs it (no progress callback: the CLI's bar costs nothing here). */
-  async function clientUpload(filename: string) {
+  async function upload(filename: string, checksumAlgorithm: ChecksumAlgorithm | false) {
     trace.reset();
     const started = performance.now();
-    const result = await client.upload({ source: data, filename, partSize, concurrency, overwrite: true });
+    const result = await client.upload({
+      source: data,
+      filename,
+      partSize,
+      concurrency,
+      overwrite: true,
+      checksumAlgorithm,
+    });
     const ms = performance.now() - started;
     if (result.job.status !== 'COMPLETED') throw new Error(`upload ended ${result.job.status}`);
+    if (result.checksumAlgorithm !== (checksumAlgorithm || undefined))
+      throw new Error(`uploaded with checksums ${result.checksumAlgorithm}, not ${checksumAlgorithm}`);
     return {
       ms,
       key: `uploads/${DEMO_USER.username}/${filename}`,
       note: `${result.progressReports} progress reports; ${trace.summary()}`,
     };
   }
+  /** The client with its default checksums (or --checksum-algorithm's). */
+  const clientUpload = (filename: string) => upload(filename, algorithm);
+  /** The client with checksums off: what they cost is the difference. */
+  const clientNoChecksum = (filename: string) => upload(filename, false);
 
   /** The AWS SDK's managed uploader, straight to the same emulator. */
   async function libStorage(filename: string) {
@@ -205,18 +237,23 @@ try {
     return { ms: performance.now() - started, key, note: trace.summary() };
   }
 
-  const runs = { clientUpload: [] as number[], libStorage: [] as number[] };
+  const runs = { clientUpload: [] as number[], clientNoChecksum: [] as number[], libStorage: [] as number[] };
+  const runners = [
+    { name: 'clientUpload', run: clientUpload },
+    { name: 'clientNoChecksum', run: clientNoChecksum },
+    { name: 'libStorage', run: libStorage },
+  ] as const;
   for (let round = 1; round <= rounds; round++) {
-    // Alternate the order so that neither side always runs on a warmer emulator.
-    const order = round % 2 ? [clientUpload, libStorage] : [libStorage, clientUpload];
-    for (const run of order) {
+    // Rotate the order so that no side always runs on a warmer (or more tired) emulator.
+    const order = runners.map((_, i) => runners[(i + round - 1) % runners.length]!);
+    for (const { name, run } of order) {
       const loadBefore = load();
-      const { ms, key, note } = await run(`bench-${run.name}-${round}.bin`);
+      const { ms, key, note } = await run(`bench-${name}-${round}.bin`);
       const loadAfter = load();
       await verify(key);
-      runs[run.name as keyof typeof runs].push(ms);
+      runs[name].push(ms);
       console.log(
-        `round ${round}  ${run.name.padEnd(12)} ${seconds(ms).padStart(8)}  ${mbps(ms).toFixed(1).padStart(6)} MB/s  sha256 ok  load ${loadBefore} -> ${loadAfter}`,
+        `round ${round}  ${name.padEnd(16)} ${seconds(ms).padStart(8)}  ${mbps(ms).toFixed(1).padStart(6)} MB/s  sha256 ok  load ${loadBefore} -> ${loadAfter}`,
       );
       if (values.verbose && note) console.log(`    ${note}`);
     }
@@ -255,16 +292,29 @@ try {
   }
 
   const cpu = cpus();
+  // The client's own share of the checksums' cost: hashing the file once, as the upload does part by
+  // part. The rest of the difference is the emulator's (moto computes and stores each part's and
+  // the object's checksum in Python) and the signing requests.
+  const hashStarted = performance.now();
+  const hasher = checksumHasher(algorithm);
+  for (let offset = 0; offset < size; offset += partSize)
+    hasher.update(data.subarray(offset, offset + partSize));
+  await hasher.digest();
+  const hashMs = performance.now() - hashStarted;
   const ratio = best(runs.libStorage) / best(runs.clientUpload);
+  const checksumCost = 1 - best(runs.clientNoChecksum) / best(runs.clientUpload);
   console.log(`
 machine: ${cpu[0]?.model} × ${cpu.length}, node ${process.version}, S3 = moto_server, DynamoDB = ${
     stack.info.dynamodbEndpoint === stack.info.s3Endpoint ? 'moto' : 'DynamoDB Local'
   }, API = serverless-offline, all on this machine
 load average (1/5/15 min): ${loadAtStart} at the start, ${load()} at the end
 ${size / MiB} MiB in ${partSize / MiB} MiB parts, ${concurrency} in flight, best of ${rounds}, every object checked by sha256:
-  client library upload (client/, as the CLI)   ${mbps(best(runs.clientUpload)).toFixed(1).padStart(6)} MB/s  ${seconds(best(runs.clientUpload))}
-  @aws-sdk/lib-storage Upload                   ${mbps(best(runs.libStorage)).toFixed(1).padStart(6)} MB/s  ${seconds(best(runs.libStorage))}
-  ratio client / lib-storage                    ${ratio.toFixed(3)}  (goal >= 0.95)`);
+  client library upload (client/, as the CLI)   ${mbps(best(runs.clientUpload)).toFixed(1).padStart(6)} MB/s  ${seconds(best(runs.clientUpload))}  (${algorithm} checksums, the default)
+  client library upload, --no-checksum          ${mbps(best(runs.clientNoChecksum)).toFixed(1).padStart(6)} MB/s  ${seconds(best(runs.clientNoChecksum))}
+  @aws-sdk/lib-storage Upload                   ${mbps(best(runs.libStorage)).toFixed(1).padStart(6)} MB/s  ${seconds(best(runs.libStorage))}  (no checksums)
+  ratio client / lib-storage                    ${ratio.toFixed(3)}  (goal >= 0.95)
+  ${algorithm} checksum cost (1 - off/on time)      ${(checksumCost * 100).toFixed(1).padStart(5)} %  (goal < 5%)
+  of which the client's hashing of the file       ${hashMs.toFixed(0).padStart(6)} ms  = ${((hashMs / best(runs.clientUpload)) * 100).toFixed(1)} % of the upload's time`);
   if (!values['no-sign']) {
     console.log(`signing ${SIGN_PARTS.toLocaleString('en')} part URLs (10 × 1,000), best of ${signRounds}:
   in-process (FileStore.presignUploadParts)     ${best(signing.inProcess).toFixed(0).padStart(6)} ms  (goal <= 100; first run, with the probe: ${signing.cold.toFixed(0)} ms)

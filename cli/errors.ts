@@ -23,6 +23,12 @@ export class UsageError extends CliError {
 export const EXIT_INTERRUPTED = 130;
 /** `kill` found nothing running: not a failure of the command, but scripts can tell it apart. */
 export const EXIT_NOTHING_TO_KILL = 3;
+/**
+ * Bytes did not match their checksum: a download whose bytes are not the export's (nothing is
+ * written), or an upload whose completion S3 refused. Apart from other failures (1): retrying the
+ * same way will not help when the stored object itself changed.
+ */
+export const EXIT_CHECKSUM_MISMATCH = 4;
 
 /** Ctrl-C ended the command; the message says what became of its job (printed as is, exit code 130). */
 export class Interrupted extends CliError {

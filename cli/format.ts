@@ -28,6 +28,8 @@ export function formatDuration(seconds: number | undefined): string {
   return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, '0')} min`;
 }
 
+export const plural = (count: number, noun: string): string => `${count} ${noun}${count === 1 ? '' : 's'}`;
+
 export const percent = (done: number, total: number): string =>
   `${total > 0 ? Math.floor((done / total) * 100) : 100}%`;
 

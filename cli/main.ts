@@ -5,20 +5,23 @@
  * when interrupted. Set FILE_JOBS_DEBUG=1 to see stack traces.
  */
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import pkg from '../package.json' with { type: 'json' };
 import {
-  Context,
-  downloadJob,
-  exportFile,
-  files,
-  type GlobalOptions,
-  jobs,
-  kill,
-  login,
-  logout,
-  showJob,
-  upload,
-} from './commands.ts';
+  CHECKSUM_ALGORITHMS,
+  type ChecksumAlgorithm,
+  DEFAULT_CHECKSUM_ALGORITHM,
+  JOB_STATUSES,
+  JOB_TYPES,
+} from '../client/index.ts';
+import pkg from '../package.json' with { type: 'json' };
+import { downloadJob } from './commands/download.ts';
+import { exportFile } from './commands/export.ts';
+import { files } from './commands/files.ts';
+import { jobs, showJob } from './commands/jobs.ts';
+import { kill } from './commands/kill.ts';
+import { login } from './commands/login.ts';
+import { logout } from './commands/logout.ts';
+import { upload } from './commands/upload.ts';
+import { Context, type GlobalOptions } from './context.ts';
 import { CliError, describeError, Interrupted } from './errors.ts';
 
 const VERSION: string = pkg.version;
@@ -41,20 +44,12 @@ function numberIn(what: string, min: number, max: number, integer: boolean) {
   };
 }
 
-const JOB_TYPES = ['upload', 'export'];
-const JOB_STATUSES = [
-  'UPLOADING',
-  'COMPLETING',
-  'COMPLETED',
-  'ABORTED',
-  'FAILED',
-  'EXPIRED',
-  'QUEUED',
-  'RUNNING',
-  'SUCCEEDED',
-  'CANCELLING',
-  'CANCELLED',
-];
+function checksumAlgorithm(value: string): ChecksumAlgorithm {
+  const upper = value.trim().toUpperCase();
+  const found = CHECKSUM_ALGORITHMS.find((algorithm) => algorithm === upper);
+  if (!found) throw new InvalidArgumentError(`it is one of ${CHECKSUM_ALGORITHMS.join(', ')}`);
+  return found;
+}
 
 /** The context of the command being run, for error messages. */
 let running: { ctx?: Context; command?: string } = {};
@@ -119,6 +114,12 @@ export function buildProgram(): Command {
       'limit the upload bandwidth',
       numberIn('--max-rate', 0.01, 1_000_000, false),
     )
+    .option(
+      '--checksum-algorithm <alg>',
+      `S3 checksum of each part and of the whole file: ${CHECKSUM_ALGORITHMS.join(', ')} (default: ${DEFAULT_CHECKSUM_ALGORITHM}; a resumed upload keeps its own)`,
+      checksumAlgorithm,
+    )
+    .option('--no-checksum', 'upload without S3 checksums')
     .action(action((ctx, file: string, options: Parameters<typeof upload>[2]) => upload(ctx, file, options)));
 
   program
@@ -138,7 +139,7 @@ export function buildProgram(): Command {
 
   program
     .command('download')
-    .description('download a finished export')
+    .description("download a finished export, checked against the export's checksum")
     .argument('<jobId>', 'the export job')
     .argument('<path>', 'the file to write (or a directory to write into)')
     .action(action((ctx, jobId: string, path: string) => downloadJob(ctx, jobId, path)));

@@ -1,5 +1,7 @@
 import { basename } from 'node:path';
-import { FileJobsError } from './errors.ts';
+import { ErrorCode } from '../common/error-codes.ts';
+import { MAX_PARTS_PER_REQUEST } from '../common/part-plan.ts';
+import { ApiError, FileJobsError } from './errors.ts';
 import {
   type DownloadOptions,
   type DownloadResult,
@@ -12,25 +14,34 @@ import {
   type WaitOptions,
   waitForExport,
 } from './exports.ts';
-import { type FetchLike, type RetryMode, Transport } from './http.ts';
-import { MAX_PARTS_PER_SIGN } from './parts.ts';
+import { type CallOptions, type FetchLike, type RetryMode, Transport } from './http.ts';
 import { type RetryPolicy, retryPolicy } from './retry.ts';
 import { fileSource } from './sources.ts';
 import type {
+  CancelledExports,
   CreatedUpload,
   CreateUploadInput,
   ExportFormat,
   ExportJob,
   FinishedPart,
+  Health,
   Job,
   JobsPage,
   JobsQuery,
+  KilledUploads,
+  PartToSign,
   ReconciledJob,
   SignedPart,
   SignInResult,
   StoredFile,
 } from './types.ts';
-import { runUpload, type UploadApi, type UploadOptions, type UploadResult } from './upload.ts';
+import {
+  completionMismatch,
+  runUpload,
+  type UploadApi,
+  type UploadOptions,
+  type UploadResult,
+} from './upload.ts';
 
 export interface ClientOptions {
   /** The API's base URL, e.g. `http://127.0.0.1:3000` or the HTTP API's invoke URL. */
@@ -85,6 +96,12 @@ export class FileJobsClient implements UploadApi, ExportApi {
     return this.transport.apiUrl;
   }
 
+  /** A route that answers `{"job": …}`, as most job routes do: the job. */
+  private async jobCall<T extends Job = Job>(method: string, path: string, options: CallOptions): Promise<T> {
+    const { job } = await this.transport.call<{ job: T }>(method, path, options);
+    return job;
+  }
+
   // --- identity ---------------------------------------------------------------------------------
 
   /** `POST /auth/signin`; keeps the token for the calls that follow. */
@@ -101,7 +118,7 @@ export class FileJobsClient implements UploadApi, ExportApi {
   }
 
   /** `GET /health`. */
-  health(options: Signal = {}): Promise<{ status: string; stage: string }> {
+  health(options: Signal = {}): Promise<Health> {
     return this.transport.call('GET', '/health', { auth: false, signal: options.signal });
   }
 
@@ -123,27 +140,51 @@ export class FileJobsClient implements UploadApi, ExportApi {
     const form = new FormData();
     form.set('file', new Blob([], options.contentType ? { type: options.contentType } : {}), filename);
     if (options.overwrite) form.set('overwrite', 'true');
-    const { job } = await this.transport.call<{ job: Job }>('POST', '/upload', {
+    return this.jobCall('POST', '/upload', {
       body: form,
       retry: 'unsent',
     });
-    return job;
   }
 
-  /** `POST /upload/{jobId}/parts`, in requests of up to 1,000 parts. */
+  /** `POST /upload/{jobId}/parts` for an upload without a checksum algorithm, in requests of up to 1,000 parts. */
   async signParts(jobId: string, partNumbers: number[], options: Signal = {}): Promise<SignedPart[]> {
     const signed: SignedPart[] = [];
-    for (let i = 0; i < partNumbers.length; i += MAX_PARTS_PER_SIGN) {
+    for (let i = 0; i < partNumbers.length; i += MAX_PARTS_PER_REQUEST) {
       const { parts } = await this.transport.call<{ parts: SignedPart[] }>(
         'POST',
         `/upload/${enc(jobId)}/parts`,
         {
-          body: { partNumbers: partNumbers.slice(i, i + MAX_PARTS_PER_SIGN) },
+          body: { partNumbers: partNumbers.slice(i, i + MAX_PARTS_PER_REQUEST) },
           retry: 'idempotent',
           signal: options.signal,
         },
       );
       signed.push(...parts);
+    }
+    return signed;
+  }
+
+  /**
+   * `POST /upload/{jobId}/parts` for an upload with a checksum algorithm: each URL signs its part's
+   * checksum, and its `headers` (send them exactly) carry it. Requests of up to 1,000 parts.
+   */
+  async signChecksummedParts(
+    jobId: string,
+    parts: PartToSign[],
+    options: Signal = {},
+  ): Promise<SignedPart[]> {
+    const signed: SignedPart[] = [];
+    for (let i = 0; i < parts.length; i += MAX_PARTS_PER_REQUEST) {
+      const answer = await this.transport.call<{ parts: SignedPart[] }>(
+        'POST',
+        `/upload/${enc(jobId)}/parts`,
+        {
+          body: { parts: parts.slice(i, i + MAX_PARTS_PER_REQUEST) },
+          retry: 'idempotent',
+          signal: options.signal,
+        },
+      );
+      signed.push(...answer.parts);
     }
     return signed;
   }
@@ -154,35 +195,48 @@ export class FileJobsClient implements UploadApi, ExportApi {
     parts: FinishedPart[],
     options: { retry?: RetryMode } = {},
   ): Promise<Job> {
-    const { job } = await this.transport.call<{ job: Job }>('POST', `/upload/${enc(jobId)}/progress`, {
+    return this.jobCall('POST', `/upload/${enc(jobId)}/progress`, {
       body: { parts },
       retry: options.retry ?? 'idempotent',
     });
-    return job;
   }
 
-  /** `POST /upload/{jobId}/complete` (idempotent on the server). */
-  async completeUpload(jobId: string): Promise<Job> {
-    const { job } = await this.transport.call<{ job: Job }>('POST', `/upload/${enc(jobId)}/complete`, {
-      retry: 'idempotent',
-    });
-    return job;
+  /**
+   * `POST /upload/{jobId}/complete` (idempotent on the server). `checksum` is the whole file's CRC
+   * (base64; CRC algorithms only): S3 checks the object against it, and a mismatch throws
+   * ChecksumMismatchError with the job left UPLOADING.
+   */
+  async completeUpload(jobId: string, options: { checksum?: string | undefined } = {}): Promise<Job> {
+    try {
+      // Awaited here, so that a refused completion reaches the catch below.
+      return await this.jobCall('POST', `/upload/${enc(jobId)}/complete`, {
+        ...(options.checksum ? { body: { checksum: options.checksum } } : {}),
+        retry: 'idempotent',
+      });
+    } catch (error) {
+      if (error instanceof ApiError && error.code === ErrorCode.ChecksumMismatch) {
+        throw completionMismatch(jobId, error, options.checksum, undefined);
+      }
+      throw error;
+    }
   }
 
   /** `DELETE /upload/{jobId}`: aborts one upload, leaving no part behind (idempotent). */
   async abortUpload(jobId: string): Promise<Job> {
-    const { job } = await this.transport.call<{ job: Job }>('DELETE', `/upload/${enc(jobId)}`, {
+    return this.jobCall('DELETE', `/upload/${enc(jobId)}`, {
       retry: 'idempotent',
     });
-    return job;
   }
 
   /** `DELETE /upload/kill`: aborts every upload of the caller in flight; 404 NoUploadFound when none. */
-  killUploads(): Promise<{ aborted: { jobId: string; filename: string }[] }> {
+  killUploads(): Promise<KilledUploads> {
     return this.transport.call('DELETE', '/upload/kill', { retry: 'idempotent' });
   }
 
-  /** `GET /jobs/{jobId}?reconcile=true`: which parts S3 holds (`uploadedParts`) and lacks (`missingParts`). */
+  /**
+   * `GET /jobs/{jobId}?reconcile=true`: which parts S3 holds (`uploadedParts`, and `parts` with their
+   * sizes and checksums) and lacks (`missingParts`).
+   */
   reconcileUpload(jobId: string, options: Signal = {}): Promise<ReconciledJob> {
     return this.transport.call('GET', `/jobs/${enc(jobId)}`, {
       query: { reconcile: 'true' },
@@ -224,24 +278,22 @@ export class FileJobsClient implements UploadApi, ExportApi {
 
   /** `POST /export`: starts an export (QUEUED); the worker runs on its own. */
   async startExport(filename: string, format: ExportFormat = 'raw'): Promise<ExportJob> {
-    const { job } = await this.transport.call<{ job: ExportJob }>('POST', '/export', {
+    return this.jobCall<ExportJob>('POST', '/export', {
       body: { filename, format },
       // Not idempotent: only repeated when the request surely did nothing.
       retry: 'unsent',
     });
-    return job;
   }
 
   /** `DELETE /export/{jobId}`: cancels one export and removes its output. */
   async cancelExport(jobId: string): Promise<ExportJob> {
-    const { job } = await this.transport.call<{ job: ExportJob }>('DELETE', `/export/${enc(jobId)}`, {
+    return this.jobCall<ExportJob>('DELETE', `/export/${enc(jobId)}`, {
       retry: 'idempotent',
     });
-    return job;
   }
 
   /** `POST /export/kill`: cancels every running export of the caller; 404 NoExportFound when none. */
-  killExports(): Promise<{ cancelled: { jobId: string; filename: string; status: string }[] }> {
+  killExports(): Promise<CancelledExports> {
     return this.transport.call('POST', '/export/kill', { retry: 'idempotent' });
   }
 
@@ -291,10 +343,9 @@ export class FileJobsClient implements UploadApi, ExportApi {
 
   /** `GET /jobs/{jobId}`; a SUCCEEDED export carries a fresh `downloadUrl`. */
   async getJob(jobId: string, options: Signal = {}): Promise<Job> {
-    const { job } = await this.transport.call<{ job: Job }>('GET', `/jobs/${enc(jobId)}`, {
+    return this.jobCall('GET', `/jobs/${enc(jobId)}`, {
       signal: options.signal,
     });
-    return job;
   }
 
   /** `GET /jobs/{jobId}` for an export. */

@@ -1,4 +1,5 @@
-import type { ErrorBody, Job } from './types.ts';
+import { ErrorCode } from '../common/error-codes.ts';
+import type { ChecksumAlgorithm, ErrorBody, Job, JobType } from './types.ts';
 
 /** Every error this client throws on purpose is a FileJobsError; `code` is stable and machine-readable. */
 export class FileJobsError extends Error {
@@ -111,7 +112,7 @@ export class TransferError extends FileJobsError {
 export class AbortedError extends FileJobsError {
   override name = 'AbortError';
   readonly jobId: string | undefined;
-  readonly jobType: 'upload' | 'export' | undefined;
+  readonly jobType: JobType | undefined;
   readonly outcome: 'killed' | 'kept' | 'kill-failed' | 'none';
   /** The job as the server last described it (after the kill, when there was one). */
   readonly job: Job | undefined;
@@ -120,7 +121,7 @@ export class AbortedError extends FileJobsError {
     message: string,
     options: {
       jobId?: string | undefined;
-      jobType?: 'upload' | 'export' | undefined;
+      jobType?: JobType | undefined;
       outcome?: AbortedError['outcome'];
       job?: Job | undefined;
       cause?: unknown;
@@ -145,6 +146,45 @@ export class JobFailedError extends FileJobsError {
       message ?? `${job.type} job ${job.jobId} ended ${job.status}${job.error ? `: ${job.error}` : ''}`,
     );
     this.job = job;
+  }
+}
+
+/**
+ * Bytes did not match their checksum, end to end:
+ * - `upload`: S3 refused the completion (409 ChecksumMismatch): the object S3 would assemble from the
+ *   parts it holds is not the file the client read. The job stays UPLOADING; resuming compares every
+ *   part S3 holds with the file's bytes and sends again the ones that differ.
+ * - `download`: the bytes downloaded are not the ones the job's checksum names (the object was
+ *   changed or corrupted after the job finished, or damaged on the way). Nothing is left at the
+ *   destination path.
+ */
+export class ChecksumMismatchError extends FileJobsError {
+  override name = 'ChecksumMismatchError';
+  readonly direction: 'upload' | 'download';
+  readonly jobId: string;
+  readonly algorithm: ChecksumAlgorithm | undefined;
+  /** What the bytes should have: the job's recorded checksum (download), or the client's CRC of the file (upload). */
+  readonly expected: string | undefined;
+  /** What they had, when known: the CRC of the bytes downloaded. */
+  readonly actual: string | undefined;
+
+  constructor(
+    message: string,
+    options: {
+      direction: 'upload' | 'download';
+      jobId: string;
+      algorithm?: ChecksumAlgorithm | undefined;
+      expected?: string | undefined;
+      actual?: string | undefined;
+      cause?: unknown;
+    },
+  ) {
+    super(ErrorCode.ChecksumMismatch, message, { cause: options.cause });
+    this.direction = options.direction;
+    this.jobId = options.jobId;
+    this.algorithm = options.algorithm;
+    this.expected = options.expected;
+    this.actual = options.actual;
   }
 }
 

@@ -3,7 +3,14 @@ import { open, rename, stat, unlink } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { basename, dirname, join } from 'node:path';
-import { AbortedError, FileJobsError, JobFailedError, NetworkError } from './errors.ts';
+import { type ChecksumAlgorithm, type ChecksumHasher, checksumHasher } from '../common/checksums.ts';
+import {
+  AbortedError,
+  ChecksumMismatchError,
+  FileJobsError,
+  JobFailedError,
+  NetworkError,
+} from './errors.ts';
 import { type FetchLike, networkError } from './http.ts';
 import { SpeedMeter } from './progress.ts';
 import { abortedBy, type RetryPolicy, retryPolicy, sleep, throwIfAborted, withRetries } from './retry.ts';
@@ -151,6 +158,12 @@ export interface DownloadResult {
   path: string;
   bytes: number;
   job: ExportJob;
+  /**
+   * The job's checksum of the output and whether the bytes written were checked against it (a
+   * FULL_OBJECT one is; a COMPOSITE one, of parts, cannot be from the bytes alone). Undefined for an
+   * export without a checksum.
+   */
+  checksum: { algorithm: ChecksumAlgorithm; value: string; verified: boolean } | undefined;
 }
 
 /** The SUCCEEDED export with a download URL that will last a while, fetching it again when needed. */
@@ -219,6 +232,11 @@ class DownloadHttpError extends FileJobsError {
  * Downloads a SUCCEEDED export to `path` (a directory takes the export's own name). Writes to a
  * temporary file beside it and renames at the end, so `path` never holds a partial download; a
  * dropped connection resumes with a Range request, an expired URL is signed again.
+ *
+ * When the job has a full-object checksum (CRC32 for export outputs), the bytes are hashed in order
+ * as they are written, across resumed connections, and compared at the end: a mismatch throws
+ * ChecksumMismatchError and deletes the temporary file, so nothing lands at `path` (a file already
+ * there is left as it was).
  */
 export async function downloadToFile(
   api: ExportApi,
@@ -261,6 +279,10 @@ export async function downloadToFile(
   }
   let resigned = false;
   let needFreshUrl = false;
+  const expected = job.checksum;
+  const verifying = expected?.type === 'FULL_OBJECT';
+  // Holds exactly the bytes [0, written) of the file, in order.
+  let hasher: ChecksumHasher | undefined = verifying ? checksumHasher(expected.algorithm) : undefined;
   try {
     await withRetries(
       async () => {
@@ -293,6 +315,7 @@ export async function downloadToFile(
           // The server ignored the Range: start over.
           written = 0;
           await handle.truncate(0);
+          if (verifying) hasher = checksumHasher(expected.algorithm);
         }
         if (status === 200) {
           const length = Number(response.headers['content-length']);
@@ -301,6 +324,7 @@ export async function downloadToFile(
         try {
           for await (const chunk of response as AsyncIterable<Buffer>) {
             await handle.write(chunk, 0, chunk.byteLength, written);
+            hasher?.update(chunk);
             written += chunk.byteLength;
             speed.add(chunk.byteLength);
             report(false);
@@ -337,10 +361,32 @@ export async function downloadToFile(
     if (total !== undefined && written !== total) {
       throw new FileJobsError('DownloadIncomplete', `the download ended after ${written} of ${total} bytes`);
     }
+    if (hasher && expected) {
+      const actual = await hasher.digest();
+      if (actual !== expected.value) {
+        throw new ChecksumMismatchError(
+          `the download of export job ${job.jobId} is corrupt: its ${expected.algorithm} is ${actual} where the export's is ${expected.value} (the output was changed or damaged after the export finished, or on the way); nothing was written to ${target}`,
+          {
+            direction: 'download',
+            jobId: job.jobId,
+            algorithm: expected.algorithm,
+            expected: expected.value,
+            actual,
+          },
+        );
+      }
+    }
     report(true);
     await handle.close();
     await rename(temp, target);
-    return { path: target, bytes: written, job };
+    return {
+      path: target,
+      bytes: written,
+      job,
+      checksum: expected
+        ? { algorithm: expected.algorithm, value: expected.value, verified: hasher !== undefined }
+        : undefined,
+    };
   } catch (error) {
     await handle.close().catch(() => {});
     await unlink(temp).catch(() => {});

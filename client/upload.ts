@@ -1,14 +1,40 @@
-import { AbortedError, ApiError, FileJobsError, NetworkError, TransferError } from './errors.ts';
+import {
+  CHECKSUM_ALGORITHMS,
+  type ChecksumAlgorithm,
+  checksumHasher,
+  DEFAULT_CHECKSUM_ALGORITHM,
+  FullObjectCrc,
+  isCrcAlgorithm,
+} from '../common/checksums.ts';
+import { ErrorCode } from '../common/error-codes.ts';
+import { type PartPlan, partRange, partSizeProblem } from '../common/part-plan.ts';
+import {
+  AbortedError,
+  ApiError,
+  ChecksumMismatchError,
+  FileJobsError,
+  NetworkError,
+  TransferError,
+} from './errors.ts';
 import { type FetchLike, fetchWithin, type RetryMode } from './http.ts';
-import { type PartLayout, PartUrlPool, partRange, partSizeProblem } from './parts.ts';
+import { ChecksummedUrlPool, PartUrlPool } from './parts.ts';
 import { ProgressBatcher, RateLimiter, SpeedMeter } from './progress.ts';
-import { type RetryPolicy, retryPolicy, settleWithin, sleep, throwIfAborted, withRetries } from './retry.ts';
+import {
+  abortedBy,
+  type RetryPolicy,
+  retryPolicy,
+  settleWithin,
+  sleep,
+  throwIfAborted,
+  withRetries,
+} from './retry.ts';
 import { type PartReader, partReader, type UploadSource } from './sources.ts';
 import type {
   CreatedUpload,
   CreateUploadInput,
   FinishedPart,
   Job,
+  PartToSign,
   ReconciledJob,
   SignedPart,
 } from './types.ts';
@@ -23,8 +49,13 @@ export interface UploadApi {
     partNumbers: number[],
     options?: { signal?: AbortSignal | undefined },
   ): Promise<SignedPart[]>;
+  signChecksummedParts(
+    jobId: string,
+    parts: PartToSign[],
+    options?: { signal?: AbortSignal | undefined },
+  ): Promise<SignedPart[]>;
   reportProgress(jobId: string, parts: FinishedPart[], options?: { retry?: RetryMode }): Promise<Job>;
-  completeUpload(jobId: string): Promise<Job>;
+  completeUpload(jobId: string, options?: { checksum?: string | undefined }): Promise<Job>;
   abortUpload(jobId: string): Promise<Job>;
   getJob(jobId: string, options?: { signal?: AbortSignal | undefined }): Promise<Job>;
   findUnfinishedUpload(
@@ -38,7 +69,8 @@ export interface UploadApi {
   ): Promise<Job>;
 }
 
-export interface UploadStart {
+/** The upload a run works on: its job, the file, the plan. */
+export interface UploadRun {
   jobId: string;
   filename: string;
   size: number;
@@ -46,18 +78,36 @@ export interface UploadStart {
   partCount: number;
   /** True when this run continues an upload begun earlier. */
   resumed: boolean;
+}
+
+export interface UploadStart extends UploadRun {
   /** Parts S3 already held when this run started, and their bytes. */
   partsOnServer: number;
   bytesOnServer: number;
-  /** Parts this run will send. */
+  /** Parts this run will send (besides parts on the server found to differ from the file). */
   partsToSend: number;
+  /**
+   * Parts on the server this run reads and compares by checksum before reusing them (all of
+   * `partsOnServer`, for an upload with a checksum algorithm); a part that differs is sent again.
+   */
+  partsToVerify: number;
+  /** The upload's checksum algorithm (a resumed job keeps the one it was created with). */
+  checksumAlgorithm: ChecksumAlgorithm | undefined;
 }
 
 export interface UploadProgress {
   jobId: string;
-  /** `part`: part `partNumber` just finished; `bytes`: bytes moved within parts in flight. */
-  kind: 'part' | 'bytes';
+  /**
+   * `part`: part `partNumber` just finished; `bytes`: bytes moved within parts in flight;
+   * `verified`: part `partNumber`, which S3 already held, was read and compared by checksum
+   * (`matched`: reused; otherwise it is sent again).
+   */
+  kind: 'part' | 'bytes' | 'verified';
   partNumber?: number;
+  /** `part`: the part's checksum (base64), for an upload with a checksum algorithm. */
+  checksum?: string;
+  /** `verified`: whether S3's copy of the part has the file's checksum. */
+  matched?: boolean;
   /** Bytes in finished parts, counting parts from before a resume. */
   bytesDone: number;
   /** `bytesDone` plus the bytes of parts in flight sent so far: what a smooth progress bar shows. */
@@ -74,18 +124,23 @@ export interface UploadProgress {
   elapsedMs: number;
 }
 
-export interface UploadResult {
+export interface UploadResult extends UploadRun {
   job: Job;
-  jobId: string;
-  filename: string;
-  size: number;
-  partSize: number;
-  partCount: number;
-  resumed: boolean;
   /** Parts this run sent. */
   partsSent: number;
-  /** Parts that were already on the server (from an earlier, interrupted run). */
+  /** Parts that were already on the server (from an earlier, interrupted run) and were kept. */
   partsReused: number;
+  /**
+   * Parts the server held whose checksum differed from the file's bytes (the file changed since
+   * they were sent): sent again, and counted in `partsSent`.
+   */
+  partsChanged: number;
+  checksumAlgorithm: ChecksumAlgorithm | undefined;
+  /**
+   * The whole file's CRC (base64) that the client computed from the bytes it read and S3 verified at
+   * completion (CRC algorithms); `job.checksum` is S3's own.
+   */
+  checksum: string | undefined;
   /** Part PUTs repeated after a failure. */
   retries: number;
   /** `POST /upload/{jobId}/progress` requests made. */
@@ -100,10 +155,22 @@ export interface UploadOptions {
   contentType?: string;
   /** Bytes per part, 5 MiB to 5 GiB; the service chooses (8 MiB, more for huge files) when omitted. */
   partSize?: number;
-  /** Parts in flight at once. Default 4. Memory use is about concurrency x partSize. */
+  /**
+   * Parts in flight at once. Default 4. Memory use is about concurrency x partSize; with checksums,
+   * parts are also read ahead while their URLs (which sign their checksums) are asked for in
+   * batches: 64 MiB of them, at least `concurrency` parts and at most 4 x concurrency.
+   */
   concurrency?: number;
   /** Replace a file of that name in the uploads folder. */
   overwrite?: boolean;
+  /**
+   * S3 checksums, on by default (CRC32, computed as each part is read: a few percent of the
+   * time): every part is checked by S3 against the checksum of the bytes read from the source, the
+   * whole file against their combined CRC at completion, and parts already on the server are compared
+   * with the file before a resume reuses them. Another algorithm, or `false` for none. A resumed job
+   * keeps the algorithm it was created with.
+   */
+  checksumAlgorithm?: ChecksumAlgorithm | false;
   /**
    * Continue an unfinished upload instead of starting over: `true` looks for an UPLOADING job with
    * this filename and size (also when `POST /upload` answers 409 UploadInProgress); a job id resumes
@@ -131,10 +198,17 @@ export interface UploadOptions {
   onWarning?: (message: string) => void;
 }
 
+/** A part this run handles: to send, or (with `expected`, S3's checksum of it) to verify first. */
+interface WorkItem {
+  partNumber: number;
+  expected?: string | undefined;
+}
+
 interface Session {
   jobId: string;
-  layout: PartLayout;
-  toSend: number[];
+  layout: PartPlan;
+  algorithm: ChecksumAlgorithm | undefined;
+  items: WorkItem[];
   urls: SignedPart[];
   resumed: boolean;
   partsOnServer: number;
@@ -142,6 +216,12 @@ interface Session {
 }
 
 const MAX_CONCURRENCY = 64;
+/**
+ * How far parts are read ahead of the PUTs with checksums (see UploadOptions.concurrency). A signing
+ * request goes out with half of it gathered, so the other half covers its round trip: with 8 MiB
+ * parts, a request per 4 parts.
+ */
+const READ_AHEAD_BYTES = 64 * 1024 * 1024;
 /** See UploadOptions.reportIntervalMs. */
 const DEFAULT_REPORT_INTERVAL_MS = 1000;
 /** Chunks of a part body when its bytes are paced (a smooth rate). */
@@ -156,6 +236,19 @@ const BODY_CHUNK = 1024 * 1024;
  */
 const STREAM_BODIES = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
+/** The service's 409 ChecksumMismatch at completion, as the typed error that says what happened and what to do. */
+export function completionMismatch(
+  jobId: string,
+  error: ApiError,
+  checksum: string | undefined,
+  algorithm: ChecksumAlgorithm | undefined,
+): ChecksumMismatchError {
+  return new ChecksumMismatchError(
+    `S3 refused to complete upload job ${jobId}: the parts it holds do not make the file whose ${algorithm ?? 'CRC'} is ${checksum ?? '(not sent)'} (${error.message}); the job stays UPLOADING, and resuming it sends again the parts that differ from the file`,
+    { direction: 'upload', jobId, algorithm, expected: checksum, cause: error },
+  );
+}
+
 /** Create (or find and resume) the job, send the parts that S3 lacks, complete. */
 export async function runUpload(api: UploadApi, options: UploadOptions): Promise<UploadResult> {
   const started = performance.now();
@@ -169,6 +262,13 @@ export async function runUpload(api: UploadApi, options: UploadOptions): Promise
   }
   if (options.maxBytesPerSecond !== undefined && !(options.maxBytesPerSecond > 0)) {
     throw new FileJobsError('BadRate', 'the rate limit must be above 0');
+  }
+  const wanted = options.checksumAlgorithm;
+  if (wanted !== undefined && wanted !== false && !CHECKSUM_ALGORITHMS.includes(wanted)) {
+    throw new FileJobsError(
+      'BadChecksumAlgorithm',
+      `the checksum algorithm must be one of ${CHECKSUM_ALGORITHMS.join(', ')}, not ${String(wanted)}`,
+    );
   }
   const reader = partReader(options.source);
   try {
@@ -188,6 +288,9 @@ export async function runUpload(api: UploadApi, options: UploadOptions): Promise
         resumed: false,
         partsSent: 0,
         partsReused: 0,
+        partsChanged: 0,
+        checksumAlgorithm: job.checksum?.algorithm,
+        checksum: job.checksum?.value,
         retries: 0,
         progressReports: 0,
         elapsedMs: performance.now() - started,
@@ -195,7 +298,7 @@ export async function runUpload(api: UploadApi, options: UploadOptions): Promise
     }
     if (options.partSize !== undefined) {
       const problem = partSizeProblem(reader.size, options.partSize);
-      if (problem) throw new FileJobsError('BadPartSize', problem);
+      if (problem) throw new FileJobsError('BadPartSize', `the part size ${problem}`);
     }
     const session = await openSession(api, reader.size, options);
     options.onStart?.({
@@ -207,7 +310,9 @@ export async function runUpload(api: UploadApi, options: UploadOptions): Promise
       resumed: session.resumed,
       partsOnServer: session.partsOnServer,
       bytesOnServer: session.bytesOnServer,
-      partsToSend: session.toSend.length,
+      partsToSend: session.items.filter((item) => item.expected === undefined).length,
+      partsToVerify: session.items.filter((item) => item.expected !== undefined).length,
+      checksumAlgorithm: session.algorithm,
     });
     return await new Transfer(api, reader, session, options, concurrency, started).run();
   } finally {
@@ -222,6 +327,10 @@ async function openSession(api: UploadApi, size: number, options: UploadOptions)
     const unfinished = await api.findUnfinishedUpload(filename, size, { signal });
     if (unfinished) return resumeSession(api, unfinished.jobId, size, filename, signal);
   }
+  const wanted =
+    options.checksumAlgorithm === false
+      ? undefined
+      : (options.checksumAlgorithm ?? DEFAULT_CHECKSUM_ALGORITHM);
   let created: CreatedUpload;
   try {
     // Never cut halfway: a job created while the caller aborts is killed below, not left behind.
@@ -232,6 +341,7 @@ async function openSession(api: UploadApi, size: number, options: UploadOptions)
         ...(options.contentType ? { contentType: options.contentType } : {}),
         ...(options.partSize ? { partSize: options.partSize } : {}),
         ...(options.overwrite ? { overwrite: true } : {}),
+        ...(wanted ? { checksumAlgorithm: wanted } : {}),
       },
       // A lost answer to a retried create comes back as 409 UploadInProgress naming our job.
       { retry: options.resume ? 'idempotent' : 'unsent' },
@@ -239,7 +349,7 @@ async function openSession(api: UploadApi, size: number, options: UploadOptions)
   } catch (error) {
     const holder =
       (error instanceof ApiError &&
-        error.code === 'UploadInProgress' &&
+        error.code === ErrorCode.UploadInProgress &&
         (error.details as { jobId?: unknown })?.jobId) ||
       undefined;
     if (options.resume && typeof holder === 'string') {
@@ -255,11 +365,17 @@ async function openSession(api: UploadApi, size: number, options: UploadOptions)
   const jobId = created.job.jobId;
   if (signal?.aborted)
     await abandon(api, jobId, options, `upload of ${filename} interrupted before any part was sent`);
+  const algorithm = created.job.checksumAlgorithm;
+  if (wanted && !algorithm) {
+    options.onWarning?.(`the service did not take checksumAlgorithm ${wanted}: uploading without checksums`);
+  }
   return {
     jobId,
     layout: { size, partSize: created.partSize, partCount: created.partCount },
-    toSend: Array.from({ length: created.partCount }, (_, index) => index + 1),
-    urls: created.parts,
+    algorithm,
+    items: Array.from({ length: created.partCount }, (_, index) => ({ partNumber: index + 1 })),
+    // A URL of an upload with checksums signs the part's checksum: none can exist before the bytes are read.
+    urls: algorithm ? [] : created.parts,
     resumed: false,
     partsOnServer: 0,
     bytesOnServer: 0,
@@ -277,7 +393,10 @@ async function resumeSession(
   const { job } = reconciled;
   if (job.type !== 'upload') throw new FileJobsError('NotAnUpload', `job ${jobId} is not an upload`);
   if (job.status !== 'UPLOADING') {
-    throw new FileJobsError('JobNotActive', `upload job ${jobId} is ${job.status}; it cannot be resumed`);
+    throw new FileJobsError(
+      ErrorCode.JobNotActive,
+      `upload job ${jobId} is ${job.status}; it cannot be resumed`,
+    );
   }
   if (job.size !== size || job.filename !== filename) {
     throw new FileJobsError(
@@ -288,21 +407,48 @@ async function resumeSession(
   return sessionFrom(reconciled, size);
 }
 
+/**
+ * The plan of a resumed upload. Without a checksum algorithm, the parts S3 holds are trusted (the
+ * CLI checks the file's size and modification time before resuming); with one, each is read again
+ * and reused only if its checksum is the one S3 holds, and a part S3 holds without a checksum is
+ * sent again.
+ */
 function sessionFrom(reconciled: ReconciledJob, size: number): Session {
   const { job } = reconciled;
   const layout = { size, partSize: job.partSize, partCount: job.partCount };
-  const uploaded = reconciled.uploadedParts ?? [];
-  const missing =
-    reconciled.missingParts ??
-    Array.from({ length: job.partCount }, (_, index) => index + 1).filter((n) => !uploaded.includes(n));
+  const all = Array.from({ length: job.partCount }, (_, index) => index + 1);
+  const uploaded = new Set(reconciled.uploadedParts ?? []);
+  const missing = new Set(reconciled.missingParts ?? all.filter((n) => !uploaded.has(n)));
+  const algorithm = job.checksumAlgorithm;
+  const bytesOf = (numbers: number[]) => numbers.reduce((sum, n) => sum + partRange(layout, n).length, 0);
+  if (!algorithm) {
+    const held = all.filter((n) => !missing.has(n));
+    return {
+      jobId: job.jobId,
+      layout,
+      algorithm,
+      items: all.filter((n) => missing.has(n)).map((partNumber) => ({ partNumber })),
+      urls: [],
+      resumed: true,
+      partsOnServer: held.length,
+      bytesOnServer: bytesOf(held),
+    };
+  }
+  const checksums = new Map<number, string>();
+  for (const part of reconciled.parts ?? []) {
+    if (part.checksum && !missing.has(part.partNumber)) checksums.set(part.partNumber, part.checksum);
+  }
+  const held = all.filter((n) => checksums.has(n));
   return {
     jobId: job.jobId,
     layout,
-    toSend: [...missing].sort((a, b) => a - b),
+    algorithm,
+    // Every part, in order, so that a stream is read once, front to back.
+    items: all.map((partNumber) => ({ partNumber, expected: checksums.get(partNumber) })),
     urls: [],
     resumed: true,
-    partsOnServer: uploaded.length,
-    bytesOnServer: uploaded.reduce((sum, n) => sum + partRange(layout, n).length, 0),
+    partsOnServer: held.length,
+    bytesOnServer: bytesOf(held),
   };
 }
 
@@ -371,14 +517,14 @@ class Tracker {
     this.inFlight.delete(partNumber);
   }
 
-  done(partNumber: number, length: number): void {
+  done(partNumber: number, length: number, checksum: string | undefined): void {
     const before = this.inFlight.get(partNumber) ?? 0;
     this.inFlight.delete(partNumber);
     if (length > before) this.speed.add(length - before);
     this.partsDone++;
     this.partsSent++;
     this.bytesDone += length;
-    this.emit('part', partNumber);
+    this.emit('part', partNumber, checksum === undefined ? {} : { checksum });
   }
 
   /** A part the server turned out not to hold after all (it will be sent again). */
@@ -387,7 +533,13 @@ class Tracker {
     this.bytesDone -= length;
   }
 
-  private emit(kind: 'part' | 'bytes', partNumber?: number): void {
+  /** A part S3 held was compared with the file: reused when `matched`, else sent again. */
+  verified(partNumber: number, length: number, matched: boolean): void {
+    if (!matched) this.lost(length);
+    this.emit('verified', partNumber, { matched });
+  }
+
+  private emit(kind: UploadProgress['kind'], partNumber?: number, extra: Partial<UploadProgress> = {}): void {
     const onProgress = this.options.onProgress;
     if (!onProgress) return;
     let inFlight = 0;
@@ -399,6 +551,7 @@ class Tracker {
       jobId,
       kind,
       ...(partNumber === undefined ? {} : { partNumber }),
+      ...extra,
       bytesDone: this.bytesDone,
       bytesSent,
       bytesTotal: layout.size,
@@ -413,6 +566,9 @@ class Tracker {
 }
 
 const retryableS3 = new Set([
+  // The body S3 received does not match the checksum of the bytes the client read and sent: they
+  // changed on the way, and sending the same bytes again is the cure.
+  'BadDigest',
   'RequestTimeout',
   'SlowDown',
   'InternalError',
@@ -463,13 +619,15 @@ export async function putPart(
     timeoutMs: number;
     limiter?: RateLimiter | undefined;
     onBytes?: ((sent: number) => void) | undefined;
+    /** The headers the URL signs (SignedPart.headers), sent as they are. */
+    headers?: Record<string, string> | undefined;
   },
 ): Promise<string> {
   const streamed = STREAM_BODIES || options.limiter !== undefined || options.onBytes !== undefined;
   const init: RequestInit & { duplex?: 'half' } = {
     method: 'PUT',
     // S3 needs the length up front: a streamed body still declares it.
-    headers: { 'content-length': String(bytes.byteLength) },
+    headers: { 'content-length': String(bytes.byteLength), ...options.headers },
     body: streamed
       ? chunkedBody(bytes, options.limiter, options.onBytes, options.signal)
       : (bytes as Uint8Array<ArrayBuffer>),
@@ -495,7 +653,7 @@ export async function putPart(
       throw new TransferError(
         partNumber,
         404,
-        'UploadGone',
+        ErrorCode.UploadGone,
         'the upload was aborted on the server (killed by another client?)',
       );
     }
@@ -523,6 +681,9 @@ class Transfer {
   private readonly policy: RetryPolicy;
   private retries = 0;
   private fatal: unknown;
+  /** Each part's checksum, as read from the source (sent or found on the server): the whole file's CRC comes from them. */
+  private readonly checksums = new Map<number, string>();
+  private partsChanged = 0;
 
   constructor(
     api: UploadApi,
@@ -558,11 +719,11 @@ class Transfer {
       (parts) => api.reportProgress(jobId, parts, { retry: 'never' }),
       {
         isFatal: (error) =>
-          error instanceof ApiError && (error.code === 'JobNotActive' || error.status === 404),
+          error instanceof ApiError && (error.code === ErrorCode.JobNotActive || error.status === 404),
         onFatal: (error) =>
           this.fail(
             new FileJobsError(
-              'UploadGone',
+              ErrorCode.UploadGone,
               `upload job ${jobId} is no longer active: ${(error as Error).message}`,
               {
                 cause: error,
@@ -591,7 +752,7 @@ class Transfer {
         (job) => {
           if (job.status !== 'UPLOADING') {
             const error = new FileJobsError(
-              'UploadGone',
+              ErrorCode.UploadGone,
               `upload job ${jobId} is ${job.status} on the server (killed by another client?)`,
             );
             this.fail(error);
@@ -616,8 +777,8 @@ class Transfer {
   }
 
   async run(): Promise<UploadResult> {
-    const { jobId, layout } = this.session;
-    await this.sendAll(this.session.toSend, this.session.urls);
+    const { jobId, layout, algorithm } = this.session;
+    await this.sendAll(this.session.items, this.session.urls);
     let job: Job | undefined;
     for (let round = 0; job === undefined; round++) {
       if (this.interrupted) await this.abandon();
@@ -629,12 +790,30 @@ class Transfer {
         // S3 lacks parts after all (lost, or of the wrong size): send those again, twice at most. With
         // none missing, a part changed under the completion (S3's InvalidPart): the server went back
         // to UPLOADING, and completing again is all it takes.
-        if (!(error instanceof ApiError && error.code === 'PartsIncomplete') || round >= 2) throw error;
+        if (!(error instanceof ApiError && error.code === ErrorCode.PartsIncomplete) || round >= 2)
+          throw error;
         const reconciled = await this.api.reconcileUpload(jobId, { signal: this.options.signal });
         const missing = reconciled.missingParts ?? [];
         for (const partNumber of missing) this.tracker.lost(partRange(layout, partNumber).length);
-        if (missing.length > 0) await this.sendAll(missing, []);
+        if (missing.length > 0)
+          await this.sendAll(
+            missing.map((partNumber) => ({ partNumber })),
+            [],
+          );
       }
+    }
+    const checksum = this.wholeFileCrc();
+    // S3 was given our CRC to check; one it reports otherwise means the object is not what was read.
+    if (
+      checksum !== undefined &&
+      job.checksum?.type === 'FULL_OBJECT' &&
+      job.checksum.algorithm === algorithm &&
+      job.checksum.value !== checksum
+    ) {
+      throw new ChecksumMismatchError(
+        `upload job ${jobId} completed, but S3 reports the ${algorithm} ${job.checksum.value} for ${this.options.filename} where the bytes read have ${checksum}`,
+        { direction: 'upload', jobId, algorithm, expected: checksum, actual: job.checksum.value },
+      );
     }
     return {
       job,
@@ -645,21 +824,44 @@ class Transfer {
       partCount: layout.partCount,
       resumed: this.session.resumed,
       partsSent: this.tracker.partsSent,
-      partsReused: this.session.partsOnServer,
+      partsReused: this.session.partsOnServer - this.partsChanged,
+      partsChanged: this.partsChanged,
+      checksumAlgorithm: algorithm,
+      checksum,
       retries: this.retries,
       progressReports: this.reporter.requests,
       elapsedMs: performance.now() - this.started,
     };
   }
 
+  /** The whole file's CRC from its parts' (read in parallel, never front to back), for S3 to check at completion. */
+  private wholeFileCrc(): string | undefined {
+    const { algorithm, layout } = this.session;
+    if (!algorithm || !isCrcAlgorithm(algorithm)) return undefined;
+    const crc = new FullObjectCrc(algorithm);
+    for (let partNumber = 1; partNumber <= layout.partCount; partNumber++) {
+      const checksum = this.checksums.get(partNumber);
+      if (checksum === undefined) return undefined;
+      crc.append(checksum, partRange(layout, partNumber).length);
+    }
+    return crc.digest();
+  }
+
   /** Completion is idempotent on the server; it is not cut halfway by the caller's signal. */
   private async complete(): Promise<Job> {
     const deadline = Date.now() + 60_000;
+    const checksum = this.wholeFileCrc();
     for (;;) {
       try {
-        return await this.api.completeUpload(this.session.jobId);
+        return await this.api.completeUpload(this.session.jobId, checksum ? { checksum } : {});
       } catch (error) {
-        if (error instanceof ApiError && error.code === 'CompletionInProgress' && Date.now() < deadline) {
+        if (error instanceof ApiError && error.code === ErrorCode.ChecksumMismatch)
+          throw completionMismatch(this.session.jobId, error, checksum, this.session.algorithm);
+        if (
+          error instanceof ApiError &&
+          error.code === ErrorCode.CompletionInProgress &&
+          Date.now() < deadline
+        ) {
           await sleep(500);
           continue;
         }
@@ -668,33 +870,82 @@ class Transfer {
     }
   }
 
-  /** Sends `partNumbers` with `concurrency` parts in flight; returns when all are in S3 or throws. */
-  private async sendAll(partNumbers: number[], signed: SignedPart[]): Promise<void> {
-    const { jobId, layout } = this.session;
-    const urls = new PartUrlPool(
-      partNumbers,
-      (numbers) => this.api.signParts(jobId, numbers, { signal: this.signal }),
-      { lookahead: this.concurrency * 4 },
-    );
-    urls.add(signed);
-    let next = 0;
+  /**
+   * Handles `items` with `concurrency` parts in flight: sends each, or first compares a part S3
+   * holds with the file and sends it only if it differs. Returns when all are in S3, or throws.
+   */
+  private async sendAll(items: WorkItem[], signed: SignedPart[]): Promise<void> {
+    const { jobId, layout, algorithm } = this.session;
+    let urls: UrlSource;
+    let window = this.concurrency;
+    if (algorithm) {
+      // Parts are read this far ahead of the PUTs so that their URLs (which sign their checksums) are
+      // asked for in batches off the critical path, while memory stays bounded.
+      const readAhead = Math.min(
+        4 * this.concurrency,
+        Math.max(this.concurrency, Math.ceil(READ_AHEAD_BYTES / layout.partSize)),
+      );
+      window += readAhead;
+      urls = new ChecksummedUrlPool(
+        (parts) => this.api.signChecksummedParts(jobId, parts, { signal: this.signal }),
+        { minBatch: Math.max(1, Math.ceil(readAhead / 2)) },
+      );
+    } else {
+      const pool = new PartUrlPool(
+        items.map((item) => item.partNumber),
+        (numbers) => this.api.signParts(jobId, numbers, { signal: this.signal }),
+        { lookahead: this.concurrency * 4 },
+      );
+      pool.add(signed);
+      urls = pool;
+    }
+    const feed = new PartFeed(this.reader, layout, items, algorithm, window, this.signal, (part) => {
+      if (
+        urls instanceof ChecksummedUrlPool &&
+        part.checksum !== undefined &&
+        part.checksum !== part.expected
+      )
+        urls.ready(part.partNumber, part.checksum);
+    });
     const worker = async () => {
-      while (next < partNumbers.length && !this.signal.aborted) {
-        const partNumber = partNumbers[next++]!;
-        const { offset, length } = partRange(layout, partNumber);
-        // Called before any await, so a stream source is read in part order.
-        const bytes = await this.reader.read(offset, length);
-        const etag = await this.sendPart(urls, partNumber, bytes);
-        this.tracker.done(partNumber, length);
-        this.reporter.add({ partNumber, etag, size: length });
+      while (!this.signal.aborted) {
+        const next = feed.next();
+        if (!next) return;
+        const part = await next;
+        const { partNumber, checksum } = part;
+        const { length } = partRange(layout, partNumber);
+        try {
+          if (part.expected !== undefined) {
+            const matched = checksum === part.expected;
+            this.tracker.verified(partNumber, length, matched);
+            if (matched) {
+              this.checksums.set(partNumber, checksum);
+              continue;
+            }
+            this.partsChanged++;
+          }
+          const etag = await this.sendPart(urls, partNumber, part.bytes);
+          if (checksum !== undefined) this.checksums.set(partNumber, checksum);
+          if (urls instanceof ChecksummedUrlPool) urls.forget(partNumber);
+          this.tracker.done(partNumber, length, checksum);
+          this.reporter.add({
+            partNumber,
+            etag,
+            size: length,
+            ...(checksum === undefined ? {} : { checksum }),
+          });
+        } finally {
+          feed.release();
+        }
       }
     };
-    const workers = Array.from({ length: Math.min(this.concurrency, partNumbers.length) }, () =>
+    const workers = Array.from({ length: Math.min(this.concurrency, items.length) }, () =>
       worker().catch((error: unknown) => {
         if (!this.signal.aborted) this.fail(error);
       }),
     );
     await Promise.all(workers);
+    feed.stop();
     if (this.interrupted) return this.abandon();
     if (this.fatal !== undefined) {
       // Keep the job for a later resume: let the server learn what did arrive.
@@ -703,7 +954,7 @@ class Transfer {
     }
   }
 
-  private async sendPart(urls: PartUrlPool, partNumber: number, bytes: Uint8Array): Promise<string> {
+  private async sendPart(urls: UrlSource, partNumber: number, bytes: Uint8Array): Promise<string> {
     let resigned = false;
     // Generous: a slow link still moves a part; a stalled connection is retried.
     const timeoutMs =
@@ -712,16 +963,17 @@ class Transfer {
       async (attempt) => {
         this.tracker.retrying(partNumber);
         if (attempt > 0) await this.ensureActive();
-        const url = await urls.get(partNumber);
+        const { url, headers } = await urls.signed(partNumber);
         return putPart(this.api.fetch, url, partNumber, bytes, {
           signal: this.signal,
           timeoutMs,
+          headers,
           limiter: this.limiter,
           onBytes: this.tracker.wantsBytes ? (sent) => this.tracker.sending(partNumber, sent) : undefined,
         });
       },
       (error) => {
-        if (error instanceof FileJobsError && error.code === 'UploadGone') return false;
+        if (error instanceof FileJobsError && error.code === ErrorCode.UploadGone) return false;
         if (error instanceof TransferError) {
           // An expired (or otherwise refused) signature: sign again once and retry at once.
           if (error.status === 403 && !resigned) {
@@ -748,5 +1000,157 @@ class Transfer {
       this.reporter.stop();
     }
     return abandon(this.api, jobId, this.options, what);
+  }
+}
+
+/** Where a part's URL comes from: signed ahead by part number, or by checksum once the part was read. */
+type UrlSource = Pick<PartUrlPool, 'signed' | 'invalidate'>;
+
+interface ReadPart {
+  partNumber: number;
+  bytes: Uint8Array;
+  /** The checksum of `bytes`, computed as they were read (with a checksum algorithm). */
+  checksum: string | undefined;
+  /** S3's checksum of the part, for a part it holds: reused only if equal. */
+  expected: string | undefined;
+}
+
+interface Slot {
+  promise: Promise<ReadPart>;
+  resolve: (part: ReadPart) => void;
+  reject: (error: unknown) => void;
+  settled: boolean;
+}
+
+/**
+ * The parts of a transfer, read from the source in order, one read at a time (a stream needs the
+ * order; a file is read far faster than it is sent), each hashed right as it is read: every part is
+ * read once. At most `window` parts are in memory, read and not yet released (sent, or found on the
+ * server), whatever the file's size.
+ */
+class PartFeed {
+  private readonly reader: PartReader;
+  private readonly layout: PartPlan;
+  private readonly items: WorkItem[];
+  private readonly algorithm: ChecksumAlgorithm | undefined;
+  private readonly window: number;
+  private readonly signal: AbortSignal;
+  private readonly onRead: (part: ReadPart) => void;
+  private readonly slots: (Slot | undefined)[] = [];
+  private taken = 0;
+  private held = 0;
+  private wake: (() => void) | undefined;
+  private failure: { error: unknown } | undefined;
+  private stopped = false;
+
+  constructor(
+    reader: PartReader,
+    layout: PartPlan,
+    items: WorkItem[],
+    algorithm: ChecksumAlgorithm | undefined,
+    window: number,
+    signal: AbortSignal,
+    onRead: (part: ReadPart) => void,
+  ) {
+    this.reader = reader;
+    this.layout = layout;
+    this.items = items;
+    this.algorithm = algorithm;
+    this.window = window;
+    this.signal = signal;
+    this.onRead = onRead;
+    signal.addEventListener('abort', this.stop, { once: true });
+    void this.pump();
+  }
+
+  /** The next part in order (read, or being read), or undefined when every part was handed out. */
+  next(): Promise<ReadPart> | undefined {
+    if (this.taken >= this.items.length) return undefined;
+    const index = this.taken++;
+    if (this.failure && !this.slots[index]) return Promise.reject(this.failure.error);
+    const slot = this.slot(index);
+    // Handed out and read: the slot lets go of the bytes, which the worker now holds (a slot still
+    // being read is let go by the reader).
+    if (slot.settled) this.slots[index] = undefined;
+    return slot.promise;
+  }
+
+  /** A part handed out is done with: another may be read. */
+  release(): void {
+    this.held--;
+    this.poke();
+  }
+
+  /** No more reads (the transfer ended, or was aborted). */
+  readonly stop = (): void => {
+    this.stopped = true;
+    this.signal.removeEventListener('abort', this.stop);
+    this.poke();
+  };
+
+  private poke(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private slot(index: number): Slot {
+    let slot = this.slots[index];
+    if (!slot) {
+      let resolve!: (part: ReadPart) => void;
+      let reject!: (error: unknown) => void;
+      const promise = new Promise<ReadPart>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      // A part nobody asks for after a failure must not count as an unhandled rejection.
+      promise.catch(() => {});
+      const created: Slot = {
+        promise,
+        resolve: (part) => {
+          created.settled = true;
+          resolve(part);
+        },
+        reject: (error) => {
+          created.settled = true;
+          reject(error);
+        },
+        settled: false,
+      };
+      slot = created;
+      this.slots[index] = slot;
+    }
+    return slot;
+  }
+
+  private async pump(): Promise<void> {
+    let index = 0;
+    try {
+      for (; index < this.items.length; index++) {
+        while (this.held >= this.window && !this.stopped)
+          await new Promise<void>((wake) => (this.wake = wake));
+        if (this.stopped)
+          throw this.signal.aborted ? abortedBy(this.signal) : new Error('the transfer ended');
+        const { partNumber, expected } = this.items[index]!;
+        const { offset, length } = partRange(this.layout, partNumber);
+        const bytes = await this.reader.read(offset, length);
+        let checksum: string | undefined;
+        if (this.algorithm) {
+          const hasher = checksumHasher(this.algorithm);
+          hasher.update(bytes);
+          checksum = await hasher.digest();
+        }
+        this.held++;
+        const part = { partNumber, bytes, checksum, expected };
+        this.onRead(part);
+        const slot = this.slot(index);
+        slot.resolve(part);
+        // Taken already (a worker waits on it), or kept for the worker that will ask.
+        if (index < this.taken) this.slots[index] = undefined;
+      }
+    } catch (error) {
+      this.failure = { error };
+      for (let rest = index; rest < this.slots.length; rest++) this.slots[rest]?.reject(error);
+    }
   }
 }

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import * as z from './schema.ts';
+import { MAX_PRESIGN_SECONDS } from './storage/presign-limits.ts';
 
 /**
  * Configuration comes from the environment only: serverless.yml sets it in AWS, the local stack
@@ -34,12 +35,12 @@ const envSchema = z.object({
   EXPORT_COPY_WINDOW: z._default(count(1, EXPORT_WINDOW_LIMITS.copy), 4),
   EXPORT_GZIP_THREADS: z.optional(count(1, EXPORT_WINDOW_LIMITS.gzipThreads)),
   EXPORT_GZIP_UPLOADS: z._default(count(1, EXPORT_WINDOW_LIMITS.gzipUploads), 2),
-  DOWNLOAD_TTL_SECONDS: z._default(seconds(60, 7 * 24 * 3600), 3600),
+  DOWNLOAD_TTL_SECONDS: z._default(seconds(60, MAX_PRESIGN_SECONDS), 3600),
   JANITOR_UPLOAD_IDLE_HOURS: z._default(count(1, 24 * 365), 24),
   JANITOR_STUCK_MINUTES: z._default(count(1, 24 * 60), 15),
   JANITOR_ORPHAN_GRACE_HOURS: z._default(count(1, 24 * 30), 6),
   JANITOR_MAX_EXPORT_RESTARTS: z._default(count(0, 100), 3),
-  PRESIGN_TTL_SECONDS: z._default(seconds(60, 7 * 24 * 3600), 900),
+  PRESIGN_TTL_SECONDS: z._default(seconds(60, MAX_PRESIGN_SECONDS), 900),
   JWT_ISSUER: z.optional(z.string().check(z.minLength(1))),
   JWT_AUDIENCE: z._default(z.string().check(z.minLength(1)), 'file-jobs'),
   JWT_TTL_SECONDS: z._default(seconds(60, 24 * 3600), 3600),

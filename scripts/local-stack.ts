@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import {
   type AttributeDefinition,
@@ -37,6 +37,8 @@ import { type Emulators, freePort, spawnGroup, startEmulators, waitForHttp } fro
 
 export const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const serverlessBin = join(projectRoot, 'node_modules', '.bin', 'serverless');
+/** A URL, so that a space in the path cannot split NODE_OPTIONS. */
+const offlineBadRequests = pathToFileURL(join(projectRoot, 'scripts', 'offline-bad-requests.ts')).href;
 
 /**
  * moto accepts any credentials; LocalStack checks presigned signatures (S3_SKIP_SIGNATURE_VALIDATION=0)
@@ -47,6 +49,20 @@ const localAwsCredentials = {
   accessKeyId: localCredentials.AWS_ACCESS_KEY_ID,
   secretAccessKey: localCredentials.AWS_SECRET_ACCESS_KEY,
 };
+
+/**
+ * An S3 client of the local stack's S3, as tools and benches use it: path-style, the local
+ * credentials, and no checksum the call does not require (the service's own presigning setting).
+ */
+export function localS3Client(info: Pick<StackInfo, 'region' | 's3Endpoint'>): S3Client {
+  return new S3Client({
+    region: info.region,
+    endpoint: info.s3Endpoint,
+    forcePathStyle: true,
+    credentials: localAwsCredentials,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+  });
+}
 
 export interface StackInfo {
   apiUrl?: string;
@@ -290,6 +306,8 @@ export interface StackOptions {
   /** Extra environment for the handlers (merged over what the stack computes). */
   env?: Record<string, string>;
   log?: (line: string) => void;
+  /** The folder serverless-offline reads its service from: the project's, unless a bench serves a variant. */
+  servicePath?: string;
 }
 
 export interface LocalStack {
@@ -382,10 +400,13 @@ export async function startOffline(
         ...thisMachineOnly(process.env),
         ...handlerEnv,
         SLS_TELEMETRY_DISABLED: '1',
+        // Requests Node's HTTP parser refuses get the service's JSON error shape (see the file).
+        NODE_OPTIONS: [process.env.NODE_OPTIONS, `--import=${offlineBadRequests}`].filter(Boolean).join(' '),
         ESBUILD_WORK_FOLDER: workFolder,
         // Only `npm start` rebuilds on source changes; tests and benchmarks keep the handlers they started with.
         ...(options.watch ? {} : { ESBUILD_WATCH_PATTERN: '.no-watch' }),
       },
+      cwd: options.servicePath,
       log,
     },
   );
@@ -393,7 +414,7 @@ export async function startOffline(
   await waitForHttp(`${apiUrl}/health`, child, 'serverless-offline', 120_000);
   const stop = async () => {
     await child.stopGroup();
-    rmSync(join(projectRoot, workFolder), { recursive: true, force: true });
+    rmSync(join(options.servicePath ?? projectRoot, workFolder), { recursive: true, force: true });
   };
   return { apiUrl, lambdaEndpoint: `http://127.0.0.1:${lambdaPort}`, stop };
 }

@@ -1,14 +1,11 @@
 import { errors as joseErrors } from 'jose';
 import { config } from '../config.ts';
 import { unauthorized } from '../http/errors.ts';
-import type { HttpEvent } from '../http/route.ts';
+import type { Caller, HttpEvent } from '../http/types.ts';
 import { type SessionRequest, sessionToken } from '../session/cookies.ts';
 import { currentTokenVersion, verifyToken } from './index.ts';
 
-export interface Caller {
-  username: string;
-  tokenId: string;
-}
+export type { Caller } from '../http/types.ts';
 
 /** `Authorization: Bearer <token>`, or the seed's `auth_token: <token>` header. Headers are lower-cased. */
 export function tokenFromHeaders(headers: HttpEvent['headers']): string | undefined {

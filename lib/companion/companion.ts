@@ -1,13 +1,14 @@
+import { ErrorCode } from '../../common/error-codes.ts';
+import { describeRanges, MAX_OBJECT_SIZE } from '../../common/part-plan.ts';
 import { config } from '../config.ts';
 import { conflict, HttpError, notFound } from '../http/errors.ts';
 import { jobStore, partRecords } from '../jobs/index.ts';
 import { JOB_ID_PATTERN } from '../jobs/job-ids.ts';
-import { describeRanges, type JobView } from '../jobs/job-view.ts';
+import type { JobView } from '../jobs/job-view.ts';
 import type { JobRecord } from '../jobs/jobs-table.ts';
 import { TransitionRejected } from '../jobs/jobs-table.ts';
 import { logger } from '../log.ts';
 import { fileStore } from '../storage/index.ts';
-import { MAX_OBJECT_SIZE } from '../uploads/part-plan.ts';
 import { abortUpload, completeUpload, createUploadOfUnknownPlan } from '../uploads/uploads.ts';
 
 /**
@@ -99,9 +100,13 @@ async function findMultipart(username: string, uploadId: string, key: string): P
 export async function signPart(username: string, uploadId: string, partNumber: number, key: string) {
   const job = await findMultipart(username, uploadId, key);
   if (job.status !== 'UPLOADING') {
-    throw conflict('JobNotActive', `upload ${job.jobId} is ${job.status}; it cannot take more parts`, {
-      status: job.status,
-    });
+    throw conflict(
+      ErrorCode.JobNotActive,
+      `upload ${job.jobId} is ${job.status}; it cannot take more parts`,
+      {
+        status: job.status,
+      },
+    );
   }
   const expires = config().presignTtlSeconds;
   return {
@@ -153,7 +158,7 @@ export async function completeMultipart(
     const unlisted = stored.filter((part) => !clientParts.some((c) => c.PartNumber === part.partNumber));
     if (differ.length > 0 || unlisted.length > 0) {
       throw conflict(
-        'PartsIncomplete',
+        ErrorCode.PartsIncomplete,
         `the parts sent do not match what S3 holds${differ.length ? `: parts ${describeRanges(differ)} differ or are missing` : ''}${unlisted.length ? `; S3 also holds parts ${describeRanges(unlisted.map((part) => part.partNumber))}` : ''}`,
         { missing: differ, wrongSize: [] },
       );

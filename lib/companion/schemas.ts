@@ -1,6 +1,6 @@
+import { MAX_PARTS } from '../../common/part-plan.ts';
 import * as z from '../schema.ts';
 import { filenameSchema } from '../storage/keys.ts';
-import { MAX_PARTS } from '../uploads/part-plan.ts';
 import { mediaTypeSchema } from '../uploads/schemas.ts';
 
 /**
@@ -38,5 +38,5 @@ const etag = z.string().check(z.minLength(1), z.maxLength(256));
 export const completeMultipartBody = z.object({
   parts: z
     .array(z.object({ PartNumber: z.number().check(z.int(), z.gte(1), z.lte(MAX_PARTS)), ETag: etag }))
-    .check(z.maxLength(10_000)),
+    .check(z.maxLength(MAX_PARTS)),
 });

@@ -1,3 +1,7 @@
+import type { CrcAlgorithm } from '../../common/checksums.ts';
+import { ErrorCode } from '../../common/error-codes.ts';
+import { MAX_PARTS, MiB } from '../../common/part-plan.ts';
+import type { ExportFormat } from '../../common/statuses.ts';
 import { invokeAsync } from '../aws/clients.ts';
 import { config } from '../config.ts';
 import { conflict, notFound, serviceUnavailable } from '../http/errors.ts';
@@ -10,7 +14,6 @@ import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
 import { fileStore } from '../storage/index.ts';
 import { exportsPrefix, uploadKey } from '../storage/keys.ts';
-import { MAX_PARTS, MiB } from '../uploads/part-plan.ts';
 
 /**
  * Exports: a copy of an uploaded file, `raw` or `gzip`, written by the export worker (its own
@@ -19,14 +22,19 @@ import { MAX_PARTS, MiB } from '../uploads/part-plan.ts';
  * QUEUED -> RUNNING -> SUCCEEDED, or -> CANCELLING -> CANCELLED, or FAILED / EXPIRED.
  */
 
-export type ExportFormat = 'raw' | 'gzip';
-
 export interface ExportDetails {
   format: ExportFormat;
   sourceKey: string;
   sourceEtag: string;
   /** The file the user downloads. */
   downloadName: string;
+  /**
+   * The algorithm the output upload is created with, so S3 checks every part and gives the output a
+   * full-object checksum. Set when the job is created: the worker creates the upload with exactly
+   * this, so every worker that resumes the job knows whether its parts need checksums. Jobs created
+   * before exports had checksums have none and run without (their upload was opened without one).
+   */
+  checksumAlgorithm?: CrcAlgorithm;
   outputSize?: number;
 }
 
@@ -81,7 +89,7 @@ export async function startExport(username: string, filename: string, format: Ex
   const store = fileStore();
   const sourceKey = uploadKey(username, filename);
   const source = await store.head(sourceKey);
-  if (!source) throw notFound('FileNotFound', `no file ${filename} in your uploads folder`);
+  if (!source) throw notFound(ErrorCode.FileNotFound, `no file ${filename} in your uploads folder`);
 
   const { exports: settings } = config();
   const jobId = newJobId();
@@ -102,7 +110,13 @@ export async function startExport(username: string, filename: string, format: Ex
     bytesDone: 0,
     createdAt: now,
     updatedAt: now,
-    details: { format, sourceKey, sourceEtag: source.etag, downloadName } satisfies ExportDetails,
+    details: {
+      format,
+      sourceKey,
+      sourceEtag: source.etag,
+      downloadName,
+      checksumAlgorithm: 'CRC32',
+    } satisfies ExportDetails,
   };
   try {
     await jobStore().create(job, jobId, exportQuota());
@@ -236,7 +250,7 @@ export async function cancelExport(username: string, jobId: string) {
   const current = (await jobStore().get(username, jobId))!;
   if (current.status === 'CANCELLING' || current.status === 'CANCELLED')
     return { job: await exportView(current) };
-  throw conflict('JobNotActive', `export ${jobId} is ${current.status}; it cannot be cancelled`, {
+  throw conflict(ErrorCode.JobNotActive, `export ${jobId} is ${current.status}; it cannot be cancelled`, {
     status: current.status,
   });
 }

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
+import { type Checksum, checksumOf, FullObjectCrc } from '../../common/checksums.ts';
+import { MIN_PART_SIZE } from '../../common/part-plan.ts';
 import { config } from '../config.ts';
 import { jobStore, workerLeases } from '../jobs/index.ts';
 import { type JobRecord, TransitionRejected } from '../jobs/jobs-table.ts';
@@ -10,7 +12,6 @@ import { recordJobMetric } from '../metrics.ts';
 // client allows long requests (see CLIENT_TIMEOUTS), not the API's bounded one.
 import { transferFileStore } from '../storage/index.ts';
 import { exportsPrefix } from '../storage/keys.ts';
-import { MIN_PART_SIZE } from '../uploads/part-plan.ts';
 import {
   cleanUpOutput,
   detailsOf,
@@ -223,9 +224,19 @@ async function work(
   if (job.size === 0) {
     // Nothing to copy in parts: the output is one small object.
     const empty = details.format === 'gzip' ? await gzip(Buffer.alloc(0)) : Buffer.alloc(0);
-    await store.putObject(job.key, empty, details.format === 'gzip' ? 'application/gzip' : undefined);
-    return succeed(job, token, details, empty.length);
+    await store.putObject(job.key, empty, details.format === 'gzip' ? 'application/gzip' : undefined, {
+      algorithm: 'CRC32',
+      value: await checksumOf('CRC32', empty),
+    });
+    const output = await store.head(job.key, { checksum: true });
+    return succeed(job, token, details, { size: empty.length, checksum: output?.checksum });
   }
+
+  // The job says whether its output upload is (or was) created with an algorithm, so a worker that
+  // resumes after a hand-off names part checksums exactly when the upload expects them: S3 refuses a
+  // completion that leaves them out for an upload created with an algorithm, and one that names them
+  // for an upload created without (an export that began before outputs had checksums).
+  const algorithm = details.checksumAlgorithm;
 
   let uploadId = job.uploadId;
   if (!uploadId) {
@@ -237,6 +248,7 @@ async function work(
     uploadId = await store.createMultipartUpload(
       job.key,
       details.format === 'gzip' ? 'application/gzip' : undefined,
+      algorithm,
     );
     try {
       await heartbeat(job, token, recorded, {
@@ -301,6 +313,7 @@ async function work(
       for (let offset = from.offset; offset < job.size; ) {
         if (partNumber > from.partNumber && Date.now() >= options.deadline) return await handOff();
         const part = { number: partNumber, start: offset, end: Math.min(offset + job.partSize, job.size) };
+        // S3 computes the copied part's checksum itself; the completion reads it back from ListParts.
         await window.start(part.number, part.end, part.end - part.start, () =>
           store.uploadPartCopy(job.key, uploadId, part.number, {
             key: details.sourceKey,
@@ -334,8 +347,15 @@ async function work(
         const body = Buffer.concat(gathered, gatheredBytes);
         gathered = [];
         gatheredBytes = 0;
-        await window.start(part.number, part.end, part.end - part.start, () =>
-          store.uploadPart(job.key, uploadId, part.number, body),
+        // The checksum of the bytes as compressed here: S3 refuses a part that arrives otherwise.
+        await window.start(part.number, part.end, part.end - part.start, async () =>
+          store.uploadPart(
+            job.key,
+            uploadId,
+            part.number,
+            body,
+            algorithm ? { algorithm, value: await checksumOf(algorithm, body) } : undefined,
+          ),
         );
         partNumber++;
         partStart = part.end;
@@ -352,51 +372,73 @@ async function work(
     throw error;
   }
 
-  const outputSize = await completeOutput(job, uploadId, partNumber - 1);
-  return succeed(job, token, details, outputSize);
+  return succeed(job, token, details, await completeOutput(job, uploadId, partNumber - 1));
 }
 
 const multipartParts = (etag: string) => Number(/-(\d+)"?$/.exec(etag)?.[1] ?? 0);
+
+/** The output as the job records it: its size, and its checksum when S3 reports one. */
+interface Output {
+  size: number;
+  checksum?: Checksum | undefined;
+}
 
 /**
  * Completes the output upload, or finds it completed: by this worker's own earlier call whose answer
  * was lost, or by a worker that died (or outlasted its lease) before recording SUCCEEDED. Then S3
  * holds no upload but the object, with a multipart ETag of as many parts (and, raw, the source's size).
- * Returns the output's size.
+ * The checksum is read from the object in either case, so a recovered output reports it too.
  */
-async function completeOutput(job: JobRecord, uploadId: string, partCount: number): Promise<number> {
+async function completeOutput(job: JobRecord, uploadId: string, partCount: number): Promise<Output> {
   const store = transferFileStore();
+  const { format, checksumAlgorithm: algorithm } = detailsOf(job);
   // Parts above the count cannot come from this job's deterministic plan, but complete without them.
   const parts = (await store.listParts(job.key, uploadId))?.filter((part) => part.partNumber <= partCount);
   if (parts) {
     const contiguous = parts.length === partCount && parts.every((part, i) => part.partNumber === i + 1);
     if (!contiguous) throw new OutputLost(`S3 holds ${parts.length} parts of the output, not ${partCount}`);
+    // The whole output's CRC from the CRCs S3 checked each part against (parts written by earlier
+    // invocations included): S3 verifies the object against it. Some S3s (moto) list no part
+    // checksums; the completion then names none and S3 derives what it does by itself.
+    let checksum: string | undefined;
+    if (algorithm && parts.every((part) => part.checksum)) {
+      const whole = new FullObjectCrc(algorithm);
+      for (const part of parts) whole.append(part.checksum!, part.size);
+      checksum = whole.digest();
+    }
     try {
-      await store.completeMultipartUpload(job.key, uploadId, parts);
+      await store.completeMultipartUpload(job.key, uploadId, parts, { algorithm, checksum });
     } catch (error) {
       if ((error as Error)?.name !== 'NoSuchUpload') throw error;
     }
   }
-  const output = await store.head(job.key);
+  const output = await store.head(job.key, { checksum: true });
   const complete =
     output !== undefined &&
     multipartParts(output.etag) === partCount &&
-    (detailsOf(job).format !== 'raw' || output.size === job.size);
+    (format !== 'raw' || output.size === job.size);
   if (!complete) throw new OutputLost('the output multipart upload disappeared');
-  return output.size;
+  return { size: output.size, checksum: output.checksum };
 }
 
 async function succeed(
   job: JobRecord,
   token: string,
   details: ExportDetails,
-  outputSize: number,
+  output: Output,
 ): Promise<RunResult> {
+  const outputSize = output.size;
   try {
     await jobStore().transition(job.username, job.jobId, {
       from: ['RUNNING'],
       to: 'SUCCEEDED',
-      set: { partsDone: job.partCount, bytesDone: job.size, details: { ...details, outputSize } },
+      set: {
+        partsDone: job.partCount,
+        bytesDone: job.size,
+        details: { ...details, outputSize },
+        // None when S3 gives none (some emulators): the export is no less finished for it.
+        ...(output.checksum ? { checksum: output.checksum } : {}),
+      },
       slot: exportSlot(job),
       token,
     });

@@ -1,3 +1,4 @@
+import { ErrorCode } from '../../common/error-codes.ts';
 /**
  * Errors a route answers on purpose. Anything else that escapes a handler is a fault: it is logged
  * with its stack and answered as a bare 500 (see error-response.ts).
@@ -55,7 +56,7 @@ export const conflict = (code: string, message: string, details?: unknown) =>
   new HttpError(409, code, message, { details });
 
 export const tooManyRequests = (message: string, retryAfterSeconds: number) =>
-  new HttpError(429, 'TooManyRequests', message, {
+  new HttpError(429, ErrorCode.TooManyRequests, message, {
     headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))) },
   });
 

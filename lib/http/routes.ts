@@ -1,44 +1,326 @@
+import { credentialsBody } from '../auth/schemas.ts';
+import * as companion from '../companion/responses.ts';
+import {
+  completeMultipartBody,
+  createMultipartBody,
+  keyQuery,
+  partPath,
+  uploadPath,
+} from '../companion/schemas.ts';
+import { startExportBody } from '../exports/schemas.ts';
+import { getJobQuery, jobPath, listJobsQuery } from '../jobs/schemas.ts';
+import * as responses from '../openapi/responses.ts';
+import * as z from '../schema.ts';
+import {
+  completeUploadBody,
+  createUploadBody,
+  recordProgressBody,
+  signPartsBody,
+} from '../uploads/schemas.ts';
+
 /**
- * Every route of the HTTP API, once, by operation id: serverless.yml deploys exactly these (a test
- * holds the two together), the OpenAPI document describes each one (lib/openapi/document.ts), and
- * the $default route answers 404 or 405 from them (unmatched.ts). No schema here, so that the
- * $default route's bundle stays small.
+ * Every route of the HTTP API, once. From this table come serverless.yml's HTTP functions
+ * (route-functions.cjs), the OpenAPI document (lib/openapi/document.ts) and the routes the `$default`
+ * route answers 404 or 405 from (route-keys.ts). Handlers validate with the schemas named here,
+ * imported from the same modules; tests/unit/route-table.test.ts holds each handler to its entry, and
+ * tests/integration/openapi.test.ts holds the deployed functions and the document to the table.
+ *
+ * Adding a route: an entry here, its handler in functions/, its lib function.
  */
+
+type Schema = z.ZodMiniType;
+
+export interface Route {
+  /** API Gateway's route key. */
+  route: `${'GET' | 'POST' | 'DELETE'} /${string}`;
+  /** The handler's file; its Lambda function is named after it (functions/upload-parts.ts: uploadParts). */
+  handler: `functions/${string}.ts`;
+  /**
+   * The statements of serverless.yml's `custom.iam` that the function's own role gets. None: it runs
+   * with the shared role, which may only write logs.
+   */
+  iam: readonly string[];
+  /** Lambda memory in MB, when the provider's default will not do. */
+  memorySize?: number;
+  /** Every route needs a token unless it says 'none' (as the handler's httpRoute spec does). */
+  auth?: 'none';
+  path?: Schema;
+  query?: Schema;
+  body?: Schema;
+  /** The body may be left out. */
+  bodyOptional?: boolean;
+  /** Also accepts the seed's multipart form. */
+  form?: boolean;
+  summary: string;
+  /** Success responses; every operation also documents its error statuses with the error shape. */
+  ok: Record<number, { description: string; schema?: Schema; contentType?: string }>;
+  errors: number[];
+}
+
+/** Every route that checks a token reads the public keys and the caller's token version. */
+const TOKEN = ['verificationKeys', 'tokenVersions'];
+
+const sessionResponse = z.object({ username: z.string(), expiresIn: z.number().check(z.int(), z.gte(0)) });
+
+// In the order of the OpenAPI document's paths.
 export const ROUTES = {
-  signIn: 'POST /auth/signin',
   // The web console (GET /) and its cookie session (lib/session/cookies.ts).
-  getConsole: 'GET /',
-  createSession: 'POST /auth/session',
-  getSession: 'GET /auth/session',
-  deleteSession: 'DELETE /auth/session',
-  getJwks: 'GET /.well-known/jwks.json',
-  getHealth: 'GET /health',
-  getOpenApi: 'GET /openapi.json',
-  createUpload: 'POST /upload',
-  killUploads: 'DELETE /upload/kill',
-  signUploadParts: 'POST /upload/{jobId}/parts',
-  recordUploadProgress: 'POST /upload/{jobId}/progress',
-  completeUpload: 'POST /upload/{jobId}/complete',
-  abortUpload: 'DELETE /upload/{jobId}',
-  startExport: 'POST /export',
-  killExports: 'POST /export/kill',
-  cancelExport: 'DELETE /export/{jobId}',
-  listJobs: 'GET /jobs',
-  getJob: 'GET /jobs/{jobId}',
-  listFiles: 'GET /files',
-  // Companion's S3 multipart routes, for @uppy/aws-s3 in its companionEndpoint mode (lib/companion/).
-  createMultipartUpload: 'POST /s3/multipart',
-  signMultipartPart: 'GET /s3/multipart/{uploadId}/{partNumber}',
-  listMultipartParts: 'GET /s3/multipart/{uploadId}',
-  completeMultipartUpload: 'POST /s3/multipart/{uploadId}/complete',
-  abortMultipartUpload: 'DELETE /s3/multipart/{uploadId}',
-} as const;
+  getConsole: {
+    route: 'GET /',
+    handler: 'functions/console.ts',
+    iam: [],
+    auth: 'none',
+    summary: 'The web console: one HTML page (Uppy and the page inlined) that uses the session routes',
+    ok: { 200: { description: 'the page', schema: z.string(), contentType: 'text/html' } },
+    errors: [],
+  },
+  createSession: {
+    route: 'POST /auth/session',
+    handler: 'functions/session-create.ts',
+    iam: ['users', 'signingKeys'],
+    memorySize: 1024,
+    auth: 'none',
+    body: credentialsBody,
+    summary:
+      'Sign in for the web console: the token goes into an HttpOnly session cookie (SameSite=Strict; Secure in AWS), with a readable CSRF cookie whose value requests that change something send as X-CSRF-Token',
+    ok: { 200: { description: 'signed in; the cookies are set', schema: sessionResponse } },
+    errors: [400, 401, 403, 415, 429],
+  },
+  getSession: {
+    route: 'GET /auth/session',
+    handler: 'functions/session-get.ts',
+    iam: TOKEN,
+    summary: 'Who the session cookie (or a token) signs in',
+    ok: { 200: { description: 'the user', schema: z.object({ username: z.string() }) } },
+    errors: [401],
+  },
+  deleteSession: {
+    route: 'DELETE /auth/session',
+    handler: 'functions/session-delete.ts',
+    iam: [],
+    auth: 'none',
+    summary: 'Sign out of the web console: both session cookies cleared (needs X-CSRF-Token with the cookie)',
+    ok: { 204: { description: 'signed out; the cookies are cleared' } },
+    errors: [403],
+  },
+  signIn: {
+    route: 'POST /auth/signin',
+    handler: 'functions/auth-signin.ts',
+    iam: ['users', 'signingKeys'],
+    // scrypt with N=2^17 needs 128 MiB and a full core for a fraction of a second.
+    memorySize: 1024,
+    auth: 'none',
+    body: credentialsBody,
+    summary: 'Check a username and password and issue a JWT',
+    ok: { 200: { description: 'a bearer token', schema: responses.tokenResponse } },
+    errors: [400, 401, 415, 429],
+  },
+  getJwks: {
+    route: 'GET /.well-known/jwks.json',
+    handler: 'functions/well-known-jwks.ts',
+    iam: ['verificationKeys'],
+    auth: 'none',
+    summary: 'The public keys that verify the service’s tokens',
+    ok: { 200: { description: 'a JSON Web Key Set', schema: responses.jwksResponse } },
+    errors: [],
+  },
+  getHealth: {
+    route: 'GET /health',
+    handler: 'functions/health.ts',
+    iam: [],
+    auth: 'none',
+    summary: 'Liveness',
+    ok: { 200: { description: 'the service is up', schema: responses.healthResponse } },
+    errors: [],
+  },
+  getOpenApi: {
+    route: 'GET /openapi.json',
+    handler: 'functions/openapi.ts',
+    iam: [],
+    auth: 'none',
+    summary: 'This document',
+    ok: { 200: { description: 'the OpenAPI 3.1 document', schema: z.looseObject({ openapi: z.string() }) } },
+    errors: [],
+  },
+  createUpload: {
+    route: 'POST /upload',
+    handler: 'functions/upload-create.ts',
+    iam: [...TOKEN, 'jobsWrite', 'uploadsRead', 'uploadsWrite', 'uploadsAbort'],
+    body: createUploadBody,
+    form: true,
+    summary:
+      'Start a multipart upload (JSON) and get presigned part URLs; or store a small file from the seed’s form (multipart/form-data, field `file`, up to 4 MiB)',
+    ok: {
+      201: {
+        description: 'the upload job, and URLs for its first parts (JSON); or the stored file (form)',
+        schema: z.union([responses.createUploadResponse, responses.formUploadResponse]),
+      },
+    },
+    errors: [400, 401, 409, 413, 415, 429],
+  },
+  killUploads: {
+    route: 'DELETE /upload/kill',
+    handler: 'functions/upload-kill.ts',
+    iam: [...TOKEN, 'jobsWrite', 'uploadsAbort'],
+    summary: 'Abort every in-flight upload of the caller',
+    ok: { 200: { description: 'the aborted uploads', schema: responses.killUploadsResponse } },
+    errors: [401, 404],
+  },
+  signUploadParts: {
+    route: 'POST /upload/{jobId}/parts',
+    handler: 'functions/upload-parts.ts',
+    iam: [...TOKEN, 'jobsRead', 'uploadsWrite'],
+    path: jobPath,
+    body: signPartsBody,
+    summary:
+      'Presigned URLs for any parts of an upload (up to 1,000 per call; numbers 1 to its partCount, each once). An upload created with a checksumAlgorithm takes {parts: [{partNumber, checksum}]}, each part’s checksum in base64, and each URL binds it: send the part with the answer’s headers, and S3 refuses a body that does not match',
+    ok: { 200: { description: 'one URL per part', schema: responses.signedPartsResponse } },
+    errors: [400, 401, 404, 409, 415],
+  },
+  recordUploadProgress: {
+    route: 'POST /upload/{jobId}/progress',
+    handler: 'functions/upload-progress.ts',
+    iam: [...TOKEN, 'jobsWrite'],
+    path: jobPath,
+    body: recordProgressBody,
+    summary: 'Record finished parts (numbers 1 to the upload’s partCount, each once)',
+    ok: { 200: { description: 'the job with its progress', schema: responses.jobResponse } },
+    errors: [400, 401, 404, 409, 415],
+  },
+  completeUpload: {
+    route: 'POST /upload/{jobId}/complete',
+    handler: 'functions/upload-complete.ts',
+    iam: [...TOKEN, 'jobsWrite', 'uploadsRead', 'uploadsWrite', 'uploadsAbort'],
+    path: jobPath,
+    body: completeUploadBody,
+    bodyOptional: true,
+    summary:
+      'Complete the upload from S3’s own part list. With a CRC checksumAlgorithm, {checksum} (the whole file’s CRC in base64) has S3 verify the object: 409 ChecksumMismatch when it differs, and the upload stays open',
+    ok: { 200: { description: 'the completed job', schema: responses.jobResponse } },
+    errors: [400, 401, 404, 409],
+  },
+  abortUpload: {
+    route: 'DELETE /upload/{jobId}',
+    handler: 'functions/upload-abort.ts',
+    iam: [...TOKEN, 'jobsWrite', 'uploadsAbort'],
+    path: jobPath,
+    summary: 'Abort one upload (idempotent)',
+    ok: { 200: { description: 'the aborted job', schema: responses.jobResponse } },
+    errors: [400, 401, 404, 409],
+  },
+  startExport: {
+    route: 'POST /export',
+    handler: 'functions/export-create.ts',
+    iam: [...TOKEN, 'jobsWrite', 'uploadsRead', 'invokeWorker'],
+    body: startExportBody,
+    summary: 'Start an export of a file in the caller’s uploads folder',
+    ok: { 202: { description: 'the queued export job', schema: responses.jobResponse } },
+    errors: [400, 401, 404, 415, 429],
+  },
+  killExports: {
+    route: 'POST /export/kill',
+    handler: 'functions/export-kill.ts',
+    iam: [...TOKEN, 'jobsWrite', 'exportsWrite', 'bucketList'],
+    summary: 'Cancel every running export of the caller',
+    ok: { 200: { description: 'the cancelled exports', schema: responses.killExportsResponse } },
+    errors: [401, 404],
+  },
+  cancelExport: {
+    route: 'DELETE /export/{jobId}',
+    handler: 'functions/export-cancel.ts',
+    iam: [...TOKEN, 'jobsWrite', 'exportsWrite', 'bucketList'],
+    path: jobPath,
+    summary: 'Cancel one export',
+    ok: { 200: { description: 'the cancelled job', schema: responses.jobResponse } },
+    errors: [400, 401, 404, 409],
+  },
+  listJobs: {
+    route: 'GET /jobs',
+    handler: 'functions/jobs-list.ts',
+    iam: [...TOKEN, 'jobsRead', 'jobsFilteredList'],
+    query: listJobsQuery,
+    summary: 'The caller’s jobs, newest first',
+    ok: { 200: { description: 'a page of jobs', schema: responses.jobsPageResponse } },
+    errors: [400, 401],
+  },
+  getJob: {
+    route: 'GET /jobs/{jobId}',
+    handler: 'functions/job-get.ts',
+    iam: [...TOKEN, 'jobsWrite', 'uploadsAbort', 'exportsRead'],
+    path: jobPath,
+    query: getJobQuery,
+    summary: 'One job with its progress; `reconcile=true` checks an upload against S3',
+    ok: { 200: { description: 'the job', schema: responses.reconcileResponse } },
+    errors: [400, 401, 404],
+  },
+  listFiles: {
+    route: 'GET /files',
+    handler: 'functions/files-list.ts',
+    iam: [...TOKEN, 'uploadsList', 'jobsRead'],
+    summary: 'The caller’s uploads folder',
+    ok: { 200: { description: 'the files', schema: responses.filesResponse } },
+    errors: [401],
+  },
+  // Companion's S3 multipart routes (Uppy's @uppy/aws-s3 in companionEndpoint mode; lib/companion/):
+  // the same upload jobs; `uploadId` is the job id, `key` is uploads/<username>/<filename>.
+  createMultipartUpload: {
+    route: 'POST /s3/multipart',
+    handler: 'functions/s3-multipart-create.ts',
+    iam: [...TOKEN, 'jobsRead', 'jobsWrite', 'uploadsRead', 'uploadsWrite', 'uploadsAbort'],
+    body: createMultipartBody,
+    summary: 'Companion: open an upload job whose part sizes S3 tells at completion',
+    ok: { 200: { description: 'the key and upload id', schema: companion.createMultipartResponse } },
+    errors: [400, 401, 409, 415, 429],
+  },
+  signMultipartPart: {
+    route: 'GET /s3/multipart/{uploadId}/{partNumber}',
+    handler: 'functions/s3-multipart-sign-part.ts',
+    iam: [...TOKEN, 'jobsRead', 'uploadsWrite'],
+    path: partPath,
+    query: keyQuery,
+    summary: 'Companion: a presigned URL for one part',
+    ok: { 200: { description: 'the part URL', schema: companion.signPartResponse } },
+    errors: [400, 401, 404, 409],
+  },
+  listMultipartParts: {
+    route: 'GET /s3/multipart/{uploadId}',
+    handler: 'functions/s3-multipart-list-parts.ts',
+    iam: [...TOKEN, 'jobsRead', 'jobsWrite', 'uploadsAbort'],
+    path: uploadPath,
+    query: keyQuery,
+    summary: 'Companion: the parts S3 holds (a bare array)',
+    ok: { 200: { description: 'the parts', schema: companion.listPartsResponse } },
+    errors: [400, 401, 404],
+  },
+  completeMultipartUpload: {
+    route: 'POST /s3/multipart/{uploadId}/complete',
+    handler: 'functions/s3-multipart-complete.ts',
+    iam: [...TOKEN, 'jobsRead', 'jobsWrite', 'uploadsRead', 'uploadsWrite', 'uploadsAbort'],
+    path: uploadPath,
+    query: keyQuery,
+    body: completeMultipartBody,
+    summary: 'Companion: complete the upload from S3’s part list',
+    ok: {
+      200: { description: 'where the job is, and the job', schema: companion.completeMultipartResponse },
+    },
+    errors: [400, 401, 404, 409, 413, 415, 429],
+  },
+  abortMultipartUpload: {
+    route: 'DELETE /s3/multipart/{uploadId}',
+    handler: 'functions/s3-multipart-abort.ts',
+    iam: [...TOKEN, 'jobsWrite', 'uploadsAbort'],
+    path: uploadPath,
+    query: keyQuery,
+    summary: 'Companion: abort the upload',
+    ok: { 200: { description: 'the aborted job', schema: companion.abortMultipartResponse } },
+    errors: [400, 401, 404, 409],
+  },
+} satisfies Record<string, Route>;
 
 export type OperationId = keyof typeof ROUTES;
-type Method = 'get' | 'post' | 'delete';
 
-/** `{method, path, operationId}` of one route (the method in lower case, as OpenAPI writes it). */
-export function route(operationId: OperationId): { method: Method; path: string; operationId: OperationId } {
-  const [method, path] = ROUTES[operationId].split(' ') as [string, string];
-  return { method: method.toLowerCase() as Method, path, operationId };
-}
+/** The Lambda function of a route: its handler's file name in camelCase. */
+export const functionName = (route: Pick<Route, 'handler'>): string =>
+  route.handler
+    .slice('functions/'.length, -'.ts'.length)
+    .replace(/-([a-z0-9])/g, (_, letter: string) => letter.toUpperCase());

@@ -1,11 +1,11 @@
 import { HttpError } from './errors.ts';
-import { ROUTES } from './routes.ts';
+import { ROUTE_KEYS } from './route-keys.ts';
 
 /**
  * What the API answers for a request that no route took (API Gateway's `$default` route): 404 for a
  * path it does not serve, 405 with `Allow` for a path it serves with other methods. The routes come
- * from routes.ts, which tests hold to exactly the routes serverless.yml deploys and the OpenAPI
- * document describes.
+ * from the route table (routes.ts), from which serverless.yml's routes and the OpenAPI document are
+ * made too.
  */
 
 interface Template {
@@ -29,7 +29,7 @@ const patternOf = (path: string) =>
 function routeTemplates(): Template[] {
   if (templates) return templates;
   const byPath = new Map<string, string[]>();
-  for (const key of Object.values(ROUTES)) {
+  for (const key of ROUTE_KEYS) {
     const [method, path] = key.split(' ') as [string, string];
     byPath.set(path, [...(byPath.get(path) ?? []), method]);
   }

@@ -1,6 +1,5 @@
 import {
   BatchGetCommand,
-  type DynamoDBDocumentClient,
   GetCommand,
   paginateQuery,
   paginateScan,
@@ -18,6 +17,7 @@ import {
   type JobHolds,
   type JobRecord,
   type JobStatus,
+  JobsTableAdapter,
   type JobType,
   jobSk,
   LimitReached,
@@ -88,9 +88,22 @@ export interface TransitionOptions {
   set?: Partial<
     Pick<
       JobRecord,
-      'partsDone' | 'bytesDone' | 'error' | 'uploadId' | 'details' | 'size' | 'partSize' | 'partCount'
+      | 'partsDone'
+      | 'bytesDone'
+      | 'error'
+      | 'uploadId'
+      | 'details'
+      | 'size'
+      | 'partSize'
+      | 'partCount'
+      | 'checksum'
     >
   >;
+  /**
+   * An item written in the same transaction as a terminal change (the file record of a completed
+   * upload: lib/files/file-records.ts), so that it exists exactly when the change happened.
+   */
+  alsoPut?: Record<string, unknown>;
   /**
    * Required for a terminal status: frees the active slot, gives back what the job holds of the
    * user's counters, and starts the retention clock (TTL).
@@ -102,17 +115,7 @@ export interface TransitionOptions {
   token?: string;
 }
 
-export class JobStore {
-  private readonly db: DynamoDBDocumentClient;
-  private readonly table: string;
-  private readonly retentionSeconds: number;
-
-  constructor(db: DynamoDBDocumentClient, table: string, retentionSeconds: number) {
-    this.db = db;
-    this.table = table;
-    this.retentionSeconds = retentionSeconds;
-  }
-
+export class JobStore extends JobsTableAdapter {
   /**
    * Writes a new job, claims its active slot and, under a quota, adds the job to the user's counters
    * (RUNNING#<type>: one job, its declared bytes) and to this minute's creations (CREATED#<minute>),
@@ -330,6 +333,8 @@ export class JobStore {
 
     if (TERMINAL_STATUSES.has(options.to) && !options.slot)
       throw new Error(`a change to ${options.to} must name the job's slot, which it frees`);
+    if (options.alsoPut && !TERMINAL_STATUSES.has(options.to))
+      throw new Error('only a terminal change writes another item with it');
     if (!options.slot || !TERMINAL_STATUSES.has(options.to)) {
       try {
         const { Attributes } = await withConflictRetry(() =>
@@ -382,6 +387,7 @@ export class JobStore {
                 },
               },
               ...release,
+              ...(options.alsoPut ? [{ Put: { TableName: this.table, Item: options.alsoPut } }] : []),
             ],
           }),
         ),

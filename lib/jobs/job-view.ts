@@ -1,3 +1,4 @@
+import type { Checksum, ChecksumAlgorithm } from '../../common/checksums.ts';
 import type { JobRecord } from './jobs-table.ts';
 
 /** What clients see of a job: no table keys, no S3 upload id. */
@@ -10,6 +11,10 @@ export interface JobView {
   partSize: number;
   partCount: number;
   contentType?: string;
+  /** The algorithm an upload's parts are checked with, if it was created with one. */
+  checksumAlgorithm?: ChecksumAlgorithm;
+  /** The checksum of the finished file (upload) or output (export), as S3 reports it. */
+  checksum?: Checksum;
   progress: { partsDone: number; partCount: number; bytesDone: number; bytesTotal: number };
   createdAt: string;
   updatedAt: string;
@@ -27,6 +32,8 @@ export function jobView(job: JobRecord): JobView {
     partSize: job.partSize,
     partCount: job.partCount,
     ...(job.contentType ? { contentType: job.contentType } : {}),
+    ...(job.checksumAlgorithm ? { checksumAlgorithm: job.checksumAlgorithm } : {}),
+    ...(job.checksum ? { checksum: job.checksum } : {}),
     progress: {
       partsDone: Number(job.partsDone ?? 0),
       partCount: job.partCount,
@@ -38,21 +45,4 @@ export function jobView(job: JobRecord): JobView {
     ...(job.finishedAt ? { finishedAt: job.finishedAt } : {}),
     ...(job.error ? { error: job.error } : {}),
   };
-}
-
-/** `[1,2,3,7,9,10]` -> `"1-3, 7, 9-10"`: part lists in messages stay short at 10,000 parts. */
-export function describeRanges(numbers: number[], max = 20): string {
-  const ranges: string[] = [];
-  let start: number | undefined;
-  let previous: number | undefined;
-  for (const n of [...numbers].sort((a, b) => a - b)) {
-    if (previous !== undefined && n === previous + 1) {
-      previous = n;
-      continue;
-    }
-    if (start !== undefined) ranges.push(start === previous ? `${start}` : `${start}-${previous}`);
-    start = previous = n;
-  }
-  if (start !== undefined) ranges.push(start === previous ? `${start}` : `${start}-${previous}`);
-  return ranges.length > max ? `${ranges.slice(0, max).join(', ')}, …` : ranges.join(', ');
 }

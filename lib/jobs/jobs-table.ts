@@ -3,14 +3,17 @@ import {
   ConditionalCheckFailedException,
   TransactionCanceledException,
 } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
+import type { Checksum, ChecksumAlgorithm } from '../../common/checksums.ts';
 import {
   EXPORT_STATUSES,
   type ExportStatus,
   type JobStatus,
+  type JobType,
   UPLOAD_STATUSES,
   type UploadStatus,
-} from './statuses.ts';
+} from '../../common/statuses.ts';
 
 /**
  * The jobs table (single-table design):
@@ -27,6 +30,9 @@ import {
  * |             |                   |                            | for the per-user limits                |
  * | rate        | USER#<username>   | CREATED#<epoch minute>     | jobs created in that minute (`created`,|
  * |             |                   |                            | TTL), for the per-minute limit         |
+ * | file        | USER#<username>   | FILE#<name>                | the last upload the service completed  |
+ * |             |                   |                            | under that name: its ETag and checksum |
+ * |             |                   |                            | (written with COMPLETED; no TTL)       |
  *
  * Every status change is a conditional write on the current status; a terminal change also frees
  * the active slot and gives back what the job counted (`holds`) in the same transaction. The
@@ -47,9 +53,7 @@ import {
  * transaction conflict is handled.
  */
 
-export type JobType = 'upload' | 'export';
-
-export type { ExportStatus, JobStatus, UploadStatus };
+export type { ExportStatus, JobStatus, JobType, UploadStatus };
 
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
   'COMPLETED',
@@ -81,6 +85,10 @@ export interface JobRecord {
   error?: string;
   /** Type-specific fields (an export's format, source, output…). */
   details?: Record<string, unknown>;
+  /** The algorithm an upload's parts are checked with (S3 refuses a part whose body does not match). */
+  checksumAlgorithm?: ChecksumAlgorithm;
+  /** The checksum of the object the job wrote, as S3 reports it: set when the job finishes. */
+  checksum?: Checksum;
   /** Worker bookkeeping (exports): who may run the job, until when, and where it left off. */
   workerToken?: string;
   leaseUntil?: number;
@@ -106,6 +114,8 @@ export interface PartRecord {
   partNumber: number;
   etag: string;
   size: number;
+  /** The part's checksum (base64), for an upload with a checksum algorithm. */
+  checksum?: string;
 }
 
 export interface ActiveSlot {
@@ -121,6 +131,8 @@ export const partPk = (jobId: string) => `JOB#${jobId}`;
 export const partSk = (partNumber: number) => `PART#${String(partNumber).padStart(5, '0')}`;
 export const counterSk = (type: JobType) => `RUNNING#${type}`;
 export const createdSk = (epochMinute: number) => `CREATED#${epochMinute}`;
+export const FILE_SK_PREFIX = 'FILE#';
+export const fileSk = (name: string) => `${FILE_SK_PREFIX}${name}`;
 export const ownerType = (username: string, type: JobType) => `${type}#${username}`;
 export const ownerStatus = (username: string, type: JobType, status: JobStatus) =>
   `${type}#${username}#${status}`;
@@ -188,6 +200,8 @@ const JOB_FIELDS = [
   'finishedAt',
   'error',
   'details',
+  'checksumAlgorithm',
+  'checksum',
   'workerToken',
   'leaseUntil',
   'invocations',
@@ -201,6 +215,22 @@ const JOB_FIELDS = [
  * Whether a job's retention has run out. DynamoDB's TTL deletes expired items lazily (within days on
  * AWS, never on DynamoDB Local), so every read treats an expired job as gone itself.
  */
+/**
+ * What the adapters over the jobs table share: the client, the table's name, and how long an ended
+ * job is kept (its items carry a TTL from it).
+ */
+export abstract class JobsTableAdapter {
+  protected readonly db: DynamoDBDocumentClient;
+  protected readonly table: string;
+  protected readonly retentionSeconds: number;
+
+  constructor(db: DynamoDBDocumentClient, table: string, retentionSeconds: number) {
+    this.db = db;
+    this.table = table;
+    this.retentionSeconds = retentionSeconds;
+  }
+}
+
 export const hasExpired = (job: Pick<JobRecord, 'expiresAt'>, nowMs = Date.now()) =>
   job.expiresAt !== undefined && job.expiresAt * 1000 <= nowMs;
 

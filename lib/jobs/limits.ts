@@ -1,6 +1,7 @@
+import { ErrorCode } from '../../common/error-codes.ts';
+import { GiB } from '../../common/part-plan.ts';
 import { type Config, config } from '../config.ts';
 import { HttpError } from '../http/errors.ts';
-import { GiB } from '../uploads/part-plan.ts';
 import type { Quota } from './job-store.ts';
 import type { LimitName, LimitReached } from './jobs-table.ts';
 
@@ -37,7 +38,7 @@ const REFUSALS: Record<LimitName, (max: number) => string> = {
 
 /** The answer to a job refused for a limit. */
 export const limitRefusal = (error: LimitReached) =>
-  new HttpError(429, 'TooManyRequests', REFUSALS[error.limit](error.max), {
+  new HttpError(429, ErrorCode.TooManyRequests, REFUSALS[error.limit](error.max), {
     details: { limit: error.limit, max: error.max },
     headers: { 'retry-after': String(Math.max(1, Math.ceil(error.retryAfterSeconds))) },
   });

@@ -1,6 +1,5 @@
 import {
   BatchGetCommand,
-  type DynamoDBDocumentClient,
   paginateQuery,
   TransactWriteCommand,
   type TransactWriteCommandInput,
@@ -8,6 +7,7 @@ import {
 import {
   type JobRecord,
   type JobStatus,
+  JobsTableAdapter,
   jobSk,
   type PartRecord,
   partPk,
@@ -36,19 +36,18 @@ const KEYS_PER_BATCH_GET = 100;
 const MAX_RECORD_ROUNDS = 5;
 
 const sameRecord = (a: PartRecord | undefined, b: PartRecord) =>
-  a !== undefined && a.etag === b.etag && a.size === b.size;
+  a !== undefined && a.etag === b.etag && a.size === b.size && a.checksum === b.checksum;
 
-export class PartRecords {
-  private readonly db: DynamoDBDocumentClient;
-  private readonly table: string;
-  private readonly retentionSeconds: number;
+/** Only the record's own fields: callers may pass richer part objects (S3's, with dates). */
+const ownFields = (part: PartRecord): PartRecord => ({
+  partNumber: Number(part.partNumber),
+  etag: String(part.etag),
+  size: Number(part.size),
+  ...(part.checksum ? { checksum: String(part.checksum) } : {}),
+});
+const PROJECTION = 'partNumber, etag, #size, checksum';
 
-  constructor(db: DynamoDBDocumentClient, table: string, retentionSeconds: number) {
-    this.db = db;
-    this.table = table;
-    this.retentionSeconds = retentionSeconds;
-  }
-
+export class PartRecords extends JobsTableAdapter {
   /**
    * Records finished parts and moves the job's counters in the same transactions, so the counters
    * always equal the part items. A part recorded again with the same ETag and size changes nothing;
@@ -65,16 +64,8 @@ export class PartRecords {
     const expires = Math.floor(Date.now() / 1000) + this.retentionSeconds + PART_RECORDS_OUTLIVE_JOB_SECONDS;
     const describe = (current: JobRecord | undefined) =>
       current ? `job ${jobId} is ${current.status}, not ${status}` : `no job ${jobId}`;
-    // One record per part number (the last one given wins), and only the record's own fields:
-    // callers may pass richer part objects (S3's, with dates).
-    let pending = [
-      ...new Map(
-        parts.map((part) => [
-          part.partNumber,
-          { partNumber: part.partNumber, etag: part.etag, size: part.size },
-        ]),
-      ).values(),
-    ];
+    // One record per part number (the last one given wins).
+    let pending = [...new Map(parts.map((part) => [part.partNumber, ownFields(part)])).values()];
 
     for (let round = 1; pending.length > 0; round++) {
       if (round > MAX_RECORD_ROUNDS)
@@ -119,18 +110,17 @@ export class PartRecords {
       const Key = { pk: partPk(jobId), sk: partSk(part.partNumber) };
       if (old) {
         bytesDelta += part.size - old.size;
+        // The whole item is replaced, on the condition that it is still what was read.
         items.push({
-          Update: {
+          Put: {
             TableName: this.table,
-            Key,
-            UpdateExpression: 'SET etag = :etag, #size = :size',
-            ConditionExpression: 'etag = :oldEtag AND #size = :oldSize',
+            Item: { ...Key, ...part, expiresAt: expires },
+            ConditionExpression: `etag = :oldEtag AND #size = :oldSize AND ${old.checksum === undefined ? 'attribute_not_exists(checksum)' : 'checksum = :oldChecksum'}`,
             ExpressionAttributeNames: { '#size': 'size' },
             ExpressionAttributeValues: {
-              ':etag': part.etag,
-              ':size': part.size,
               ':oldEtag': old.etag,
               ':oldSize': old.size,
+              ...(old.checksum === undefined ? {} : { ':oldChecksum': old.checksum }),
             },
           },
         });
@@ -187,19 +177,15 @@ export class PartRecords {
                 [this.table]: {
                   Keys: keys,
                   ConsistentRead: true,
-                  ProjectionExpression: 'partNumber, etag, #size',
+                  ProjectionExpression: PROJECTION,
                   ExpressionAttributeNames: { '#size': 'size' },
                 },
               },
             }),
           );
           for (const item of result.Responses?.[this.table] ?? []) {
-            const part = item as PartRecord;
-            found.set(Number(part.partNumber), {
-              partNumber: Number(part.partNumber),
-              etag: String(part.etag),
-              size: Number(part.size),
-            });
+            const part = ownFields(item as PartRecord);
+            found.set(part.partNumber, part);
           }
           // DynamoDB may leave some keys unprocessed under load; they are asked for again.
           keys = (result.UnprocessedKeys?.[this.table]?.Keys ?? []) as Record<string, unknown>[];
@@ -218,13 +204,13 @@ export class PartRecords {
         TableName: this.table,
         KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
         ExpressionAttributeValues: { ':pk': partPk(jobId), ':prefix': 'PART#' },
-        ProjectionExpression: 'partNumber, etag, #size',
+        ProjectionExpression: PROJECTION,
         ExpressionAttributeNames: { '#size': 'size' },
         ConsistentRead: true,
       },
     );
     for await (const page of pages) {
-      for (const item of page.Items ?? []) parts.push(item as PartRecord);
+      for (const item of page.Items ?? []) parts.push(ownFields(item as PartRecord));
     }
     return parts;
   }

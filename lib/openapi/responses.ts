@@ -1,6 +1,7 @@
+import { CHECKSUM_ALGORITHMS } from '../../common/checksums.ts';
+import { EXPORT_FORMATS, JOB_STATUSES, JOB_TYPES } from '../../common/statuses.ts';
 import type { IssuedToken } from '../auth/signin.ts';
 import type { JobView } from '../jobs/job-view.ts';
-import { JOB_STATUSES } from '../jobs/schemas.ts';
 import * as z from '../schema.ts';
 
 /**
@@ -41,22 +42,32 @@ export const jwksResponse = z.object({
 
 export const healthResponse = z.object({ status: z.literal('ok'), stage: z.string() });
 
+const checksumAlgorithm = z.enum(CHECKSUM_ALGORITHMS);
+/** An object's checksum as S3 reports it (base64; a COMPOSITE one ends in `-<parts>`). */
+const checksum = z.object({
+  algorithm: checksumAlgorithm,
+  type: z.enum(['FULL_OBJECT', 'COMPOSITE']),
+  value: z.string(),
+});
+
 export const jobSchema = z.object({
   jobId: z.string(),
-  type: z.enum(['upload', 'export']),
+  type: z.enum(JOB_TYPES),
   status: z.enum(JOB_STATUSES),
   filename: z.string(),
   size: count,
   partSize: count,
   partCount: count,
   contentType: z.optional(z.string()),
+  checksumAlgorithm: z.optional(checksumAlgorithm),
+  checksum: z.optional(checksum),
   progress: z.object({ partsDone: count, partCount: count, bytesDone: count, bytesTotal: count }),
   createdAt: isoDate,
   updatedAt: isoDate,
   finishedAt: z.optional(isoDate),
   error: z.optional(z.string()),
   // Exports only.
-  format: z.optional(z.enum(['raw', 'gzip'])),
+  format: z.optional(z.enum(EXPORT_FORMATS)),
   outputSize: z.optional(count),
   downloadUrl: z.optional(z.string()),
   expiresAt: z.optional(isoDate),
@@ -66,10 +77,22 @@ const signedPart = z.object({
   partNumber: count,
   url: z.string(),
   expiresAt: isoDate,
-  // The headers to send with the PUT, as signed: content-length, the part's exact size.
-  headers: z.object({ 'content-length': z.string() }),
+  // The headers to send with the PUT, as signed: content-length, the part's exact size, and for an
+  // upload with a checksum algorithm the part's checksum.
+  headers: z.object({
+    'content-length': z.string(),
+    'x-amz-checksum-crc32': z.optional(z.string()),
+    'x-amz-checksum-crc32c': z.optional(z.string()),
+    'x-amz-checksum-crc64nvme': z.optional(z.string()),
+    'x-amz-checksum-sha256': z.optional(z.string()),
+  }),
 });
-const fileEntry = z.object({ name: z.string(), size: count, lastModified: isoDate });
+const fileEntry = z.object({
+  name: z.string(),
+  size: count,
+  lastModified: isoDate,
+  checksum: z.optional(checksum),
+});
 const jobRef = z.object({ jobId: z.string(), filename: z.string() });
 
 export const jobResponse = z.object({ job: jobSchema });
@@ -77,6 +100,7 @@ export const reconcileResponse = z.object({
   job: jobSchema,
   uploadedParts: z.optional(z.array(count)),
   missingParts: z.optional(z.array(count)),
+  parts: z.optional(z.array(z.object({ partNumber: count, size: count, checksum: z.optional(z.string()) }))),
 });
 export const createUploadResponse = z.object({
   job: jobSchema,
@@ -84,6 +108,7 @@ export const createUploadResponse = z.object({
   key: z.string(),
   partSize: count,
   partCount: count,
+  checksumAlgorithm: z.optional(checksumAlgorithm),
   parts: z.array(signedPart),
 });
 export const formUploadResponse = z.object({ job: jobSchema, file: fileEntry });

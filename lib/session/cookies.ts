@@ -53,7 +53,9 @@ export function clearedSessionCookies(): string[] {
 
 /** One cookie's value from API Gateway's `cookies` array (payload 2.0) or a `Cookie` header. */
 export function readCookie(cookies: string[] | undefined, header: string | undefined, name: string) {
-  const pairs = cookies ?? header?.split(';') ?? [];
+  // API Gateway moves the Cookie header into `cookies`; serverless-offline, which does not parse
+  // cookies here (a malformed one would be its own non-JSON 400), leaves it in the header.
+  const pairs = cookies?.length ? cookies : (header?.split(';') ?? []);
   for (const pair of pairs) {
     const at = pair.indexOf('=');
     if (at > 0 && pair.slice(0, at).trim() === name) return pair.slice(at + 1).trim() || undefined;

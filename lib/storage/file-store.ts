@@ -18,6 +18,14 @@ import {
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import {
+  CHECKSUM_ALGORITHMS,
+  type Checksum,
+  type ChecksumAlgorithm,
+  type ChecksumType,
+  checksumHeader,
+  checksumType,
+} from '../../common/checksums.ts';
 import { type PartToSign, PartUrlSigner } from './part-signer.ts';
 
 export interface StoredObject {
@@ -25,6 +33,29 @@ export interface StoredObject {
   size: number;
   lastModified: Date;
   etag: string;
+  /** The object's additional checksum, when asked for (head with `checksum: true`) and it has one. */
+  checksum?: Checksum;
+}
+
+/** The SDK's field for each algorithm's value: ChecksumCRC32, ChecksumCRC32C, … */
+type ChecksumField = `Checksum${ChecksumAlgorithm}`;
+const checksumField = (algorithm: ChecksumAlgorithm): ChecksumField => `Checksum${algorithm}`;
+const CHECKSUM_FIELDS = CHECKSUM_ALGORITHMS.map(
+  (algorithm) => [algorithm, checksumField(algorithm)] as const,
+);
+
+/** The checksum an S3 answer carries (HeadObject, CompleteMultipartUpload, a part), if any. */
+function checksumIn(
+  answer: Partial<Record<ChecksumField, string>> & { ChecksumType?: string | undefined },
+): Checksum | undefined {
+  for (const [algorithm, field] of CHECKSUM_FIELDS) {
+    const value = answer[field];
+    if (!value) continue;
+    // A composite value ends in "-<parts>"; S3 names the type on objects, not always on parts.
+    const type = (answer.ChecksumType as ChecksumType | undefined) ?? checksumType(algorithm);
+    return { algorithm, type, value };
+  }
+  return undefined;
 }
 
 export interface StoredPart {
@@ -33,13 +64,23 @@ export interface StoredPart {
   size: number;
   /** When S3 received the part (ListParts only): the activity of clients that report no progress. */
   lastModified?: Date;
+  /** The part's checksum (base64) as S3 checked it, for an upload created with an algorithm. */
+  checksum?: string;
+}
+
+/** A part to sign a URL for that binds the part's checksum as well as its size. */
+export interface PartToSignWithChecksum extends PartToSign {
+  checksum?: { algorithm: ChecksumAlgorithm; value: string } | undefined;
 }
 
 /** A part to sign a URL for: its number and the exact bytes the URL will accept. */
 export type { PartToSign };
 
-/** The headers a client sends with a part PUT to a URL from presignUploadParts. */
-export const partHeaders = (size: number) => ({ 'content-length': String(size) });
+/** The headers a client sends with a part PUT to a URL from presignUploadParts, as they were signed. */
+export const partHeaders = (size: number, checksum?: PartToSignWithChecksum['checksum']) => ({
+  'content-length': String(size),
+  ...(checksum ? { [checksumHeader(checksum.algorithm)]: checksum.value } : {}),
+});
 
 /**
  * `Content-Disposition: attachment` for a download named `name` (RFC 6266): the exact name in
@@ -91,9 +132,23 @@ export class FileStore {
     this.bucket = bucket;
   }
 
-  async putObject(key: string, body: Uint8Array | string, contentType?: string): Promise<void> {
+  /** With a checksum, S3 refuses the body unless it matches (400 BadDigest), and stores it with the object. */
+  async putObject(
+    key: string,
+    body: Uint8Array | string,
+    contentType?: string,
+    checksum?: { algorithm: ChecksumAlgorithm; value: string },
+  ): Promise<void> {
     await this.s3.send(
-      new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }),
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Body: body,
+        ContentType: contentType,
+        ...(checksum
+          ? { ChecksumAlgorithm: checksum.algorithm, [checksumField(checksum.algorithm)]: checksum.value }
+          : {}),
+      }),
     );
   }
 
@@ -108,14 +163,23 @@ export class FileStore {
     }
   }
 
-  async head(key: string): Promise<StoredObject | undefined> {
+  /** The object's size, date and ETag; its checksum too with `checksum: true` (ChecksumMode ENABLED). */
+  async head(key: string, options: { checksum?: boolean } = {}): Promise<StoredObject | undefined> {
     try {
-      const head = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      const head = await this.s3.send(
+        new HeadObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          ...(options.checksum ? { ChecksumMode: 'ENABLED' as const } : {}),
+        }),
+      );
+      const checksum = options.checksum ? checksumIn(head) : undefined;
       return {
         key,
         size: head.ContentLength ?? 0,
         lastModified: head.LastModified ?? new Date(0),
         etag: head.ETag ?? '',
+        ...(checksum ? { checksum } : {}),
       };
     } catch (error) {
       if (error instanceof NotFound || error instanceof NoSuchKey) return undefined;
@@ -174,9 +238,24 @@ export class FileStore {
     return objects.length;
   }
 
-  async createMultipartUpload(key: string, contentType?: string): Promise<string> {
+  /**
+   * With an algorithm, S3 requires and checks every part's checksum, and the object gets a checksum of
+   * the algorithm's type (FULL_OBJECT for the CRCs, COMPOSITE for SHA256).
+   */
+  async createMultipartUpload(
+    key: string,
+    contentType?: string,
+    checksumAlgorithm?: ChecksumAlgorithm,
+  ): Promise<string> {
     const created = await this.s3.send(
-      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: contentType }),
+      new CreateMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: key,
+        ContentType: contentType,
+        ...(checksumAlgorithm
+          ? { ChecksumAlgorithm: checksumAlgorithm, ChecksumType: checksumType(checksumAlgorithm) }
+          : {}),
+      }),
     );
     return created.UploadId!;
   }
@@ -206,7 +285,7 @@ export class FileStore {
   presignUploadParts(
     key: string,
     uploadId: string,
-    parts: readonly PartToSign[],
+    parts: readonly PartToSignWithChecksum[],
     expiresInSeconds: number,
   ): Promise<string[]> {
     return this.partSigner.presignUploadParts(this.bucket, key, uploadId, parts, expiresInSeconds);
@@ -244,8 +323,17 @@ export class FileStore {
     );
   }
 
-  /** Uploads one part's bytes from here (the export worker's compressed output). */
-  async uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array): Promise<string> {
+  /**
+   * Uploads one part's bytes from here (the export worker's compressed output). With a checksum
+   * (required when the upload was created with an algorithm), S3 refuses a body that does not match.
+   */
+  async uploadPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    body: Uint8Array,
+    checksum?: { algorithm: ChecksumAlgorithm; value: string },
+  ): Promise<string> {
     const result = await this.s3.send(
       new UploadPartCommand({
         Bucket: this.bucket,
@@ -253,6 +341,7 @@ export class FileStore {
         UploadId: uploadId,
         PartNumber: partNumber,
         Body: body,
+        ...(checksum ? { [checksumField(checksum.algorithm)]: checksum.value } : {}),
       }),
     );
     return result.ETag!;
@@ -267,7 +356,7 @@ export class FileStore {
     uploadId: string,
     partNumber: number,
     source: { key: string; start: number; end: number; ifMatch?: string | undefined },
-  ): Promise<string> {
+  ): Promise<{ etag: string; checksum?: string }> {
     const result = await this.s3.send(
       new UploadPartCopyCommand({
         Bucket: this.bucket,
@@ -279,7 +368,9 @@ export class FileStore {
         CopySourceIfMatch: source.ifMatch,
       }),
     );
-    return result.CopyPartResult!.ETag!;
+    // S3 computes a copied part's checksum itself when the upload has an algorithm.
+    const checksum = checksumIn(result.CopyPartResult!)?.value;
+    return { etag: result.CopyPartResult!.ETag!, ...(checksum ? { checksum } : {}) };
   }
 
   /** The parts S3 holds for an upload, in part order; undefined when the upload no longer exists. */
@@ -294,11 +385,13 @@ export class FileStore {
       );
       for await (const page of pages) {
         for (const part of page.Parts ?? []) {
+          const checksum = checksumIn(part)?.value;
           parts.push({
             partNumber: part.PartNumber!,
             etag: part.ETag!,
             size: part.Size ?? 0,
             ...(part.LastModified ? { lastModified: part.LastModified } : {}),
+            ...(checksum ? { checksum } : {}),
           });
         }
         if (!page.IsTruncated) break;
@@ -310,15 +403,37 @@ export class FileStore {
     return parts.sort((a, b) => a.partNumber - b.partNumber);
   }
 
-  async completeMultipartUpload(key: string, uploadId: string, parts: StoredPart[]): Promise<void> {
-    await this.completer.send(
+  /**
+   * Completes an upload from `parts` (each with its checksum when the upload has an algorithm). With
+   * `checksum`, the whole file's full-object CRC, S3 verifies the object against it and refuses the
+   * completion with 400 BadDigest when it differs (the upload stays open). Returns the object's ETag
+   * and checksum as S3 answers them, so that recording the completion needs no HeadObject.
+   */
+  async completeMultipartUpload(
+    key: string,
+    uploadId: string,
+    parts: StoredPart[],
+    options: { algorithm?: ChecksumAlgorithm | undefined; checksum?: string | undefined } = {},
+  ): Promise<{ etag?: string; checksum?: Checksum }> {
+    const { algorithm, checksum } = options;
+    const field = algorithm ? checksumField(algorithm) : undefined;
+    const result = await this.completer.send(
       new CompleteMultipartUploadCommand({
         Bucket: this.bucket,
         Key: key,
         UploadId: uploadId,
-        MultipartUpload: { Parts: parts.map((part) => ({ PartNumber: part.partNumber, ETag: part.etag })) },
+        MultipartUpload: {
+          Parts: parts.map((part) => ({
+            PartNumber: part.partNumber,
+            ETag: part.etag,
+            ...(field && part.checksum ? { [field]: part.checksum } : {}),
+          })),
+        },
+        ...(field && checksum ? { [field]: checksum, ChecksumType: 'FULL_OBJECT' as const } : {}),
       }),
     );
+    const answered = checksumIn(result);
+    return { ...(result.ETag ? { etag: result.ETag } : {}), ...(answered ? { checksum: answered } : {}) };
   }
 
   /** Idempotent: aborting an upload that is already gone is not an error. */

@@ -2,6 +2,10 @@ import { createHmac, createSecretKey, hash, type KeyObject } from 'node:crypto';
 import { type S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { AwsCredentialIdentity } from '@smithy/types';
+import { type ChecksumAlgorithm, checksumHeader } from '../../common/checksums.ts';
+import { MAX_PRESIGN_SECONDS } from './presign-limits.ts';
+
+export { MAX_PRESIGN_SECONDS };
 
 /**
  * SigV4 query-string presigning of S3 UploadPart URLs, built directly: the URL that
@@ -15,8 +19,9 @@ import type { AwsCredentialIdentity } from '@smithy/types';
  *   of the key percent-encoded as the SDK does: RFC 3986, also `!'()*`), the sorted query
  *   (X-Amz-Algorithm, X-Amz-Content-Sha256=UNSIGNED-PAYLOAD, X-Amz-Credential, X-Amz-Date,
  *   X-Amz-Expires, X-Amz-Security-Token when the credentials have one, X-Amz-SignedHeaders,
- *   partNumber, uploadId, x-id=UploadPart), the signed headers `content-length` and `host`, and
- *   `UNSIGNED-PAYLOAD`;
+ *   partNumber, uploadId, x-id=UploadPart), the signed headers `content-length` and `host` (and
+ *   `x-amz-checksum-<algorithm>` for a part of an upload with a checksum algorithm: S3 checks the
+ *   body against it, and ignores a checksum hoisted into the query), and `UNSIGNED-PAYLOAD`;
  * - the string to sign `AWS4-HMAC-SHA256 / date / scope / sha256(canonical request)`;
  * - the signature, HMAC-SHA256 under kSigning = HMAC chain of "AWS4"+secret over the day, region,
  *   service and "aws4_request", derived once per day, region, service and credentials.
@@ -35,8 +40,6 @@ import type { AwsCredentialIdentity } from '@smithy/types';
 const ALGORITHM = 'AWS4-HMAC-SHA256';
 const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
 const SIGNED_HEADERS = 'content-length;host';
-/** SigV4 presigned URLs live at most a week. */
-export const MAX_PRESIGN_SECONDS = 7 * 24 * 60 * 60;
 const PROBE_KEY = 'probe';
 const PROBE_UPLOAD_ID = 'probe-upload';
 const PROBE_ATTEMPTS = 3;
@@ -97,10 +100,16 @@ export interface PartToSign {
   partNumber: number;
   /** The exact Content-Length the URL accepts. */
   size: number;
+  /** The part's checksum, bound as a signed `x-amz-checksum-*` header (the body must match it). */
+  checksum?: { algorithm: ChecksumAlgorithm; value: string } | undefined;
 }
 
 /** A part with its size (the URL binds it) or without (the URL takes any length). */
-type AnyPart = { partNumber: number; size: number | undefined };
+type AnyPart = {
+  partNumber: number;
+  size: number | undefined;
+  checksum?: PartToSign['checksum'];
+};
 
 export interface PartUrlSignerOptions {
   /** The signing clock (tests); getSignedUrl's own default is `new Date()`, uncorrected for skew. */
@@ -218,11 +227,16 @@ export class PartUrlSigner {
     expiresInSeconds: number,
     date: Date,
   ): string[] {
-    // All sized (content-length;host signed) or all unsized (host alone).
+    // All sized (content-length;host signed) or all unsized (host alone); all with a checksum of one
+    // algorithm, or none.
     const sized = parts[0]!.size !== undefined;
+    const algorithm = parts[0]!.checksum?.algorithm;
     if (parts.some((part) => (part.size !== undefined) !== sized))
       throw new Error('parts of one batch must all be sized or all unsized');
-    const signedHeaders = sized ? SIGNED_HEADERS : 'host';
+    if (parts.some((part) => part.checksum?.algorithm !== algorithm))
+      throw new Error('parts of one batch must all carry a checksum of one algorithm, or none');
+    const checksumName = algorithm ? checksumHeader(algorithm) : undefined;
+    const signedHeaders = `${sized ? SIGNED_HEADERS : 'host'}${checksumName ? `;${checksumName}` : ''}`;
     const { longDate, shortDate } = sigv4Dates(date);
     const scope = `${shortDate}/${target.region}/${target.service}/aws4_request`;
     const kSigning = this.key(credentials, shortDate, target.region, target.service);
@@ -255,13 +269,15 @@ export class PartUrlSigner {
     );
     const path = keyPath(objectKey);
     const head = `PUT\n${target.pathPrefix}${path}\n`;
-    const tail = `host:${target.host}\n\n${signedHeaders}\n${UNSIGNED_PAYLOAD}`;
+    const hostLine = `host:${target.host}\n`;
+    const tail = `\n${signedHeaders}\n${UNSIGNED_PAYLOAD}`;
     const stringHead = `${ALGORITHM}\n${longDate}\n${scope}\n`;
     const urlHead = `${target.urlPrefix}${path}?`;
-    return parts.map(({ partNumber, size }) => {
+    return parts.map(({ partNumber, size, checksum }) => {
       const number = String(partNumber);
       const length = sized ? `content-length:${size}\n` : '';
-      const canonicalRequest = `${head}${canonicalQuery.fill(number, '')}\n${length}${tail}`;
+      const checksumLine = checksum ? `${checksumName}:${checksum.value}\n` : '';
+      const canonicalRequest = `${head}${canonicalQuery.fill(number, '')}\n${length}${hostLine}${checksumLine}${tail}`;
       const stringToSign = stringHead + hash('sha256', canonicalRequest, 'hex');
       const signature = createHmac('sha256', kSigning).update(stringToSign).digest('hex');
       return urlHead + urlQuery.fill(number, signature);
@@ -309,7 +325,7 @@ export class PartUrlSigner {
     bucket: string,
     key: string,
     uploadId: string,
-    { partNumber, size }: AnyPart,
+    { partNumber, size, checksum }: AnyPart,
     expiresIn: number,
     signingDate: Date,
   ): Promise<string> {
@@ -321,12 +337,31 @@ export class PartUrlSigner {
         UploadId: uploadId,
         PartNumber: partNumber,
         ContentLength: size,
+        ...(checksum ? { [`Checksum${checksum.algorithm}`]: checksum.value } : {}),
       }),
-      size === undefined
-        ? { expiresIn, signingDate }
-        : { expiresIn, signingDate, signableHeaders: new Set(['content-length']) },
+      sdkSigningOptions(expiresIn, signingDate, size !== undefined, checksum?.algorithm),
     );
   }
+}
+
+/**
+ * How getSignedUrl signs the same URL: content-length signed when sized; a checksum header kept a
+ * header (unhoisted) and signed.
+ */
+export function sdkSigningOptions(
+  expiresIn: number,
+  signingDate: Date,
+  sized: boolean,
+  algorithm?: ChecksumAlgorithm,
+) {
+  const checksumName = algorithm ? checksumHeader(algorithm) : undefined;
+  const signable = [...(sized ? ['content-length'] : []), ...(checksumName ? [checksumName] : [])];
+  return {
+    expiresIn,
+    signingDate,
+    ...(signable.length ? { signableHeaders: new Set(signable) } : {}),
+    ...(checksumName ? { unhoistableHeaders: new Set([checksumName]) } : {}),
+  };
 }
 
 function checkExpiry(seconds: number): void {

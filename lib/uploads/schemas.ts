@@ -1,7 +1,13 @@
+import { CHECKSUM_ALGORITHMS } from '../../common/checksums.ts';
+import {
+  MAX_OBJECT_SIZE,
+  MAX_PART_SIZE,
+  MAX_PARTS,
+  MAX_PARTS_PER_REQUEST,
+  MIN_PART_SIZE,
+} from '../../common/part-plan.ts';
 import * as z from '../schema.ts';
 import { filenameSchema } from '../storage/keys.ts';
-import { MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE } from './part-plan.ts';
-import { MAX_PARTS_PER_REQUEST } from './uploads.ts';
 
 const int = (min: number, max: number) => z.number().check(z.int(), z.gte(min), z.lte(max));
 
@@ -46,7 +52,19 @@ export const createUploadBody = z.object({
   contentType: z.optional(mediaTypeSchema),
   partSize: z.optional(int(MIN_PART_SIZE, MAX_PART_SIZE)),
   overwrite: z.optional(z.boolean()),
+  checksumAlgorithm: z.optional(z.enum(CHECKSUM_ALGORITHMS)),
 });
+
+/**
+ * A checksum in base64, as S3 writes them: 4 bytes (CRC32, CRC32C), 8 (CRC64NVME) or 32 (SHA256).
+ * Whether it has the length of the upload's own algorithm is checked against the job (uploads.ts).
+ */
+const checksumValue = z
+  .string()
+  .check(
+    z.regex(/^(?:[A-Za-z0-9+/]{4}){1,10}[A-Za-z0-9+/]{2,3}=?=?$/, 'a checksum in base64'),
+    z.maxLength(44),
+  );
 
 /** The seed's form: one file in the field `file`; `overwrite=true` to replace an existing file. */
 export const createUploadForm = z.object({
@@ -63,9 +81,23 @@ export const createUploadForm = z.object({
 
 const partNumber = int(1, MAX_PARTS);
 
-export const signPartsBody = z.object({
-  partNumbers: z.array(partNumber).check(z.minLength(1), z.maxLength(MAX_PARTS_PER_REQUEST)),
-});
+/**
+ * `{partNumbers}` for an upload without a checksum algorithm; `{parts: [{partNumber, checksum}]}` for
+ * one with (each URL then binds its part's checksum).
+ */
+export const signPartsBody = z.union([
+  z.object({
+    partNumbers: z.array(partNumber).check(z.minLength(1), z.maxLength(MAX_PARTS_PER_REQUEST)),
+  }),
+  z.object({
+    parts: z
+      .array(z.object({ partNumber, checksum: z.optional(checksumValue) }))
+      .check(z.minLength(1), z.maxLength(MAX_PARTS_PER_REQUEST)),
+  }),
+]);
+
+/** An optional body: the whole file's CRC, for S3 to verify the object against. */
+export const completeUploadBody = z.object({ checksum: z.optional(checksumValue) });
 
 export const recordProgressBody = z.object({
   parts: z
@@ -76,6 +108,7 @@ export const recordProgressBody = z.object({
           .string()
           .check(z.minLength(1), z.maxLength(256), z.regex(/^[\x21-\x7e]+$/, 'an ETag as S3 returned it')),
         size: int(0, MAX_PART_SIZE),
+        checksum: z.optional(checksumValue),
       }),
     )
     .check(z.minLength(1), z.maxLength(MAX_PARTS_PER_REQUEST)),

@@ -1,11 +1,29 @@
 import { createHash } from 'node:crypto';
 import { NoSuchUpload } from '@aws-sdk/client-s3';
+import {
+  type Checksum,
+  type ChecksumAlgorithm,
+  checksumOf,
+  checksumValueHint,
+  isChecksumValue,
+  isCrcAlgorithm,
+} from '../../common/checksums.ts';
+import { ErrorCode } from '../../common/error-codes.ts';
+import {
+  describeRanges,
+  expectedPartSize,
+  FIRST_URL_BATCH,
+  type PartPlan,
+  PartPlanError,
+  planParts,
+} from '../../common/part-plan.ts';
 import { config } from '../config.ts';
+import { fileRecordItem } from '../files/file-records.ts';
 import { conflict, HttpError, notFound } from '../http/errors.ts';
 import { jobStore, partRecords } from '../jobs/index.ts';
 import { newJobId } from '../jobs/job-ids.ts';
 import type { Quota } from '../jobs/job-store.ts';
-import { describeRanges, type JobView, jobView } from '../jobs/job-view.ts';
+import { type JobView, jobView } from '../jobs/job-view.ts';
 import {
   type JobRecord,
   LimitReached,
@@ -16,10 +34,9 @@ import {
 import { limitRefusal, refuseOversizedUpload, uploadQuota } from '../jobs/limits.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
-import { partHeaders, type StoredPart } from '../storage/file-store.ts';
+import { partHeaders, type StoredObject, type StoredPart } from '../storage/file-store.ts';
 import { fileStore } from '../storage/index.ts';
 import { uploadKey } from '../storage/keys.ts';
-import { expectedPartSize, type PartPlan, PartPlanError, planParts } from './part-plan.ts';
 
 /**
  * Uploads: an S3 multipart upload per job, parts sent by the client straight to S3 through presigned
@@ -27,11 +44,15 @@ import { expectedPartSize, type PartPlan, PartPlanError, planParts } from './par
  *
  * UPLOADING -> COMPLETING -> COMPLETED, or ABORTED / FAILED / EXPIRED. Every change is a conditional
  * write; the S3 side effect happens only after the change that allows it has won.
+ *
+ * Integrity (common/checksums.ts has the S3 model): an upload created with a `checksumAlgorithm` has
+ * its multipart upload opened with it, so S3 requires every part's checksum. Each part URL signs the
+ * checksum the client computed from its own bytes as a header (`x-amz-checksum-*`; S3 ignores one in
+ * the query string), so S3 refuses a part whose body differs (400 BadDigest) and the client cannot
+ * send another checksum (403). With a CRC algorithm the client may send the whole file's CRC at
+ * completion; S3 checks the object against it. The object's checksum, as S3 reports it, is recorded
+ * on the job and in the file record that GET /files reads.
  */
-
-/** URLs handed out with a new upload; the rest come from POST /upload/{jobId}/parts. */
-export const FIRST_URL_BATCH = 100;
-export const MAX_PARTS_PER_REQUEST = 1000;
 
 export interface SignedPart {
   partNumber: number;
@@ -39,9 +60,16 @@ export interface SignedPart {
   expiresAt: string;
   /**
    * Headers the PUT must carry, as signed: `content-length`, the part's exact planned size (a PUT of
-   * any other length is refused by S3 with 403).
+   * any other length is refused by S3 with 403), and for an upload with a checksum algorithm the
+   * part's checksum (`x-amz-checksum-crc32`, …).
    */
   headers: Record<string, string>;
+}
+
+/** A part to sign: its number, and its checksum for an upload with a checksum algorithm. */
+export interface PartRequest {
+  partNumber: number;
+  checksum?: string | undefined;
 }
 
 export interface CreateUploadInput {
@@ -50,6 +78,7 @@ export interface CreateUploadInput {
   contentType?: string | undefined;
   partSize?: number | undefined;
   overwrite?: boolean | undefined;
+  checksumAlgorithm?: ChecksumAlgorithm | undefined;
 }
 
 const slotFor = (job: JobRecord) => ({ jobId: job.jobId, type: 'upload' as const, name: job.filename });
@@ -62,14 +91,14 @@ export async function findUpload(username: string, jobId: string): Promise<JobRe
 }
 
 const notActive = (job: Pick<JobRecord, 'jobId' | 'status'>, action: string) =>
-  conflict('JobNotActive', `upload ${job.jobId} is ${job.status}; it cannot ${action}`, {
+  conflict(ErrorCode.JobNotActive, `upload ${job.jobId} is ${job.status}; it cannot ${action}`, {
     status: job.status,
   });
 
 async function refuseExistingFile(key: string, filename: string) {
   if (await fileStore().head(key)) {
     throw conflict(
-      'FileExists',
+      ErrorCode.FileExists,
       `${filename} already exists in your uploads folder; send "overwrite": true to replace it`,
     );
   }
@@ -80,6 +109,7 @@ function newJob(
   filename: string,
   plan: PartPlan,
   contentType: string | undefined,
+  checksumAlgorithm?: ChecksumAlgorithm,
 ): JobRecord {
   const now = new Date().toISOString();
   return {
@@ -91,6 +121,7 @@ function newJob(
     key: uploadKey(username, filename),
     ...plan,
     ...(contentType ? { contentType } : {}),
+    ...(checksumAlgorithm ? { checksumAlgorithm } : {}),
     partsDone: 0,
     bytesDone: 0,
     createdAt: now,
@@ -108,7 +139,7 @@ async function claimSlot(job: JobRecord, quota: Quota) {
     // Held by this very job: an earlier try of the same write landed and its answer was lost.
     if (error.holder.jobId === job.jobId) return;
     throw conflict(
-      'UploadInProgress',
+      ErrorCode.UploadInProgress,
       `${job.filename} is already being uploaded by job ${error.holder.jobId}`,
       {
         jobId: error.holder.jobId,
@@ -129,16 +160,21 @@ async function mayHaveBeenWritten(job: JobRecord, error: unknown): Promise<boole
     );
 }
 
-export async function signParts(job: JobRecord, partNumbers: number[]): Promise<SignedPart[]> {
+export async function signParts(job: JobRecord, requests: PartRequest[]): Promise<SignedPart[]> {
   const ttl = config().presignTtlSeconds;
   const expiresAt = new Date(Date.now() + ttl * 1000).toISOString();
-  const parts = partNumbers.map((partNumber) => ({ partNumber, size: expectedPartSize(job, partNumber) }));
+  const algorithm = job.checksumAlgorithm;
+  const parts = requests.map(({ partNumber, checksum }) => ({
+    partNumber,
+    size: expectedPartSize(job, partNumber),
+    checksum: algorithm && checksum ? { algorithm, value: checksum } : undefined,
+  }));
   const urls = await fileStore().presignUploadParts(job.key, job.uploadId!, parts, ttl);
-  return parts.map(({ partNumber, size }, index) => ({
+  return parts.map(({ partNumber, size, checksum }, index) => ({
     partNumber,
     url: urls[index]!,
     expiresAt,
-    headers: partHeaders(size),
+    headers: partHeaders(size, checksum),
   }));
 }
 
@@ -152,13 +188,20 @@ export async function createUpload(username: string, input: CreateUploadInput) {
     throw error;
   }
   const job = await openUpload(username, input, plan);
-  const first = Array.from({ length: Math.min(plan.partCount, FIRST_URL_BATCH) }, (_, index) => index + 1);
+  // A part URL of an upload with a checksum algorithm binds the part's checksum, which only the
+  // client can say (POST /upload/{jobId}/parts): none is signed here.
+  const first = job.checksumAlgorithm
+    ? []
+    : Array.from({ length: Math.min(plan.partCount, FIRST_URL_BATCH) }, (_, index) => ({
+        partNumber: index + 1,
+      }));
   return {
     job: jobView(job),
     uploadId: job.uploadId!,
     key: job.key,
     partSize: plan.partSize,
     partCount: plan.partCount,
+    ...(job.checksumAlgorithm ? { checksumAlgorithm: job.checksumAlgorithm } : {}),
     parts: await signParts(job, first),
   };
 }
@@ -200,7 +243,7 @@ export async function createUploadOfUnknownPlan(
 /** Checks the limits, opens the S3 multipart upload and writes the job with its slot and holds. */
 async function openUpload(
   username: string,
-  input: Pick<CreateUploadInput, 'filename' | 'contentType' | 'overwrite'>,
+  input: Pick<CreateUploadInput, 'filename' | 'contentType' | 'overwrite' | 'checksumAlgorithm'>,
   plan: PartPlan,
   details?: PlanFromParts,
 ): Promise<JobRecord> {
@@ -212,11 +255,11 @@ async function openUpload(
     .catch((error: unknown) => {
       throw error instanceof LimitReached ? limitRefusal(error) : error;
     });
-  const job = newJob(username, input.filename, plan, input.contentType);
+  const job = newJob(username, input.filename, plan, input.contentType, input.checksumAlgorithm);
   if (details) job.details = { ...details };
   if (!input.overwrite) await refuseExistingFile(job.key, job.filename);
 
-  job.uploadId = await fileStore().createMultipartUpload(job.key, input.contentType);
+  job.uploadId = await fileStore().createMultipartUpload(job.key, input.contentType, input.checksumAlgorithm);
   try {
     await claimSlot(job, quota);
   } catch (error) {
@@ -248,7 +291,15 @@ export async function createFormUpload(
   overwrite: boolean,
 ) {
   const size = file.content.length;
-  const job = newJob(username, file.filename, { size, partSize: size, partCount: 1 }, file.contentType);
+  // The form's file is in memory: its CRC32 costs little, and S3 refuses the body if it differs.
+  const checksum = { algorithm: 'CRC32' as const, value: await checksumOf('CRC32', file.content) };
+  const job = newJob(
+    username,
+    file.filename,
+    { size, partSize: size, partCount: 1 },
+    file.contentType,
+    checksum.algorithm,
+  );
   job.details = { contentMd5: createHash('md5').update(file.content).digest('hex') } satisfies FormDetails;
   if (!overwrite) await refuseExistingFile(job.key, job.filename);
   await claimSlot(job, uploadQuota());
@@ -263,7 +314,7 @@ export async function createFormUpload(
   }
   let settled: JobView | undefined;
   try {
-    await fileStore().putObject(job.key, file.content, file.contentType);
+    await fileStore().putObject(job.key, file.content, file.contentType, checksum);
   } catch (error) {
     // A PutObject that errs may still have stored the file (a timeout after S3 wrote it): S3 decides.
     // If even that cannot be told now, the job stays COMPLETING for /complete or the janitor.
@@ -312,15 +363,16 @@ async function settleFormUpload(seen: JobRecord, options: { writerEnded: boolean
   const job = (await jobStore().get(seen.username, seen.jobId))!;
   if (job.status === 'COMPLETED') return jobView(job);
   if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
-  if (job.status === 'COMPLETING' && holdsFormFile(job, await fileStore().head(job.key))) {
-    return recordCompleted(job);
+  if (job.status === 'COMPLETING') {
+    const object = await fileStore().head(job.key, { checksum: true });
+    if (holdsFormFile(job, object)) return recordCompleted(job, object);
   }
   // No file yet, but the request writing it may still be running: it is not "not stored" until that
   // request has surely ended.
   const sinceWriteStarted = (Date.now() - Date.parse(job.updatedAt)) / 1000;
   if (job.status === 'COMPLETING' && !options.writerEnded && sinceWriteStarted < FORM_WRITER_GRACE_SECONDS) {
     throw conflict(
-      'CompletionInProgress',
+      ErrorCode.CompletionInProgress,
       `the file of job ${job.jobId} is being stored; ask again in a moment`,
     );
   }
@@ -329,7 +381,7 @@ async function settleFormUpload(seen: JobRecord, options: { writerEnded: boolean
   // A concurrent settle (or kill) may have moved it first.
   if (current.status === 'COMPLETED') return jobView(current);
   if (current.status !== 'FAILED') throw notActive(current, 'be completed');
-  throw conflict('UploadGone', `the file of job ${job.jobId} was not stored; upload it again`);
+  throw conflict(ErrorCode.UploadGone, `the file of job ${job.jobId} was not stored; upload it again`);
 }
 
 function checkPartNumbers(job: JobRecord, partNumbers: number[]) {
@@ -349,13 +401,61 @@ function checkPartNumbers(job: JobRecord, partNumbers: number[]) {
   }
 }
 
-/** POST /upload/{jobId}/parts: fresh URLs for any parts (resume, or after the first ones expired). */
-export async function signUploadParts(username: string, jobId: string, partNumbers: number[]) {
+/**
+ * A part checksum must be what the job's algorithm gives, and only a job with an algorithm takes
+ * them. `required`: every part must carry one (part URLs of such a job bind them).
+ */
+function checkPartChecksums(job: JobRecord, parts: PartRequest[], required: boolean) {
+  const algorithm = job.checksumAlgorithm;
+  const given = parts.filter((part) => part.checksum !== undefined);
+  if (!algorithm) {
+    if (given.length === 0) return;
+    throw new HttpError(
+      400,
+      'ValidationError',
+      `upload ${job.jobId} was created without a checksumAlgorithm, so its parts carry no checksum`,
+    );
+  }
+  const absent = required ? parts.filter((part) => part.checksum === undefined) : [];
+  if (absent.length > 0) {
+    throw new HttpError(
+      400,
+      'ChecksumRequired',
+      `upload ${job.jobId} checks every part's ${algorithm}: send {"parts": [{"partNumber": …, "checksum": "<base64>"}]}, a checksum for each part (missing for parts ${describeRanges(absent.map((part) => part.partNumber))})`,
+      { details: { algorithm, partNumbers: absent.map((part) => part.partNumber) } },
+    );
+  }
+  const malformed = given.filter((part) => !isChecksumValue(algorithm, part.checksum!));
+  if (malformed.length > 0) {
+    throw new HttpError(
+      400,
+      'BadChecksum',
+      `a part checksum of this upload is ${checksumValueHint(algorithm)}: not so for parts ${describeRanges(malformed.map((part) => part.partNumber))}`,
+      { details: { algorithm, partNumbers: malformed.map((part) => part.partNumber) } },
+    );
+  }
+}
+
+/**
+ * POST /upload/{jobId}/parts: fresh URLs for any parts (resume, or after the first ones expired).
+ * `{partNumbers}` for uploads without a checksum algorithm, `{parts: [{partNumber, checksum}]}` for
+ * those with one (either form is fine without).
+ */
+export async function signUploadParts(
+  username: string,
+  jobId: string,
+  request: { partNumbers?: number[] | undefined; parts?: PartRequest[] | undefined },
+) {
   const job = await findUpload(username, jobId);
   if (job.status !== 'UPLOADING') throw notActive(job, 'take more parts');
   refuseUnknownPlan(job);
-  checkPartNumbers(job, partNumbers);
-  return { parts: await signParts(job, partNumbers) };
+  const parts = request.parts ?? (request.partNumbers ?? []).map((partNumber) => ({ partNumber }));
+  checkPartNumbers(
+    job,
+    parts.map((part) => part.partNumber),
+  );
+  checkPartChecksums(job, parts, true);
+  return { parts: await signParts(job, parts) };
 }
 
 /** The plan-based routes (parts, progress) need a plan; a job that learns it at completion has none yet. */
@@ -379,6 +479,7 @@ export async function recordProgress(username: string, jobId: string, parts: Par
     job,
     parts.map((part) => part.partNumber),
   );
+  checkPartChecksums(job, parts, false);
   const wrongSize = parts.filter((part) => part.size !== expectedPartSize(job, part.partNumber));
   if (wrongSize.length > 0) {
     throw new HttpError(
@@ -440,8 +541,13 @@ async function markFailed(job: JobRecord, from: JobRecord['status'], reason: str
  * POST /upload/{jobId}/complete. The part list comes from S3 (ListParts), never from the client.
  * Re-entrant: a job left in COMPLETING by a crash completes on the next call.
  */
-export async function completeUpload(username: string, jobId: string): Promise<JobView> {
+export async function completeUpload(
+  username: string,
+  jobId: string,
+  options: { checksum?: string | undefined } = {},
+): Promise<JobView> {
   let job = await findUpload(username, jobId);
+  checkWholeFileChecksum(job, options.checksum);
   if (job.status === 'COMPLETED') return jobView(job);
   if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
   // Form uploads have no multipart upload to complete; their one object is there or not.
@@ -462,7 +568,7 @@ export async function completeUpload(username: string, jobId: string): Promise<J
     ].filter(Boolean);
     const reopened = await reopenUpload(job);
     if (reopened.status === 'COMPLETED') return jobView(reopened);
-    throw conflict('PartsIncomplete', `S3 does not hold every part yet: ${problems.join('; ')}`, {
+    throw conflict(ErrorCode.PartsIncomplete, `S3 does not hold every part yet: ${problems.join('; ')}`, {
       missing,
       wrongSize,
     });
@@ -481,27 +587,83 @@ export async function completeUpload(username: string, jobId: string): Promise<J
       if (!(error instanceof TransitionRejected) || !error.current) throw error;
       if (error.current.status === 'COMPLETED') return jobView(error.current);
       if (error.current.status === 'COMPLETING') {
-        throw conflict('CompletionInProgress', `upload ${jobId} is being completed; ask again in a moment`);
+        throw conflict(
+          ErrorCode.CompletionInProgress,
+          `upload ${jobId} is being completed; ask again in a moment`,
+        );
       }
       throw notActive(error.current, 'be completed');
     }
   }
 
+  let completed: Awaited<ReturnType<typeof store.completeMultipartUpload>>;
   try {
-    await store.completeMultipartUpload(job.key, job.uploadId!, complete);
+    completed = await store.completeMultipartUpload(job.key, job.uploadId!, complete, {
+      algorithm: job.checksumAlgorithm,
+      checksum: options.checksum,
+    });
   } catch (error) {
     if (error instanceof NoSuchUpload) return settleVanishedUpload(job);
     const refusal = (error as Error).name;
+    if (refusal === 'BadDigest') {
+      // S3 computed the object's CRC from the parts it holds, and it is not the client's: some part
+      // differs from the file (each was checked against the checksum sent with it). The upload stays
+      // open, so the client can check its parts and send the wrong ones again.
+      const reopened = await reopenUpload(job);
+      if (reopened.status === 'COMPLETED') return jobView(reopened);
+      throw conflict(
+        ErrorCode.ChecksumMismatch,
+        `S3 computed another ${job.checksumAlgorithm} for the parts it holds than the whole-file checksum sent: a part differs from the file; the upload stays open to send it again`,
+        { algorithm: job.checksumAlgorithm, checksum: options.checksum },
+      );
+    }
     if (!PART_LIST_REFUSALS.has(refusal)) throw error;
     const reopened = await reopenUpload(job);
     if (reopened.status === 'COMPLETED') return jobView(reopened);
     throw conflict(
-      'PartsIncomplete',
+      ErrorCode.PartsIncomplete,
       `S3 refused the part list (${refusal}): a part changed while the upload was completing; check the parts and complete again`,
       { missing: [], wrongSize: [], s3Error: refusal },
     );
   }
-  return recordCompleted(job);
+  // S3's answer names the object's ETag and checksum: no HeadObject between completing and recording.
+  return recordCompleted(
+    job,
+    completed.etag
+      ? {
+          key: job.key,
+          size: job.size,
+          etag: completed.etag,
+          lastModified: new Date(),
+          ...(completed.checksum ? { checksum: completed.checksum } : {}),
+        }
+      : undefined,
+  );
+}
+
+/** The whole-file checksum a completion may carry: a full-object CRC of the job's own algorithm. */
+function checkWholeFileChecksum(job: JobRecord, checksum: string | undefined) {
+  if (checksum === undefined) return;
+  const algorithm = job.checksumAlgorithm;
+  if (!algorithm || !job.uploadId) {
+    throw new HttpError(
+      400,
+      'ValidationError',
+      `upload ${job.jobId} was created without a checksumAlgorithm: complete it without a checksum`,
+    );
+  }
+  if (!isCrcAlgorithm(algorithm)) {
+    throw new HttpError(
+      400,
+      'ValidationError',
+      `${algorithm} checksums are composite (one per part, each checked by S3): complete upload ${job.jobId} without a whole-file checksum`,
+    );
+  }
+  if (!isChecksumValue(algorithm, checksum)) {
+    throw new HttpError(400, 'BadChecksum', `the whole-file checksum is ${checksumValueHint(algorithm)}`, {
+      details: { algorithm },
+    });
+  }
 }
 
 /**
@@ -519,7 +681,7 @@ async function learnPlan(job: JobRecord, stored: StoredPart[]): Promise<PartPlan
   const missing = Array.from({ length: partCount }, (_, index) => index + 1).filter((n) => !numbers.has(n));
   if (partCount === 0 || missing.length > 0) {
     throw conflict(
-      'PartsIncomplete',
+      ErrorCode.PartsIncomplete,
       partCount === 0
         ? 'S3 holds no part of this upload yet'
         : `S3 does not hold every part yet: missing parts ${describeRanges(missing)}`,
@@ -533,19 +695,23 @@ async function learnPlan(job: JobRecord, stored: StoredPart[]): Promise<PartPlan
     .map((part) => ({ partNumber: part.partNumber, size: part.size, expected: partSize }));
   if (wrongSize.length > 0) {
     throw conflict(
-      'PartsIncomplete',
+      ErrorCode.PartsIncomplete,
       `every part but the last must have the size of part 1 (${partSize} bytes), the last no more: parts ${describeRanges(wrongSize.map((part) => part.partNumber))} differ`,
       { missing: [], wrongSize },
     );
   }
   const declared = (job.details as Partial<PlanFromParts> | undefined)?.declaredSize;
   if (declared !== undefined && declared !== size) {
-    throw conflict('PartsIncomplete', `S3 holds ${size} bytes of this upload; it declared ${declared}`, {
-      missing: [],
-      wrongSize: [],
-      size,
-      declaredSize: declared,
-    });
+    throw conflict(
+      ErrorCode.PartsIncomplete,
+      `S3 holds ${size} bytes of this upload; it declared ${declared}`,
+      {
+        missing: [],
+        wrongSize: [],
+        size,
+        declaredSize: declared,
+      },
+    );
   }
   const max = uploadQuota().maxBytes;
   if (max !== undefined && size > max) {
@@ -590,14 +756,32 @@ async function reopenUpload(job: JobRecord): Promise<JobRecord> {
   }
 }
 
-async function recordCompleted(job: JobRecord): Promise<JobView> {
+/**
+ * COMPLETING -> COMPLETED, with the object's checksum and, in the same transaction, the file record
+ * GET /files reads. `stored`: the object as a HEAD with its checksum already saw it.
+ */
+async function recordCompleted(job: JobRecord, stored?: StoredObject): Promise<JobView> {
+  const object = stored ?? (await fileStore().head(job.key, { checksum: true }));
+  const checksum: Checksum | undefined = object?.checksum;
   try {
     // Only after S3 was checked to hold exactly the planned parts (or the object, for a form upload).
     const done = await jobStore().transition(job.username, job.jobId, {
       from: ['COMPLETING'],
       to: 'COMPLETED',
-      set: { partsDone: job.partCount, bytesDone: job.size },
+      set: { partsDone: job.partCount, bytesDone: job.size, ...(checksum ? { checksum } : {}) },
       slot: slotFor(job),
+      ...(object
+        ? {
+            alsoPut: fileRecordItem(job.username, {
+              name: job.filename,
+              etag: object.etag,
+              size: object.size,
+              jobId: job.jobId,
+              completedAt: new Date().toISOString(),
+              ...(checksum ? { checksum } : {}),
+            }),
+          }
+        : {}),
     });
     recordJobMetric('UploadsCompleted', job.size);
     return jobView(done);
@@ -618,17 +802,17 @@ async function settleVanishedUpload(seen: JobRecord): Promise<JobView> {
   const job = (await jobStore().get(seen.username, seen.jobId))!;
   if (job.status === 'COMPLETED') return jobView(job);
   if (job.status === 'COMPLETING') {
-    const object = await fileStore().head(job.key);
+    const object = await fileStore().head(job.key, { checksum: true });
     const completedHere =
       object?.size === job.size && object.etag.replace(/"/g, '').endsWith(`-${job.partCount}`);
-    if (completedHere) return recordCompleted(job);
+    if (completedHere) return recordCompleted(job, object);
     // Not there yet: S3 may still be storing it (moto drops the multipart upload before it writes
     // the object, seconds for a large one). Failing the job now would leave a FAILED job beside a
     // stored file; until the job has been COMPLETING for the janitor's stuck time, say "again later".
     const completingSeconds = (Date.now() - Date.parse(job.updatedAt)) / 1000;
     if (!object && completingSeconds < config().janitor.stuckSeconds) {
       throw conflict(
-        'CompletionInProgress',
+        ErrorCode.CompletionInProgress,
         `S3 is still completing upload ${job.jobId}; ask again in a moment`,
       );
     }
@@ -636,7 +820,7 @@ async function settleVanishedUpload(seen: JobRecord): Promise<JobView> {
   if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
   await markFailed(job, job.status, 'the multipart upload no longer exists in S3');
   throw conflict(
-    'UploadGone',
+    ErrorCode.UploadGone,
     `the multipart upload of job ${job.jobId} no longer exists; start a new upload`,
   );
 }
@@ -735,9 +919,18 @@ export async function reconcileUpload(username: string, jobId: string) {
     }
   }
   const current = (await jobStore().get(username, jobId))!;
+  const recordedChecksums = new Map(recorded.map((part) => [part.partNumber, part.checksum]));
   return {
     job: jobView(current),
     uploadedParts: usable.map((part) => part.partNumber),
+    /**
+     * The same parts with their sizes and checksums (S3's, or the recorded one where S3 lists none),
+     * so that a resuming client reuses a part only if its own bytes still have that checksum.
+     */
+    parts: usable.map((part) => {
+      const checksum = part.checksum ?? recordedChecksums.get(part.partNumber);
+      return { partNumber: part.partNumber, size: part.size, ...(checksum ? { checksum } : {}) };
+    }),
     /** Parts to (re-)send: never received, or received with the wrong size. */
     missingParts: missing.concat(
       complete.filter((part) => !usable.includes(part)).map((part) => part.partNumber),

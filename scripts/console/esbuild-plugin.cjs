@@ -1,4 +1,5 @@
-// esbuild plugins for serverless-esbuild (serverless.yml, custom.esbuild.plugins). One: the module
+// The console's esbuild plugin, one of those scripts/esbuild-plugins.cjs gives serverless-esbuild
+// (serverless.yml, custom.esbuild.plugins): the module
 // `virtual:console-page`, which the console function imports, is the web console built from web/
 // (scripts/console/build.ts) at the moment the function is bundled. Other functions never import it.
 module.exports = [

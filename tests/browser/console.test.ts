@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Locator, Page, Route } from 'playwright-core';
-import { MiB } from '../../lib/uploads/part-plan.ts';
+import { MiB } from '../../common/part-plan.ts';
 import { artifactsDir, CHROMIUM_PATH, hasChromium, launchBrowser } from '../support/browser.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { testBucket } from '../support/s3.ts';

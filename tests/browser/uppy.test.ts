@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
-import { MiB } from '../../lib/uploads/part-plan.ts';
+import { MiB } from '../../common/part-plan.ts';
 import {
   artifactsDir,
   bundle,

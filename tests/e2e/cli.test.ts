@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { importJWK, SignJWT } from 'jose';
+import { MiB } from '../../common/part-plan.ts';
 import type { Keyset } from '../../lib/auth/keys.ts';
-import { MiB } from '../../lib/uploads/part-plan.ts';
 import { projectRoot } from '../../scripts/local-stack.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { api } from '../support/http.ts';
@@ -184,7 +184,7 @@ describe('file-jobs CLI', () => {
 
     const files = await cli(['--json', 'files']);
     expect(JSON.parse(files.stdout).files).toEqual([
-      { name: 'twenty.bin', size: bytes.length, lastModified: expect.any(String) },
+      expect.objectContaining({ name: 'twenty.bin', size: bytes.length, lastModified: expect.any(String) }),
     ]);
     // Plain output when stdout is not a terminal: one tab-separated line per file / job.
     expect((await cli(['files'])).stdout).toMatch(new RegExp(`^twenty\\.bin\\t${bytes.length}\\t`));
@@ -202,11 +202,11 @@ describe('file-jobs CLI', () => {
     expect(run.code).toBe(0);
     const lines = run.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(
-      /^upload job \w+ started: plain\.bin, 11\.0 MiB \(11534336 bytes\) in 3 parts of 5\.0 MiB$/,
+      /^upload job \w+ started: plain\.bin, 11\.0 MiB \(11534336 bytes\) in 3 parts of 5\.0 MiB, CRC32 checksums$/,
     );
     expect(lines.filter((line) => /^part \d sent: \d\/3 parts/.test(line))).toHaveLength(3);
     expect(lines.at(-1)).toMatch(
-      /^upload job \w+ COMPLETED: plain\.bin, 11\.0 MiB in .*; 3 parts sent, 0 already on the server$/,
+      /^upload job \w+ COMPLETED: plain\.bin, 11\.0 MiB in .*; 3 parts sent, 0 already on the server(; CRC32 \S+, checked by S3)?$/,
     );
     expect(run.stdout.includes('\u001b') || run.stdout.includes('\r')).toBe(false);
   });
@@ -231,6 +231,8 @@ describe('file-jobs CLI', () => {
     expect(await testBucket().head(`uploads/${user.username}/interrupted.bin`)).toBeUndefined();
   });
 
+  // Without checksums: the parts S3 holds are reused as they are. With them (the default), each is
+  // compared with the file first, which needs S3 to list part checksums: cli-checksums.test.ts.
   it('after SIGKILL with --keep, running it again sends only the missing parts', async () => {
     const user = await signedInUser();
     const bytes = randomBytes(20 * MiB);
@@ -246,6 +248,7 @@ describe('file-jobs CLI', () => {
       '--max-rate',
       '4',
       '--keep',
+      '--no-checksum',
     ]);
     const started = JSON.parse(await first.line((line) => line.includes('"event":"started"')));
     await first.line((line) => line.includes('"event":"part"'));
@@ -259,7 +262,7 @@ describe('file-jobs CLI', () => {
     expect(missing.length).toBeGreaterThan(0);
     expect(missing.length).toBeLessThan(4);
 
-    const second = await cli(['--json', 'upload', path, '--part-size', '5']);
+    const second = await cli(['--json', 'upload', path, '--part-size', '5', '--no-checksum']);
     expect(second).toMatchObject({ code: 0, stderr: '' });
     const events = jsonLines(second.stdout);
     expect(events[0]).toMatchObject({
@@ -285,7 +288,7 @@ describe('file-jobs CLI', () => {
     expect(await testBucket().listOpenUploads(`uploads/${user.username}/`)).toEqual([]);
   });
 
-  it('starts over instead of resuming when the file changed since the kept upload began', async () => {
+  it('without checksums, starts over instead of resuming when the file changed since the kept upload began', async () => {
     const user = await signedInUser();
     const path = writeFile('changed.bin', randomBytes(12 * MiB));
     const first = start([
@@ -299,6 +302,7 @@ describe('file-jobs CLI', () => {
       '--max-rate',
       '4',
       '--keep',
+      '--no-checksum',
     ]);
     const started = JSON.parse(await first.line((line) => line.includes('"event":"started"')));
     await first.line((line) => line.includes('"event":"part"'));
@@ -307,7 +311,7 @@ describe('file-jobs CLI', () => {
 
     const changed = randomBytes(12 * MiB);
     writeFileSync(path, changed);
-    const second = await cli(['--json', 'upload', path, '--part-size', '5']);
+    const second = await cli(['--json', 'upload', path, '--part-size', '5', '--no-checksum']);
     expect(second.code).toBe(0);
     const events = jsonLines(second.stdout);
     expect(events[0]).toMatchObject({ event: 'aborted-unfinished', jobId: started.jobId });

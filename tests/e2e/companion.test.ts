@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { MiB } from '../../lib/uploads/part-plan.ts';
+import { MiB } from '../../common/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { api, expectError } from '../support/http.ts';
 import { putPart, testBucket } from '../support/s3.ts';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { MiB } from '../../common/part-plan.ts';
 import { config } from '../../lib/config.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
-import { MiB } from '../../lib/uploads/part-plan.ts';
 import { runningExports } from '../support/exports.ts';
 import { type ApiResponse, api } from '../support/http.ts';
 import { testBucket } from '../support/s3.ts';

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import { MiB } from '../../lib/uploads/part-plan.ts';
+import { MiB } from '../../common/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { api, expectError } from '../support/http.ts';
 import { testBucket } from '../support/s3.ts';

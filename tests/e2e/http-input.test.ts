@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
+import { connect } from 'node:net';
 import { startOffline } from '../../scripts/local-stack.ts';
 import { api, expectError } from '../support/http.ts';
 import { testStack } from '../support/stack-env.ts';
@@ -102,6 +104,9 @@ describe('JSON bodies', () => {
     ['an array', '[{"filename":"a.txt","size":1}]'],
     ['null', 'null'],
     ['true', 'true'],
+    // serverless-offline hands these over parsed, as a boolean and a number (not as text).
+    ['false', 'false'],
+    ['zero', '0'],
   ])('refuses %s as the body with 400 "the body must be a JSON object"', async (_case, body) => {
     for (const path of ['/upload', '/export', '/auth/signin']) {
       const response = await postJson(path, body);
@@ -112,6 +117,23 @@ describe('JSON bodies', () => {
       });
     }
   });
+
+  it.each(['false', '0', '[]', '"x"'])(
+    'refuses %s as the optional body of POST /upload/{jobId}/complete with 400, the job untouched',
+    async (body) => {
+      const created = await api('/upload', {
+        method: 'POST',
+        token: user.jwt,
+        body: { filename: name(), size: 1 },
+      });
+      expect(created.status).toBe(201);
+      const jobId = created.body.job.jobId as string;
+      expectError(await postJson(`/upload/${jobId}/complete`, body), 400);
+      const job = await api(`/jobs/${jobId}`, { token: user.jwt });
+      expect(job.body.job.status).toBe('UPLOADING');
+      await api(`/upload/${jobId}`, { method: 'DELETE', token: user.jwt });
+    },
+  );
 
   it.each([
     ['at the top', (filename: string) => `{"filename":"${filename}","size":1,"__proto__":{"admin":true}}`],
@@ -130,6 +152,56 @@ describe('JSON bodies', () => {
       expect(({} as Record<string, unknown>).admin).toBeUndefined();
     },
   );
+});
+
+/** Bytes sent as they are over one connection, and the raw answer (no client to tidy them). */
+function rawRequest(request: Buffer): Promise<string> {
+  const { apiUrl } = testStack();
+  const { hostname, port } = new URL(apiUrl);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.end(request));
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer in 10 s')));
+  });
+}
+
+describe('requests that are not valid HTTP', () => {
+  it.each([
+    [
+      'a control character in a header value',
+      Buffer.from('Cookie: a=\x01b\r\n', 'latin1'),
+      400,
+      'ValidationError',
+    ],
+    ['a DEL in a header value', Buffer.from('X-Thing: b\x7f\r\n', 'latin1'), 400, 'ValidationError'],
+    [
+      'headers larger than the server takes',
+      Buffer.from(`X-Big: ${'a'.repeat(20_000)}\r\n`),
+      431,
+      'HeadersTooLarge',
+    ],
+  ])('answers %s in the JSON error shape (%s)', async (_case, header, status, code) => {
+    const answer = await rawRequest(
+      Buffer.concat([Buffer.from('GET /health HTTP/1.1\r\nHost: x\r\n'), header, Buffer.from('\r\n')]),
+    );
+    const [head = '', body = ''] = answer.split('\r\n\r\n');
+    expect(head.split('\r\n')[0]).toBe(`HTTP/1.1 ${status} ${STATUS_CODES[status]}`);
+    expect(head).toMatch(/^content-type: application\/json/im);
+    expect(JSON.parse(body)).toEqual({
+      error: { code, message: expect.any(String), requestId: expect.any(String) },
+    });
+  });
+
+  it('reads the token past a malformed cookie, which hapi once answered with its own 400', async () => {
+    const response = await api('/files', {
+      token: user.jwt,
+      headers: { cookie: 'junk="x; other=%%%; fj_session=' },
+    });
+    expect(response.status).toBe(200);
+  });
 });
 
 describe('media types (RFC 7231 §3.1.1.1)', () => {

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
 import { putPart } from '../../client/upload.ts';
-import { MiB } from '../../lib/uploads/part-plan.ts';
+import { MiB } from '../../common/part-plan.ts';
 import { api } from '../support/http.ts';
-import { testBucket } from '../support/s3.ts';
+import { putOnNewConnection, s3ErrorCode, testBucket } from '../support/s3.ts';
 import { testStack } from '../support/stack-env.ts';
 import { createTestUser } from '../support/users.ts';
 
@@ -33,33 +32,10 @@ async function put(url: string, body: Uint8Array) {
   return { status: response.status, text: await response.text() };
 }
 
-/**
- * A PUT on a connection of its own: S3 may answer 403 before it has read the body, and a connection
- * left with unread body bytes must not carry the next request.
- */
-function putOnNewConnection(url: string, body: Uint8Array): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(url, { method: 'PUT', agent: false }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () =>
-        resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString() }),
-      );
-      response.on('error', reject);
-    });
-    // The server may close the connection after an early answer, while the body is still going out.
-    request.on('error', reject);
-    request.end(body);
-  });
-}
-
 async function get(url: string) {
   const response = await fetch(url);
   return { status: response.status, bytes: Buffer.from(await response.arrayBuffer()) };
 }
-
-/** The S3 error code in an XML error body, for the failure message and the assertion. */
-const s3Code = (xml: string) => /<Code>([^<]+)<\/Code>/.exec(xml)?.[1];
 
 /** `url` with its path replaced by that of `other` (same host, same signature and query). */
 function withPathOf(url: string, other: string) {
@@ -122,7 +98,7 @@ describeOnCheckingS3(title, () => {
     );
     for (const tampered of [otherPart.toString(), signature.toString()]) {
       const answer = await put(tampered, body);
-      expect({ status: answer.status, code: s3Code(answer.text) }).toEqual({
+      expect({ status: answer.status, code: s3ErrorCode(answer.text) }).toEqual({
         status: 403,
         code: 'SignatureDoesNotMatch',
       });
@@ -147,7 +123,7 @@ describeOnCheckingS3(title, () => {
       const size = Number(part.headers['content-length']);
       for (const wrong of [size - 1, size + 1]) {
         const answer = await putOnNewConnection(part.url, randomBytes(wrong));
-        expect({ size: wrong, status: answer.status, code: s3Code(answer.text) }).toEqual({
+        expect({ size: wrong, status: answer.status, code: s3ErrorCode(answer.text) }).toEqual({
           size: wrong,
           status: 403,
           code: 'SignatureDoesNotMatch',
@@ -190,7 +166,7 @@ describeOnCheckingS3(title, () => {
     await new Promise((resolve) => setTimeout(resolve, 2500));
 
     const answer = await put(expiring, body);
-    expect({ status: answer.status, code: s3Code(answer.text) }).toEqual({
+    expect({ status: answer.status, code: s3ErrorCode(answer.text) }).toEqual({
       status: 403,
       code: 'AccessDenied',
     });
@@ -216,7 +192,7 @@ describeOnCheckingS3(title, () => {
       [aliceExport.downloadUrl, bobExport.downloadUrl],
     ] as const) {
       const answer = await get(withPathOf(signedFor, pointedAt));
-      expect({ status: answer.status, code: s3Code(answer.bytes.toString()) }).toEqual({
+      expect({ status: answer.status, code: s3ErrorCode(answer.bytes.toString()) }).toEqual({
         status: 403,
         code: 'SignatureDoesNotMatch',
       });

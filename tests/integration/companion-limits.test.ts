@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { MiB } from '../../common/part-plan.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { completeMultipart, createMultipart, listParts, signPart } from '../../lib/companion/companion.ts';
 import { config } from '../../lib/config.ts';
 import { HttpError } from '../../lib/http/errors.ts';
 import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
-import { MiB } from '../../lib/uploads/part-plan.ts';
 import { abortUpload, createUpload } from '../../lib/uploads/uploads.ts';
 import { userPartition } from '../support/partition.ts';
 import { putPart, testBucket } from '../support/s3.ts';

@@ -1,10 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { jest } from '@jest/globals';
+import { MiB } from '../../common/part-plan.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
 import { transferFileStore } from '../../lib/storage/index.ts';
-import { MiB } from '../../lib/uploads/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { createExportJob, expireLease, exportLeftovers, runToTheEnd } from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';

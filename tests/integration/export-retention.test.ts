@@ -1,12 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { DeleteCommand } from '@aws-sdk/lib-dynamodb';
+import { MiB } from '../../common/part-plan.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { runExport } from '../../lib/exports/worker.ts';
 import { type JanitorSettings, janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { getJob } from '../../lib/jobs/queries.ts';
-import { MiB } from '../../lib/uploads/part-plan.ts';
 import { createExportJob } from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
 

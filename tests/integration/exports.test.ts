@@ -1,12 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
+import { MiB } from '../../common/part-plan.ts';
 import { config } from '../../lib/config.ts';
 import { cancelExport, killExports, startExport, type WorkerEvent } from '../../lib/exports/exports.ts';
 import { runExport } from '../../lib/exports/worker.ts';
 import { HttpError } from '../../lib/http/errors.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { LimitReached } from '../../lib/jobs/jobs-table.ts';
-import { MiB } from '../../lib/uploads/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { createExportJob as createJob, runToTheEnd } from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { jest } from '@jest/globals';
+import { MiB } from '../../common/part-plan.ts';
 import { handler as createExportHandler } from '../../functions/export-create.ts';
 import { handler as abortHandler } from '../../functions/upload-abort.ts';
 import { handler as completeHandler } from '../../functions/upload-complete.ts';
@@ -11,7 +12,6 @@ import { config } from '../../lib/config.ts';
 import { killExports } from '../../lib/exports/exports.ts';
 import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
-import { MiB } from '../../lib/uploads/part-plan.ts';
 import { createFormUpload } from '../../lib/uploads/uploads.ts';
 import { invoke } from '../support/events.ts';
 import { userPartition } from '../support/partition.ts';

@@ -1,4 +1,5 @@
 import { Validator } from '@seriousme/openapi-schema-validator';
+import { functionName, ROUTES, type Route } from '../../lib/http/routes.ts';
 import { openApiDocument } from '../../lib/openapi/document.ts';
 import { resolveService } from '../../scripts/local-stack.ts';
 import { api } from '../support/http.ts';
@@ -11,27 +12,68 @@ describe('the OpenAPI document', () => {
     expect(openApiDocument().openapi).toBe('3.1.0');
   });
 
-  it('describes exactly the HTTP routes that serverless.yml deploys', async () => {
+  it('describes each route of the route table under its operation id, public where the table says', () => {
+    const paths = openApiDocument().paths as Record<
+      string,
+      Record<string, { operationId: string; security?: [] }>
+    >;
+    const documented = Object.entries(paths).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, operation]) => ({
+        id: operation.operationId,
+        route: `${method.toUpperCase()} ${path}`,
+        public: operation.security !== undefined,
+      })),
+    );
+    const table = Object.entries<Route>(ROUTES).map(([id, route]) => ({
+      id,
+      route: route.route,
+      public: route.auth === 'none',
+    }));
+    const byId = (a: { id: string }, b: { id: string }) => a.id.localeCompare(b.id);
+    expect(documented.sort(byId)).toEqual(table.sort(byId));
+  });
+
+  it('is served by exactly the functions serverless.yml makes of the route table', async () => {
     const service = (await resolveService('test')) as unknown as {
-      functions: Record<string, { events?: { httpApi?: '*' | { method: string; path: string } }[] }>;
+      custom: { iam: Record<string, unknown> };
+      functions: Record<
+        string,
+        {
+          handler: string;
+          events?: { httpApi?: '*' | { method: string; path: string } }[];
+          iamRoleStatements?: unknown[];
+          memorySize?: number;
+        }
+      >;
     };
-    const events = Object.values(service.functions).flatMap((fn) => fn.events ?? []);
-    const deployed = events
-      .flatMap(({ httpApi }) =>
-        httpApi && httpApi !== '*' ? [`${httpApi.method.toLowerCase()} ${httpApi.path}`] : [],
-      )
-      .sort();
-    // And one $default route, which answers 404/405 from this same document (lib/http/unmatched.ts).
+    const deployed = Object.entries(service.functions)
+      .filter(([, fn]) => fn.events?.some(({ httpApi }) => httpApi && httpApi !== '*'))
+      .map(([name, fn]) => ({
+        name,
+        handler: fn.handler,
+        events: fn.events,
+        iamRoleStatements: fn.iamRoleStatements ?? [],
+        memorySize: fn.memorySize,
+      }));
+    const fromTable = Object.values<Route>(ROUTES).map((route) => {
+      const [method, path] = route.route.split(' ');
+      return {
+        name: functionName(route),
+        handler: route.handler.replace(/\.ts$/, '.handler'),
+        events: [{ httpApi: { method, path } }],
+        // Resolved by name, as serverless resolves `${self:custom.iam.<name>}`.
+        iamRoleStatements: route.iam.map((name) => service.custom.iam[name] ?? `no custom.iam.${name}`),
+        memorySize: route.memorySize,
+      };
+    });
+    const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+    expect(deployed.sort(byName)).toEqual(fromTable.sort(byName));
+    // And one $default route, which answers 404/405 from the same table (lib/http/unmatched.ts).
     expect(
       Object.entries(service.functions).filter(([, fn]) => fn.events?.some((e) => e.httpApi === '*')),
     ).toEqual([
       ['unmatchedRoute', expect.objectContaining({ handler: 'functions/unmatched-route.handler' })],
     ]);
-    const paths = openApiDocument().paths as Record<string, Record<string, unknown>>;
-    const documented = Object.entries(paths)
-      .flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method} ${path}`))
-      .sort();
-    expect(documented).toEqual(deployed);
   });
 
   it('documents both auth headers and the error shape on every protected operation', () => {

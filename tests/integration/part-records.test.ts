@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { jest } from '@jest/globals';
+import { MiB } from '../../common/part-plan.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { jobStore, partRecords } from '../../lib/jobs/index.ts';
 import { newJobId } from '../../lib/jobs/job-ids.ts';
 import type { JobRecord, PartRecord } from '../../lib/jobs/jobs-table.ts';
-import { MiB } from '../../lib/uploads/part-plan.ts';
 
 /**
  * Recording an upload's parts costs O(parts / 100) DynamoDB calls, however many were recorded before:

@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { jest } from '@jest/globals';
+import { MiB } from '../../common/part-plan.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { HttpError } from '../../lib/http/errors.ts';
@@ -9,7 +10,6 @@ import { jobStore } from '../../lib/jobs/index.ts';
 import type { JobStore, TransitionOptions } from '../../lib/jobs/job-store.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
 import { fileStore } from '../../lib/storage/index.ts';
-import { MiB } from '../../lib/uploads/part-plan.ts';
 import { completeUpload, createFormUpload, createUpload } from '../../lib/uploads/uploads.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { putPart, testBucket } from '../support/s3.ts';

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { MiB } from '../../common/part-plan.ts';
 import { HttpError } from '../../lib/http/errors.ts';
 import { jobStore, partRecords } from '../../lib/jobs/index.ts';
-import { MiB } from '../../lib/uploads/part-plan.ts';
 import {
   abortUpload,
   completeUpload,

@@ -11,8 +11,14 @@ import { testBucket } from './s3.ts';
 /**
  * Creates an export job as POST /export does, without starting a worker: the test runs the worker
  * in-process (lib/exports/worker.ts) and so decides when it stops, continues or dies.
+ * `withChecksum: false` makes a job as POST /export made them before outputs had checksums.
  */
-export async function createExportJob(username: string, filename: string, format: 'raw' | 'gzip') {
+export async function createExportJob(
+  username: string,
+  filename: string,
+  format: 'raw' | 'gzip',
+  { withChecksum = true }: { withChecksum?: boolean } = {},
+) {
   const store = jobStore();
   const source = (await testBucket().head(`uploads/${username}/${filename}`))!;
   const jobId = newJobId();
@@ -34,7 +40,13 @@ export async function createExportJob(username: string, filename: string, format
       bytesDone: 0,
       createdAt: now,
       updatedAt: now,
-      details: { format, sourceKey: source.key, sourceEtag: source.etag, downloadName },
+      details: {
+        format,
+        sourceKey: source.key,
+        sourceEtag: source.etag,
+        downloadName,
+        ...(withChecksum ? { checksumAlgorithm: 'CRC32' } : {}),
+      },
     },
     jobId,
     exportQuota(),

@@ -1,12 +1,12 @@
 import {
   ApiError,
+  MiB,
   ProgressBatcher,
   partRange,
   partSizeProblem,
   RateLimiter,
   SpeedMeter,
 } from '../../client/index.ts';
-import { MiB } from '../../client/parts.ts';
 
 /** A promise with its resolve/reject at hand. */
 function deferred<T = void>() {

@@ -2,25 +2,45 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   AbortedError,
   ApiError,
+  ChecksumMismatchError,
   type CreatedUpload,
   type CreateUploadInput,
   type FinishedPart,
   type Job,
+  type PartToSign,
   type ReconciledJob,
   type SignedPart,
   TransferError,
   type UploadProgress,
 } from '../../client/index.ts';
-import { PartUrlPool } from '../../client/parts.ts';
+import { ChecksummedUrlPool, PartUrlPool } from '../../client/parts.ts';
 import { runUpload, type UploadApi, type UploadOptions } from '../../client/upload.ts';
+import { type ChecksumAlgorithm, checksumHeader, checksumOf } from '../../common/checksums.ts';
 
 /**
  * The service and S3 in memory, behind the same interface the client uses: jobs, presigned URLs
- * (fake://s3/<jobId>/<part>), part PUTs with scripted failures, progress, completion, abort.
+ * (fake://s3/<jobId>/<part>), part PUTs with scripted failures, progress, completion, abort. With
+ * `takesChecksums`, uploads created with a checksum algorithm behave as S3's do: URLs sign each
+ * part's checksum as a header, a PUT whose header differs is 403 and whose body does not match is
+ * 400 BadDigest, completion checks the whole file's CRC (409 ChecksumMismatch).
  */
 class FakeService implements UploadApi {
-  readonly jobs = new Map<string, { job: Job; parts: Map<number, Uint8Array> }>();
-  readonly calls = { create: 0, sign: [] as number[][], progress: [] as number[][], complete: 0, abort: 0 };
+  readonly jobs = new Map<
+    string,
+    { job: Job; parts: Map<number, Uint8Array>; checksums: Map<number, string>; signed: Map<number, string> }
+  >();
+  readonly calls = {
+    create: 0,
+    sign: [] as number[][],
+    progress: [] as number[][],
+    progressChecksums: [] as (string | undefined)[],
+    complete: 0,
+    completeChecksums: [] as (string | undefined)[],
+    abort: 0,
+  };
+  takesChecksums = false;
+  /** Bytes to flip in a part's body on its way to S3, once per listed part. */
+  readonly corruptOnce = new Set<number>();
   readonly puts: number[] = [];
   /** Answers (HTTP statuses) to give a part's next PUTs before accepting it. */
   readonly failures = new Map<number, number[]>();
@@ -36,10 +56,16 @@ class FakeService implements UploadApi {
   jobChecks = 0;
   private nextId = 1;
 
-  newJob(filename: string, size: number, partSize = this.partSize): Job {
+  newJob(
+    filename: string,
+    size: number,
+    partSize = this.partSize,
+    checksumAlgorithm?: ChecksumAlgorithm,
+  ): Job {
     const jobId = `job${this.nextId++}`;
     const partCount = Math.ceil(size / partSize);
     const job: Job = {
+      ...(checksumAlgorithm ? { checksumAlgorithm } : {}),
       jobId,
       type: 'upload',
       status: 'UPLOADING',
@@ -51,8 +77,16 @@ class FakeService implements UploadApi {
       createdAt: '',
       updatedAt: '',
     };
-    this.jobs.set(jobId, { job, parts: new Map() });
+    this.jobs.set(jobId, { job, parts: new Map(), checksums: new Map(), signed: new Map() });
     return job;
+  }
+
+  /** Puts a part in S3 directly, as an earlier run would have (with its checksum, for an upload with an algorithm). */
+  async hold(jobId: string, partNumber: number, bytes: Uint8Array): Promise<void> {
+    const entry = this.jobs.get(jobId)!;
+    entry.parts.set(partNumber, bytes);
+    const algorithm = entry.job.checksumAlgorithm;
+    if (algorithm) entry.checksums.set(partNumber, await checksumOf(algorithm, bytes));
   }
 
   private sign(jobId: string, partNumbers: number[]): SignedPart[] {
@@ -61,6 +95,7 @@ class FakeService implements UploadApi {
       partNumber,
       url: `fake://s3/${jobId}/${partNumber}`,
       expiresAt,
+      headers: {},
     }));
   }
 
@@ -83,6 +118,16 @@ class FakeService implements UploadApi {
       init.signal?.throwIfAborted();
       this.puts.push(partNumber);
       const entry = this.jobs.get(jobId!)!;
+      const headers = new Headers(init.headers);
+      if (this.corruptOnce.delete(partNumber)) body[0] = body[0]! ^ 0xff;
+      const algorithm = entry.job.checksumAlgorithm;
+      if (algorithm) {
+        // The URL signed the checksum header: anything else is a signature mismatch.
+        if (headers.get(checksumHeader(algorithm)) !== entry.signed.get(partNumber))
+          return new Response('<Error><Code>SignatureDoesNotMatch</Code></Error>', { status: 403 });
+        if ((await checksumOf(algorithm, body)) !== entry.signed.get(partNumber))
+          return new Response('<Error><Code>BadDigest</Code></Error>', { status: 400 });
+      }
       if (entry.job.status !== 'UPLOADING') {
         // S3 answers 404 NoSuchUpload; some emulators a 500.
         return this.goneAs500
@@ -97,6 +142,7 @@ class FakeService implements UploadApi {
         });
       }
       entry.parts.set(partNumber, body);
+      if (algorithm) entry.checksums.set(partNumber, entry.signed.get(partNumber)!);
       return new Response(null, {
         status: 200,
         headers: { etag: `"${createHash('md5').update(body).digest('hex')}"` },
@@ -116,7 +162,8 @@ class FakeService implements UploadApi {
         details: { jobId: active.job.jobId },
       });
     }
-    const job = this.newJob(input.filename, input.size, input.partSize);
+    const algorithm = this.takesChecksums ? input.checksumAlgorithm : undefined;
+    const job = this.newJob(input.filename, input.size, input.partSize, algorithm);
     const first = Array.from({ length: Math.min(job.partCount, 100) }, (_, index) => index + 1);
     return {
       job,
@@ -124,27 +171,51 @@ class FakeService implements UploadApi {
       key: `uploads/me/${job.filename}`,
       partSize: job.partSize,
       partCount: job.partCount,
-      parts: this.sign(job.jobId, first),
+      parts: algorithm ? [] : this.sign(job.jobId, first),
     };
   }
 
   async reconcileUpload(jobId: string): Promise<ReconciledJob> {
-    const { job, parts } = this.entry(jobId);
+    const { job, parts, checksums } = this.entry(jobId);
     const all = Array.from({ length: job.partCount }, (_, index) => index + 1);
     return {
       job,
       uploadedParts: all.filter((n) => parts.has(n)),
       missingParts: all.filter((n) => !parts.has(n)),
+      parts: all
+        .filter((n) => parts.has(n))
+        .map((n) => ({
+          partNumber: n,
+          size: parts.get(n)!.length,
+          ...(checksums.has(n) ? { checksum: checksums.get(n)! } : {}),
+        })),
     };
   }
 
   async signParts(jobId: string, partNumbers: number[]): Promise<SignedPart[]> {
     this.calls.sign.push(partNumbers);
+    if (this.entry(jobId).job.checksumAlgorithm)
+      throw new ApiError(400, 'ChecksumRequired', 'this upload signs parts with their checksums');
     return this.sign(jobId, partNumbers);
+  }
+
+  async signChecksummedParts(jobId: string, parts: PartToSign[]): Promise<SignedPart[]> {
+    this.calls.sign.push(parts.map((part) => part.partNumber));
+    const entry = this.entry(jobId);
+    const algorithm = entry.job.checksumAlgorithm!;
+    return this.sign(
+      jobId,
+      parts.map((part) => part.partNumber),
+    ).map((signed, index) => {
+      const checksum = parts[index]!.checksum;
+      entry.signed.set(signed.partNumber, checksum);
+      return { ...signed, headers: { [checksumHeader(algorithm)]: checksum } };
+    });
   }
 
   async reportProgress(jobId: string, parts: FinishedPart[]): Promise<Job> {
     this.calls.progress.push(parts.map((part) => part.partNumber));
+    this.calls.progressChecksums.push(...parts.map((part) => part.checksum));
     if (this.progressDelayMs) await new Promise((resolve) => setTimeout(resolve, this.progressDelayMs));
     const { job } = this.entry(jobId);
     if (job.status !== 'UPLOADING')
@@ -152,8 +223,9 @@ class FakeService implements UploadApi {
     return job;
   }
 
-  async completeUpload(jobId: string): Promise<Job> {
+  async completeUpload(jobId: string, options: { checksum?: string | undefined } = {}): Promise<Job> {
     this.calls.complete++;
+    this.calls.completeChecksums.push(options.checksum);
     const { job, parts } = this.entry(jobId);
     const missing = Array.from({ length: job.partCount }, (_, index) => index + 1).filter(
       (n) => !parts.has(n),
@@ -166,6 +238,13 @@ class FakeService implements UploadApi {
       throw new ApiError(409, 'PartsIncomplete', 'a part changed', {
         details: { missing: [], wrongSize: [] },
       });
+    }
+    const algorithm = job.checksumAlgorithm;
+    if (algorithm && algorithm !== 'SHA256') {
+      const value = await checksumOf(algorithm, this.assembled(jobId));
+      if (options.checksum !== undefined && options.checksum !== value)
+        throw new ApiError(409, 'ChecksumMismatch', `S3 computed ${value}`);
+      job.checksum = { algorithm, type: 'FULL_OBJECT', value };
     }
     job.status = 'COMPLETED';
     return job;
@@ -315,6 +394,7 @@ describe('upload', () => {
         partNumber,
         url: `u${partNumber}@${now}`,
         expiresAt: new Date(now + 15 * 60_000).toISOString(),
+        headers: {},
       }));
     };
     const pool = new PartUrlPool([1, 2, 3], sign, { now: () => now, lookahead: 10 });
@@ -521,5 +601,296 @@ describe('upload', () => {
       code: 'BadConcurrency',
     });
     expect(service.calls.create).toBe(0);
+  });
+});
+
+/** Bytes in memory as a random-access source that counts its reads and how far they ran ahead of the PUTs. */
+function countingSource(bytes: Uint8Array, service: FakeService) {
+  const reads = new Map<number, number>();
+  let readCount = 0;
+  let maxAhead = 0;
+  return {
+    reads,
+    get maxAhead() {
+      return maxAhead;
+    },
+    source: {
+      size: bytes.length,
+      read: async (offset: number, length: number) => {
+        reads.set(offset, (reads.get(offset) ?? 0) + 1);
+        readCount++;
+        maxAhead = Math.max(maxAhead, readCount - service.puts.length);
+        return bytes.subarray(offset, offset + length);
+      },
+    },
+  };
+}
+
+const crc32Of = (bytes: Uint8Array) => checksumOf('CRC32', bytes);
+
+describe('upload with checksums', () => {
+  it('is on by default: CRC32 per part, read once, URLs signed in batches, the whole CRC sent at completion', async () => {
+    const service = new FakeService();
+    service.takesChecksums = true;
+    service.putDelayMs = 5;
+    const bytes = randomBytes(64 * 1024 + 99);
+    const counting = countingSource(bytes, service);
+    const events: UploadProgress[] = [];
+    const result = await upload(service, {
+      source: counting.source,
+      concurrency: 4,
+      onProgress: (p) => events.push(p),
+    });
+
+    const job = service.jobs.get(result.jobId)!.job;
+    expect(job.checksumAlgorithm).toBe('CRC32');
+    expect(service.assembled(result.jobId).equals(bytes)).toBe(true);
+    const whole = await crc32Of(bytes);
+    expect(result).toMatchObject({ checksumAlgorithm: 'CRC32', checksum: whole, partsSent: 65 });
+    expect(service.calls.completeChecksums).toEqual([whole]);
+    expect(job.checksum).toEqual({ algorithm: 'CRC32', type: 'FULL_OBJECT', value: whole });
+    // Each part read exactly once, and never more than the parts in flight and the read-ahead
+    // (at most 4 x concurrency parts) ahead of the PUTs.
+    expect([...counting.reads.values()].every((count) => count === 1)).toBe(true);
+    expect(counting.reads.size).toBe(65);
+    expect(counting.maxAhead).toBeLessThanOrEqual(4 + 16);
+    expect(counting.maxAhead).toBeGreaterThan(4);
+    // Batched: far fewer signing requests than parts, each part signed once.
+    expect(service.calls.sign.flat().sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 65 }, (_, index) => index + 1),
+    );
+    expect(service.calls.sign.length).toBeLessThanOrEqual(65 / 4);
+    // The progress reports and events carry each part's checksum.
+    const partCrc = (n: number) => crc32Of(bytes.subarray((n - 1) * 1024, n * 1024));
+    expect(service.calls.progressChecksums).toHaveLength(65);
+    const reported = service.calls.progress.flat();
+    for (let i = 0; i < reported.length; i++)
+      expect(service.calls.progressChecksums[i]).toBe(await partCrc(reported[i]!));
+    const partEvent = events.find((event) => event.kind === 'part' && event.partNumber === 7)!;
+    expect(partEvent.checksum).toBe(await partCrc(7));
+  });
+
+  it('takes another algorithm, or none', async () => {
+    for (const algorithm of ['CRC32C', 'CRC64NVME', 'SHA256'] as const) {
+      const service = new FakeService();
+      service.takesChecksums = true;
+      const bytes = randomBytes(5 * 1024 + 1);
+      const result = await upload(service, { source: bytes, checksumAlgorithm: algorithm });
+      expect(service.assembled(result.jobId).equals(bytes)).toBe(true);
+      expect(service.jobs.get(result.jobId)!.job.checksumAlgorithm).toBe(algorithm);
+      // SHA256 is composite: S3 has no whole-file value to check at completion.
+      const expected = algorithm === 'SHA256' ? undefined : await checksumOf(algorithm, bytes);
+      expect(service.calls.completeChecksums).toEqual([expected]);
+      expect(result.checksum).toBe(expected);
+    }
+
+    const plain = new FakeService();
+    plain.takesChecksums = true;
+    const result = await upload(plain, { source: randomBytes(3000), checksumAlgorithm: false });
+    expect(plain.jobs.get(result.jobId)!.job.checksumAlgorithm).toBeUndefined();
+    expect(result).toMatchObject({ checksumAlgorithm: undefined, checksum: undefined });
+    expect(plain.calls.completeChecksums).toEqual([undefined]);
+
+    await expect(
+      upload(new FakeService(), { source: randomBytes(10), checksumAlgorithm: 'MD5' as ChecksumAlgorithm }),
+    ).rejects.toMatchObject({ code: 'BadChecksumAlgorithm' });
+  });
+
+  it('says so and uploads without checksums when the service does not take the algorithm', async () => {
+    const service = new FakeService();
+    const warnings: string[] = [];
+    const bytes = randomBytes(4000);
+    const result = await upload(service, { source: bytes, onWarning: (message) => warnings.push(message) });
+    expect(warnings).toEqual([expect.stringMatching(/did not take checksumAlgorithm CRC32/)]);
+    expect(result.checksumAlgorithm).toBeUndefined();
+    expect(service.assembled(result.jobId).equals(bytes)).toBe(true);
+  });
+
+  it('sends a part again when S3 finds its body does not match its checksum (400 BadDigest)', async () => {
+    const service = new FakeService();
+    service.takesChecksums = true;
+    service.corruptOnce.add(2);
+    const bytes = randomBytes(3000);
+    const result = await upload(service, { source: bytes });
+    expect(result.retries).toBe(1);
+    expect(service.puts.filter((n) => n === 2)).toHaveLength(2);
+    expect(service.assembled(result.jobId).equals(bytes)).toBe(true);
+  });
+
+  it('resumes by checksum: a part S3 holds is reused only if the file still has it, and each part is read once', async () => {
+    const service = new FakeService();
+    service.takesChecksums = true;
+    const bytes = randomBytes(5 * 1024);
+    const job = service.newJob('file.bin', bytes.length, 1024, 'CRC32');
+    await service.hold(job.jobId, 1, bytes.subarray(0, 1024));
+    // Sent by an earlier run, before the file changed there.
+    await service.hold(job.jobId, 2, randomBytes(1024));
+    await service.hold(job.jobId, 4, bytes.subarray(3072, 4096));
+    const counting = countingSource(bytes, service);
+    const starts: unknown[] = [];
+    const events: UploadProgress[] = [];
+    const result = await upload(service, {
+      source: counting.source,
+      resume: job.jobId,
+      onStart: (start) => starts.push(start),
+      onProgress: (p) => events.push(p),
+    });
+    expect(starts).toEqual([
+      expect.objectContaining({
+        partsOnServer: 3,
+        partsToSend: 2,
+        partsToVerify: 3,
+        checksumAlgorithm: 'CRC32',
+      }),
+    ]);
+    expect(
+      events
+        .filter((event) => event.kind === 'verified')
+        .map((event) => [event.partNumber, event.matched])
+        .sort(),
+    ).toEqual([
+      [1, true],
+      [2, false],
+      [4, true],
+    ]);
+    expect(service.puts.sort()).toEqual([2, 3, 5]);
+    expect(result).toMatchObject({ resumed: true, partsSent: 3, partsReused: 2, partsChanged: 1 });
+    expect([...counting.reads.values()]).toEqual([1, 1, 1, 1, 1]);
+    expect(service.assembled(job.jobId).equals(bytes)).toBe(true);
+    expect(service.calls.completeChecksums).toEqual([await crc32Of(bytes)]);
+  });
+
+  it('resumes a stream by checksum, reading it once, front to back', async () => {
+    const service = new FakeService();
+    service.takesChecksums = true;
+    const bytes = randomBytes(6 * 1024 + 5);
+    const job = service.newJob('file.bin', bytes.length, 1024, 'CRC32');
+    await service.hold(job.jobId, 3, randomBytes(1024));
+    await service.hold(job.jobId, 5, bytes.subarray(4096, 5120));
+    async function* chunks() {
+      for (let offset = 0; offset < bytes.length; offset += 700) yield bytes.subarray(offset, offset + 700);
+    }
+    const result = await upload(service, {
+      source: { stream: chunks(), size: bytes.length },
+      resume: job.jobId,
+      concurrency: 3,
+    });
+    expect(result).toMatchObject({ partsReused: 1, partsChanged: 1, partsSent: 6 });
+    expect(service.assembled(job.jobId).equals(bytes)).toBe(true);
+  });
+
+  it('throws ChecksumMismatchError when S3 refuses the whole file, and a resume repairs the part that differs', async () => {
+    const service = new FakeService();
+    service.takesChecksums = true;
+    const bytes = randomBytes(4 * 1024);
+    let swapped = false;
+    const error = await upload(service, {
+      source: bytes,
+      concurrency: 1,
+      onProgress: (p) => {
+        if (p.kind === 'part' && p.partNumber === 2 && !swapped) {
+          swapped = true;
+          // Another client's PUT to the same part, with other bytes, behind this one's back.
+          void service.hold(p.jobId, 2, randomBytes(1024));
+        }
+      },
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ChecksumMismatchError);
+    expect(error).toMatchObject({
+      code: 'ChecksumMismatch',
+      direction: 'upload',
+      jobId: 'job1',
+      expected: await crc32Of(bytes),
+    });
+    expect((error as Error).message).toMatch(/stays UPLOADING/);
+    expect(service.jobs.get('job1')!.job.status).toBe('UPLOADING');
+
+    const resumed = await upload(service, { source: bytes, resume: 'job1' });
+    expect(resumed).toMatchObject({ partsChanged: 1, partsReused: 3, partsSent: 1 });
+    expect(service.assembled('job1').equals(bytes)).toBe(true);
+  });
+
+  it('stops reading when the upload is aborted, leaving no read hanging', async () => {
+    const service = new FakeService();
+    service.takesChecksums = true;
+    service.putDelayMs = 5;
+    const controller = new AbortController();
+    const bytes = randomBytes(100 * 1024);
+    const counting = countingSource(bytes, service);
+    const error = await upload(service, {
+      source: counting.source,
+      concurrency: 2,
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.kind === 'part' && p.partsDone === 3) controller.abort();
+      },
+    }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ outcome: 'killed' });
+    const readsAtAbort = counting.reads.size;
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(counting.reads.size).toBe(readsAtAbort);
+    // Parts done, in flight, and read ahead (4 x concurrency) at most.
+    expect(readsAtAbort).toBeLessThanOrEqual(3 + 2 + 8);
+  });
+});
+
+describe('ChecksummedUrlPool', () => {
+  const signer = () => {
+    const calls: PartToSign[][] = [];
+    let fail: Error | undefined;
+    const sign = async (parts: PartToSign[]) => {
+      calls.push(parts);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      if (fail) throw fail;
+      return parts.map((part) => ({
+        partNumber: part.partNumber,
+        url: `u${part.partNumber}/${calls.length}`,
+        expiresAt: new Date(Date.now() + 60_000).toISOString(),
+        headers: { 'x-amz-checksum-crc32': part.checksum },
+      }));
+    };
+    return {
+      calls,
+      sign,
+      failWith: (error: Error | undefined) => {
+        fail = error;
+      },
+    };
+  };
+
+  it('gathers read parts into one request, at once when a PUT waits, and signs them with their checksums', async () => {
+    const { calls, sign } = signer();
+    const pool = new ChecksummedUrlPool(sign, { minBatch: 3 });
+    pool.ready(1, 'c1');
+    pool.ready(2, 'c2');
+    expect(calls).toEqual([]);
+    pool.ready(3, 'c3');
+    expect(calls).toEqual([
+      [
+        { partNumber: 1, checksum: 'c1' },
+        { partNumber: 2, checksum: 'c2' },
+        { partNumber: 3, checksum: 'c3' },
+      ],
+    ]);
+    // While that one is out, parts gather for the next.
+    pool.ready(4, 'c4');
+    pool.ready(5, 'c5');
+    expect((await pool.signed(1)).headers).toEqual({ 'x-amz-checksum-crc32': 'c1' });
+    expect(await pool.signed(5)).toMatchObject({ url: 'u5/2' });
+    expect(calls[1]!.map((part) => part.partNumber)).toEqual([4, 5]);
+    // A refused URL is signed again with the same checksum.
+    pool.invalidate(2);
+    expect(await pool.signed(2)).toMatchObject({ url: 'u2/3', headers: { 'x-amz-checksum-crc32': 'c2' } });
+    expect(pool.signCalls).toBe(3);
+  });
+
+  it('passes a signing failure to the PUT waiting for that part', async () => {
+    const { sign, failWith } = signer();
+    const pool = new ChecksummedUrlPool(sign);
+    failWith(new ApiError(400, 'ValidationError', 'bad checksum'));
+    pool.ready(1, 'c1');
+    await expect(pool.signed(1)).rejects.toMatchObject({ code: 'ValidationError' });
+    failWith(undefined);
+    expect(await pool.signed(1)).toMatchObject({ partNumber: 1 });
   });
 });

@@ -1,5 +1,5 @@
+import { MAX_PARTS, MiB, TiB } from '../../common/part-plan.ts';
 import { exportStepSize } from '../../lib/exports/exports.ts';
-import { MAX_PARTS, MiB, TiB } from '../../lib/uploads/part-plan.ts';
 
 describe('export step size', () => {
   it('uses the configured size, and the whole file when it is smaller', () => {

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { jest } from '@jest/globals';
 import { handler as unmatchedRoute } from '../../functions/unmatched-route.ts';
 import { httpRoute } from '../../lib/http/route.ts';
-import { ROUTES } from '../../lib/http/routes.ts';
+import { ROUTE_KEYS } from '../../lib/http/route-keys.ts';
 import { allowedMethods, concretePathConflict, unmatchedRequest } from '../../lib/http/unmatched.ts';
 import { logger } from '../../lib/log.ts';
 import { openApiDocument } from '../../lib/openapi/document.ts';
@@ -128,18 +128,12 @@ describe('media types', () => {
   });
 });
 
-describe('unknown routes and methods (lib/http/routes.ts)', () => {
-  it('knows the routes the OpenAPI document describes, under the same operation ids', () => {
-    const documented = Object.entries<Record<string, { operationId: string }>>(
-      (openApiDocument() as any).paths,
-    ).flatMap(([path, operations]) =>
-      Object.entries(operations).map(([method, { operationId }]) => [
-        operationId,
-        `${method.toUpperCase()} ${path}`,
-      ]),
+describe('unknown routes and methods (lib/http/unmatched.ts)', () => {
+  it('knows the routes the OpenAPI document describes', () => {
+    const documented = Object.entries<Record<string, unknown>>((openApiDocument() as any).paths).flatMap(
+      ([path, operations]) => Object.keys(operations).map((method) => `${method.toUpperCase()} ${path}`),
     );
-    expect(Object.fromEntries(documented)).toEqual(ROUTES);
-    expect(documented).toHaveLength(Object.keys(ROUTES).length);
+    expect([...ROUTE_KEYS].sort()).toEqual(documented.sort());
   });
 
   it.each([

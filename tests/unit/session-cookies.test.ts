@@ -58,6 +58,8 @@ describe('in serverless-offline', () => {
     expect(readCookie(undefined, `a=1; fj_session=${token}; b=2`, 'fj_session')).toBe(token);
     expect(readCookie(undefined, 'fj_session=', 'fj_session')).toBeUndefined();
     expect(readCookie(undefined, 'xfj_session=1', 'fj_session')).toBeUndefined();
+    // serverless-offline with cookie parsing off: an empty array, the cookies in the header.
+    expect(readCookie([], `a="b; fj_session=${token}`, 'fj_session')).toBe(token);
   });
 
   it('lets safe methods through; the others need the matching X-CSRF-Token and no foreign Origin', () => {

@@ -1,4 +1,10 @@
-/** Every job status, the one list the types, the request schemas and the OpenAPI document share. */
+/**
+ * The kinds of job and every status each can be in: the one list the server's types, request
+ * schemas and OpenAPI document, the client's types and the CLI's choices share.
+ */
+export const JOB_TYPES = ['upload', 'export'] as const;
+export const EXPORT_FORMATS = ['raw', 'gzip'] as const;
+
 export const UPLOAD_STATUSES = [
   'UPLOADING',
   'COMPLETING',
@@ -18,6 +24,8 @@ export const EXPORT_STATUSES = [
 ] as const;
 export const JOB_STATUSES = [...new Set([...UPLOAD_STATUSES, ...EXPORT_STATUSES])] as JobStatus[];
 
+export type JobType = (typeof JOB_TYPES)[number];
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 export type UploadStatus = (typeof UPLOAD_STATUSES)[number];
 export type ExportStatus = (typeof EXPORT_STATUSES)[number];
 export type JobStatus = UploadStatus | ExportStatus;
