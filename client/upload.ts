@@ -491,11 +491,12 @@ class Tracker {
   private readonly started: number;
 
   constructor(session: Session, options: UploadOptions, started: number) {
+    // A resumed upload starts from what the server already holds.
+    this.partsDone = session.partsOnServer;
+    this.bytesDone = session.bytesOnServer;
     this.session = session;
     this.options = options;
     this.started = started;
-    this.partsDone = session.partsOnServer;
-    this.bytesDone = session.bytesOnServer;
   }
 
   get wantsBytes(): boolean {

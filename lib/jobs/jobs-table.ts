@@ -212,10 +212,6 @@ const JOB_FIELDS = [
 ] as const;
 
 /**
- * Whether a job's retention has run out. DynamoDB's TTL deletes expired items lazily (within days on
- * AWS, never on DynamoDB Local), so every read treats an expired job as gone itself.
- */
-/**
  * What the adapters over the jobs table share: the client, the table's name, and how long an ended
  * job is kept (its items carry a TTL from it).
  */
@@ -231,6 +227,10 @@ export abstract class JobsTableAdapter {
   }
 }
 
+/**
+ * Whether a job's retention has run out. DynamoDB's TTL deletes expired items lazily (within days on
+ * AWS, never on DynamoDB Local), so every read treats an expired job as gone itself.
+ */
 export const hasExpired = (job: Pick<JobRecord, 'expiresAt'>, nowMs = Date.now()) =>
   job.expiresAt !== undefined && job.expiresAt * 1000 <= nowMs;
 
