@@ -12,7 +12,10 @@ import { DynamoDBDocumentClient, paginateQuery } from '@aws-sdk/lib-dynamodb';
 import type { ExportRecord, UploadRecord, Violation } from './model.ts';
 import type { SoakUser } from './ops.ts';
 import { sha256 } from './ops.ts';
-import type { Recorder } from './recorder.ts';
+import { isDependencyUnavailable, type Recorder } from './recorder.ts';
+
+/** Above this share of API answers, dependency 503s are a finding (a stall, not a blip). */
+const MAX_DEPENDENCY_UNAVAILABLE_SHARE = 0.01;
 
 export interface Emulators {
   region: string;
@@ -162,6 +165,8 @@ export interface CheckResult {
   uploadsVerified: number;
   /** moto's 500s on parts sent to multipart uploads already aborted (S3 says 404 NoSuchUpload). */
   emulatorPartErrors: number;
+  /** API answers of 503 ServiceUnavailable with Retry-After (a dependency too slow), not violations alone. */
+  dependencyUnavailable: number;
   /** Export jobs whose POST /export never reached its client with an answer (5xx, network error). */
   unansweredExports: number;
 }
@@ -435,10 +440,25 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
       emulatorPartErrors++;
       continue;
     }
+    // A 503 with Retry-After for a dependency that stalled is the answer DESIGN.md asks for, and the
+    // client retries it; on emulators under soak load one now and then is expected (LocalStack's
+    // DynamoDB once took longer than the 2 s timeout). Counted apart; a violation only when common.
+    if (isDependencyUnavailable(error)) continue;
     violations.push({
       rule: 'http-5xx',
       ...(owner ? { jobId: owner.jobId, status: owner.status } : {}),
       detail: `${error.call} answered ${error.status} at ${error.at}${error.uploadId ? ` (upload ${error.uploadId})` : ''}: ${error.body}`,
+    });
+  }
+  const dependencyUnavailable = recorder.dependencyUnavailable();
+  const apiAnswers = recorder.apiAnswers();
+  if (dependencyUnavailable.length > Math.max(MAX_DEPENDENCY_UNAVAILABLE_SHARE * apiAnswers, 2)) {
+    violations.push({
+      rule: 'dependency-unavailable',
+      detail: `${dependencyUnavailable.length} of ${apiAnswers} API answers were 503 for a slow or unavailable dependency; first: ${dependencyUnavailable
+        .slice(0, 3)
+        .map((error) => `${error.call} at ${error.at}: ${error.body}`)
+        .join('; ')}`,
     });
   }
   // API Gateway gives up after 29 s with a 504: an API call unanswered for 28 s is a 5xx in AWS.
@@ -449,7 +469,15 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
       detail: `${timeout.call} got no answer within 28 s (at ${timeout.at})`,
     });
   }
-  return { violations, finalStates, exportsVerified, uploadsVerified, emulatorPartErrors, unansweredExports };
+  return {
+    violations,
+    finalStates,
+    exportsVerified,
+    uploadsVerified,
+    emulatorPartErrors,
+    unansweredExports,
+    dependencyUnavailable: dependencyUnavailable.length,
+  };
 }
 
 /** The export's download, fetched through its downloadUrl from GET /jobs/{id}, against its source. */

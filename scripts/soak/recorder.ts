@@ -10,7 +10,19 @@ export interface ServerError {
   uploadId?: string;
   /** Whose call it was (API calls). */
   username?: string;
+  /** The answer's Retry-After header, when it had one. */
+  retryAfter?: string;
 }
+
+/**
+ * The service's documented answer to a dependency (S3, DynamoDB) that is down or too slow: 503
+ * `ServiceUnavailable` with Retry-After, which clients retry. Not a fault of the service itself.
+ */
+export const isDependencyUnavailable = (error: ServerError) =>
+  !error.call.startsWith('S3 ') &&
+  error.status === 503 &&
+  error.retryAfter !== undefined &&
+  /"code":"ServiceUnavailable"/.test(error.body);
 
 /**
  * Every HTTP exchange any soak client makes goes through one counting fetch: each status by route,
@@ -85,6 +97,9 @@ export class Recorder {
         body: body.replace(/\s+/g, ' ').slice(0, 400),
         ...(uploadId ? { uploadId } : {}),
         ...who,
+        ...(response.headers.has('retry-after')
+          ? { retryAfter: response.headers.get('retry-after') ?? '' }
+          : {}),
       });
     }
     if (response.ok && method === 'PUT') {
@@ -110,8 +125,24 @@ export class Recorder {
     return classes;
   }
 
-  /** Server errors from the API (not from the S3 emulator's presigned URLs). */
+  /** Server errors from the API (not from the S3 emulator's presigned URLs), dependency 503s apart. */
   apiServerErrors(): ServerError[] {
-    return this.serverErrors.filter((error) => !error.call.startsWith('S3 '));
+    return this.serverErrors.filter(
+      (error) => !error.call.startsWith('S3 ') && !isDependencyUnavailable(error),
+    );
+  }
+
+  /** The API's 503s for a slow or unavailable dependency (see isDependencyUnavailable). */
+  dependencyUnavailable(): ServerError[] {
+    return this.serverErrors.filter(isDependencyUnavailable);
+  }
+
+  /** How many answers the API gave (retried attempts included). */
+  apiAnswers(): number {
+    let answers = 0;
+    for (const [key, count] of this.statuses) {
+      if (!key.startsWith('S3 ') && /\s\d+$/.test(key)) answers += count;
+    }
+    return answers;
   }
 }

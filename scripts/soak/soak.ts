@@ -64,7 +64,10 @@ export interface SoakReport {
   /** Every HTTP answer any client got, by call and status (retried attempts included). */
   statuses: Record<string, number>;
   statusClasses: Record<string, number>;
+  /** API 5xx answers, the dependency 503s below apart. */
   apiServerErrors: number;
+  /** API answers of 503 ServiceUnavailable with Retry-After: a dependency too slow; clients retry them. */
+  dependencyUnavailable: number;
   networkErrors: number;
   /** Requests that got no answer within the client's request timeout (28 s for API calls). */
   timeouts: number;
@@ -312,6 +315,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       statuses: recorder.table(),
       statusClasses: recorder.classes(),
       apiServerErrors: recorder.apiServerErrors().length,
+      dependencyUnavailable: checks.dependencyUnavailable,
       networkErrors: recorder.networkErrors,
       timeouts: recorder.timeouts.length,
       finalStates: checks.finalStates,
@@ -361,7 +365,7 @@ export function formatReport(report: SoakReport): string {
       .map(([label, count]) => `${label} ${count}`)
       .join(
         ', ',
-      )}; API 5xx: ${report.apiServerErrors}; S3 emulator 500s on parts of aborted uploads: ${report.emulatorPartErrors}`,
+      )}; API 5xx: ${report.apiServerErrors}; dependency 503s (retried): ${report.dependencyUnavailable}; S3 emulator 500s on parts of aborted uploads: ${report.emulatorPartErrors}`,
   );
   for (const [call, count] of Object.entries(report.statuses)) lines.push(`  ${call.padEnd(40)} ${count}`);
   lines.push(
