@@ -118,7 +118,7 @@ describe('JSON bodies', () => {
     }
   });
 
-  it.each(['false', '0', '[]', '"x"'])(
+  it.each(['false', '0', '[]', '"x"', 'null'])(
     'refuses %s as the optional body of POST /upload/{jobId}/complete with 400, the job untouched',
     async (body) => {
       const created = await api('/upload', {
