@@ -221,7 +221,7 @@ describe('checksums: what the service itself checks', () => {
       status: 415,
       code: 'UnsupportedMediaType',
     });
-    // A JSON null is no body, as an empty one: the completion runs and finds no part yet.
+    // A JSON null is not the absent body (which means {}): it is refused like any non-object.
     const nullBody = await api(`/upload/${jobId}/complete`, {
       method: 'POST',
       token: user.jwt,
@@ -229,6 +229,12 @@ describe('checksums: what the service itself checks', () => {
       body: 'null',
     });
     expect({ status: nullBody.status, code: nullBody.body.error.code }).toEqual({
+      status: 400,
+      code: 'ValidationError',
+    });
+    // No body at all is {}: the completion runs and finds no part yet.
+    const noBody = await api(`/upload/${jobId}/complete`, { method: 'POST', token: user.jwt });
+    expect({ status: noBody.status, code: noBody.body.error.code }).toEqual({
       status: 409,
       code: 'PartsIncomplete',
     });
