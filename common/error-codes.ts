@@ -22,5 +22,7 @@ export const ErrorCode = {
   FileNotFound: 'FileNotFound',
   /** 429: a limit; see Retry-After. */
   TooManyRequests: 'TooManyRequests',
+  /** 503: a dependency (S3, DynamoDB…) is down or too slow; see Retry-After (the soak counts these apart). */
+  ServiceUnavailable: 'ServiceUnavailable',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -62,6 +62,6 @@ export const tooManyRequests = (message: string, retryAfterSeconds: number) =>
 
 /** A dependency (S3, DynamoDB, SSM, Lambda) is down, slow or throttling: worth retrying later. */
 export const serviceUnavailable = (message: string, retryAfterSeconds: number) =>
-  new HttpError(503, 'ServiceUnavailable', message, {
+  new HttpError(503, ErrorCode.ServiceUnavailable, message, {
     headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))) },
   });

@@ -1,4 +1,5 @@
 import type { FetchLike } from '../../client/index.ts';
+import { ErrorCode } from '../../common/error-codes.ts';
 
 /** One HTTP answer of 500 or more, with enough to find it in the handlers' logs. */
 export interface ServerError {
@@ -12,6 +13,8 @@ export interface ServerError {
   username?: string;
   /** The answer's Retry-After header, when it had one. */
   retryAfter?: string;
+  /** The service's error code (`{"error": {"code": …}}`), when the body had one. */
+  code?: string;
 }
 
 /**
@@ -22,7 +25,16 @@ export const isDependencyUnavailable = (error: ServerError) =>
   !error.call.startsWith('S3 ') &&
   error.status === 503 &&
   error.retryAfter !== undefined &&
-  /"code":"ServiceUnavailable"/.test(error.body);
+  error.code === ErrorCode.ServiceUnavailable;
+
+function codeOf(body: string): { code?: string } {
+  try {
+    const code = (JSON.parse(body) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === 'string' ? { code } : {};
+  } catch {
+    return {};
+  }
+}
 
 /**
  * Every HTTP exchange any soak client makes goes through one counting fetch: each status by route,
@@ -95,6 +107,7 @@ export class Recorder {
         call,
         status: response.status,
         body: body.replace(/\s+/g, ' ').slice(0, 400),
+        ...codeOf(body),
         ...(uploadId ? { uploadId } : {}),
         ...who,
         ...(response.headers.has('retry-after')
