@@ -27,6 +27,7 @@ import {
   PutBucketLifecycleConfigurationCommand,
   PutPublicAccessBlockCommand,
   S3Client,
+  type S3ClientConfig,
   type ServerSideEncryptionRule,
 } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -52,15 +53,19 @@ const localAwsCredentials = {
 
 /**
  * An S3 client of the local stack's S3, as tools and benches use it: path-style, the local
- * credentials, and no checksum the call does not require (the service's own presigning setting).
+ * credentials, and by default no checksum the call does not require (the service's own presigning
+ * setting); benches pass WHEN_SUPPORTED for the SDK's default.
  */
-export function localS3Client(info: Pick<StackInfo, 'region' | 's3Endpoint'>): S3Client {
+export function localS3Client(
+  info: Pick<StackInfo, 'region' | 's3Endpoint'>,
+  { requestChecksumCalculation = 'WHEN_REQUIRED' }: Pick<S3ClientConfig, 'requestChecksumCalculation'> = {},
+): S3Client {
   return new S3Client({
     region: info.region,
     endpoint: info.s3Endpoint,
     forcePathStyle: true,
     credentials: localAwsCredentials,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
+    requestChecksumCalculation,
   });
 }
 
