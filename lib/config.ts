@@ -111,10 +111,11 @@ export interface Config {
     /** Raw exports: UploadPartCopy calls in flight. */
     copyWindow: number;
     /**
-     * Gzip exports: slices read and compressed at once (one core each; the function's cores unless
-     * set) and compressed parts uploading at once. Memory is about (slices + uploads + 1) parts.
+     * Gzip exports: slices compressing at once (one core each; the function's cores unless set) and
+     * compressed parts uploading at once. Memory: below (2 * threads + 1) slices of at most 8 MiB read
+     * ahead, each with its member, and (uploads + 2) parts (lib/exports/gzip-members.ts).
      */
-    gzipWindow: { slices: number; uploads: number };
+    gzipWindow: { threads: number; uploads: number };
   };
   janitor: {
     uploadIdleSeconds: number;
@@ -172,7 +173,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       leaseSeconds: e.EXPORT_LEASE_SECONDS,
       downloadTtlSeconds: e.DOWNLOAD_TTL_SECONDS,
       copyWindow: e.EXPORT_COPY_WINDOW,
-      gzipWindow: { slices: e.EXPORT_GZIP_THREADS ?? availableParallelism(), uploads: e.EXPORT_GZIP_UPLOADS },
+      gzipWindow: {
+        threads: e.EXPORT_GZIP_THREADS ?? availableParallelism(),
+        uploads: e.EXPORT_GZIP_UPLOADS,
+      },
     },
     janitor: {
       uploadIdleSeconds: e.JANITOR_UPLOAD_IDLE_HOURS * 3600,

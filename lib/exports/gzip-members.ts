@@ -1,37 +1,87 @@
 import { promisify } from 'node:util';
-import { gzip as gzipCallback } from 'node:zlib';
+import { gzip as gzipCallback, type ZlibOptions } from 'node:zlib';
+import { MiB } from '../../common/part-plan.ts';
 
-const gzip = promisify(gzipCallback);
+const gzipAsync = promisify(gzipCallback);
+
+/**
+ * zlib's async calls hand their output back to the main thread one chunk at a time, and the
+ * compressing thread waits for it before it goes on. With the default 16 KiB chunks that is a round
+ * trip per 16 KiB: two threads compressing random data reach 46-58 MB/s on two cores; with 1 MiB
+ * chunks, 73-80 MB/s, what `pigz -6 -p 2` does (AMD EPYC × 2, 256 MiB, /tmp/zbench in issue 13's note).
+ */
+const GZIP_OPTIONS: ZlibOptions = { level: 6, chunkSize: 1 * MiB };
+
+/** gzip at the worker's settings: level 6 (gzip's default), large output chunks (see above). */
+export const gzip = (bytes: Uint8Array): Promise<Buffer> => gzipAsync(bytes, GZIP_OPTIONS);
+
+/**
+ * The largest slice compressed as one member. Smaller slices keep every thread busy (no thread waits
+ * at the end of a part for the last big slice, none waits for the first download) and keep memory
+ * small; each member costs 18 bytes of header and a fresh dictionary, nothing measurable at 8 MiB.
+ */
+export const GZIP_SLICE_TARGET = 8 * MiB;
 
 export interface Member {
   /** Source offset the member starts at, and the one after its last byte. */
   start: number;
   end: number;
+  /** Whether `end` is a step boundary (or the source's end): a part may end here, a restart begin. */
+  stepEnd: boolean;
   bytes: Buffer;
 }
 
 /**
- * The source from `from` to `size`, in slices of `sliceSize` bytes, each compressed as its own gzip
- * member, handed out in source order. Up to `depth` slices are read and compressed at once: zlib's
- * async calls run in libuv's thread pool, so members compress on as many cores as the function has
- * while the next slices download. Memory stays below `depth` slices and their members.
+ * The source from `from` to `size`, in steps of `stepSize` bytes (the export's part size: where parts
+ * may end and restarts begin), each cut into equal slices of at most GZIP_SLICE_TARGET, each slice
+ * compressed as its own gzip member, handed out in source order.
  *
- * Members depend only on their slice, so a worker that resumes at any slice boundary produces the
- * same bytes as one that never stopped.
+ * `threads` slices compress at once (zlib's async calls run in libuv's thread pool, one core each),
+ * and as many again plus one are downloaded ahead, so that no thread waits for bytes: memory stays
+ * below (2 * threads + 1) slices and their members.
+ *
+ * Members depend only on their slice, and slices only on the step they are in, so a worker that
+ * resumes at any step boundary produces the same bytes as one that never stopped.
  */
 export async function* gzipMembers(
   read: (start: number, end: number) => Promise<Uint8Array>,
-  range: { from: number; size: number; sliceSize: number; depth: number },
+  range: {
+    from: number;
+    size: number;
+    stepSize: number;
+    threads: number;
+    /** For tests: the slice size aimed at, and the compressor. */
+    sliceTarget?: number;
+    compress?: (bytes: Uint8Array) => Promise<Buffer>;
+  },
 ): AsyncGenerator<Member> {
-  const { from, size, sliceSize, depth } = range;
+  const { from, size, stepSize, threads, sliceTarget = GZIP_SLICE_TARGET, compress = gzip } = range;
+  const slicesPerStep = Math.ceil(stepSize / sliceTarget);
+  const sliceSize = Math.ceil(stepSize / slicesPerStep);
+  const depth = 2 * threads + 1;
   const ahead: Promise<Member>[] = [];
+  // The last `threads` compressions started, oldest first: a slice compresses once its bytes are
+  // here and the compression `threads` places before it has ended, so at most `threads` run at once,
+  // in source order.
+  const compressions: Promise<unknown>[] = [];
+  let stepStart = from;
   let next = from;
   const fill = () => {
     while (ahead.length < depth && next < size) {
       const start = next;
-      const end = Math.min(start + sliceSize, size);
+      const stepEnd = Math.min(stepStart + stepSize, size);
+      const end = Math.min(start + sliceSize, stepEnd);
       next = end;
-      const member = read(start, end - 1).then(async (slice) => ({ start, end, bytes: await gzip(slice) }));
+      if (end === stepEnd) stepStart = stepEnd;
+      const turn = compressions.length === threads ? compressions.shift() : undefined;
+      const bytes = Promise.all([read(start, end - 1), turn]).then(([slice]) => compress(slice));
+      compressions.push(bytes.catch(() => {}));
+      const member = bytes.then((compressed) => ({
+        start,
+        end,
+        stepEnd: end === stepEnd,
+        bytes: compressed,
+      }));
       // Awaited in order below; one that fails while an earlier one is awaited must not go unhandled.
       member.catch(() => {});
       ahead.push(member);

@@ -1,6 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { promisify } from 'node:util';
-import { gzip as gzipCallback } from 'node:zlib';
 import { type Checksum, checksumOf, FullObjectCrc } from '../../common/checksums.ts';
 import { MIN_PART_SIZE } from '../../common/part-plan.ts';
 import { config } from '../config.ts';
@@ -20,10 +18,8 @@ import {
   finishCancel,
   type WorkerEvent,
 } from './exports.ts';
-import { gzipMembers } from './gzip-members.ts';
+import { gzip, gzipMembers } from './gzip-members.ts';
 import { PartWindow } from './part-window.ts';
-
-const gzip = promisify(gzipCallback);
 
 /**
  * The export worker. It reads the source in steps of `partSize` bytes from a checkpoint, writes the
@@ -32,9 +28,10 @@ const gzip = promisify(gzipCallback);
  * CANCELLING). When its time budget runs out it hands the job to a fresh invocation.
  *
  * - raw: each step is an UploadPartCopy inside S3 (no byte passes through Lambda; any size).
- * - gzip: each step is one gzip member of that slice of the source; members are gathered into parts
- *   of at least 5 MiB. A file of concatenated gzip members is a valid gzip file (RFC 1952 2.2), and
- *   it lets a new invocation continue at a part boundary with no compressor state to carry over.
+ * - gzip: each step is cut into slices of at most 8 MiB, each compressed as one gzip member on one
+ *   of the function's cores (gzip-members.ts); whole steps are gathered into parts of at least
+ *   5 MiB. A file of concatenated gzip members is a valid gzip file (RFC 1952 2.2), and it lets a new
+ *   invocation continue at a part boundary with no compressor state to carry over.
  *
  * Fencing: a step may outlast the lease, and the janitor then starts another worker on the same job.
  * So every job write is conditional on this worker's token, the final ones included, and only the
@@ -326,11 +323,12 @@ async function work(
         offset = part.end;
       }
     } else {
-      // Members gather into parts of at least S3's minimum; a part's bytes are known only once its
-      // last member is, so parts start in order and the window bounds how many upload at once.
+      // Members gather into parts of whole steps and at least S3's minimum size; a part's bytes are
+      // known only once its last member is, so parts start in order and the window bounds how many
+      // upload at once.
       const members = gzipMembers(
         (start, end) => store.getRange(details.sourceKey, start, end, details.sourceEtag),
-        { from: from.offset, size: job.size, sliceSize: job.partSize, depth: gzipWindow.slices },
+        { from: from.offset, size: job.size, stepSize: job.partSize, threads: gzipWindow.threads },
       );
       let gathered: Buffer[] = [];
       let gatheredBytes = 0;
@@ -338,6 +336,7 @@ async function work(
       for await (const member of members) {
         gathered.push(member.bytes);
         gatheredBytes += member.bytes.length;
+        if (!member.stepEnd) continue;
         if (gatheredBytes < MIN_PART_SIZE && member.end < job.size) {
           // No part yet, but the lease and the kill check cannot wait for one.
           await window.tick();

@@ -6,6 +6,7 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { jest } from '@jest/globals';
 import { MiB } from '../../common/part-plan.ts';
 import { config, EXPORT_WINDOW_LIMITS } from '../../lib/config.ts';
+import { GZIP_SLICE_TARGET } from '../../lib/exports/gzip-members.ts';
 import { runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { createExportJob } from '../support/exports.ts';
@@ -16,8 +17,8 @@ import { testStack } from '../support/stack-env.ts';
  * A gzip export holds a bounded number of slices in memory, whatever the source's size: with both
  * windows at their maximum, a 512 MiB source (twice the bound below; 1 GiB took four minutes of a CI
  * run for the same finding) never costs more than about
- * (2 * slices + uploads + 2) slices of buffers (each slice read and its member, the member being
- * gathered, the part being filled, and the parts uploading).
+ * (2 * threads + 1) slices read ahead or compressing, each with its member, and (uploads + 2) parts:
+ * the one being gathered, its concatenation, and the parts uploading (lib/exports/gzip-members.ts).
  */
 
 jest.setTimeout(10 * 60_000);
@@ -66,11 +67,11 @@ onMoto(
     const jobId = await createExportJob(username, 'big.bin', 'gzip');
     const { partSize } = config().exports;
     config().exports.gzipWindow = {
-      slices: EXPORT_WINDOW_LIMITS.gzipThreads,
+      threads: EXPORT_WINDOW_LIMITS.gzipThreads,
       uploads: EXPORT_WINDOW_LIMITS.gzipUploads,
     };
-    const { slices, uploads } = config().exports.gzipWindow;
-    const bound = (2 * slices + uploads + 2) * partSize;
+    const { threads, uploads } = config().exports.gzipWindow;
+    const bound = (2 * threads + 1) * 2 * GZIP_SLICE_TARGET + (uploads + 2) * partSize;
 
     const baseline = process.memoryUsage().arrayBuffers;
     let peak = baseline;
@@ -91,7 +92,7 @@ onMoto(
     const used = peak - baseline;
     process.stderr.write(
       `gzip export of ${source.size / MiB} MiB: peak buffers ${(used / MiB).toFixed(0)} MiB, bound ${bound / MiB} MiB ` +
-        `(${slices} slices of ${partSize / MiB} MiB compressing, ${uploads} parts uploading)\n`,
+        `(${threads} threads compressing slices of ${GZIP_SLICE_TARGET / MiB} MiB, ${uploads} parts of ${partSize / MiB} MiB uploading)\n`,
     );
     expect(used).toBeLessThan(bound);
     expect(used).toBeLessThan(source.size / 3);

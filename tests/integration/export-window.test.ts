@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, inflateRawSync } from 'node:zlib';
 import { jest } from '@jest/globals';
+import { MiB } from '../../common/part-plan.ts';
 import { config } from '../../lib/config.ts';
 import type { WorkerEvent } from '../../lib/exports/exports.ts';
 import { runExport } from '../../lib/exports/worker.ts';
@@ -182,4 +183,49 @@ describe('a gzip export', () => {
     );
     await expectExported(username, jobId, bytes);
   });
+
+  describe('whose parts hold several slices each (20 MiB steps: 3 members of 8 MiB or less)', () => {
+    const configured = config().exports.partSize;
+    beforeEach(() => {
+      config().exports.partSize = 20 * MiB;
+    });
+    afterEach(() => {
+      config().exports.partSize = configured;
+    });
+
+    it('handed off after every part writes the very bytes of a run that never stopped', async () => {
+      const whole = await exportOf('gzip', 2);
+      expect(await runExport(whole, { deadline: Infinity, continueWith: async () => {} })).toBe('succeeded');
+      await expectExported(whole.username, whole.jobId, whole.bytes);
+      const wholeJob = (await jobStore().get(whole.username, whole.jobId))!;
+      const wholeOutput = Buffer.from((await testBucket().getObjectBytes(wholeJob.key))!);
+
+      const username = user();
+      await testBucket().putObject(`uploads/${username}/src.bin`, whole.bytes);
+      const jobId = await createExportJob(username, 'src.bin', 'gzip');
+      const { result, invocations } = await runToTheEnd({ username, jobId });
+      expect(result).toBe('succeeded');
+      // One part per invocation: two whole steps and the tail.
+      expect(invocations).toBe(3);
+      await expectExported(username, jobId, whole.bytes);
+      const resumedJob = (await jobStore().get(username, jobId))!;
+      expectSameBytes(Buffer.from((await testBucket().getObjectBytes(resumedJob.key))!), wholeOutput);
+      // Members of at most 8 MiB: more of them than parts (a member's header starts 1f 8b 08).
+      expect(countGzipMembers(wholeOutput)).toBeGreaterThanOrEqual(7);
+    });
+  });
 });
+
+/** gzip members in `bytes`: a member decompresses to its end, and the next starts there. */
+function countGzipMembers(bytes: Buffer): number {
+  let members = 0;
+  for (let offset = 0; offset < bytes.length; members++) {
+    // The member's deflate stream starts after the 10-byte header (no optional fields here) and
+    // is followed by an 8-byte trailer.
+    const result = inflateRawSync(bytes.subarray(offset + 10), { info: true }) as unknown as {
+      engine: { bytesWritten: number };
+    };
+    offset += 10 + result.engine.bytesWritten + 8;
+  }
+  return members;
+}

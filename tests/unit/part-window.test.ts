@@ -1,4 +1,4 @@
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { gzipMembers } from '../../lib/exports/gzip-members.ts';
 import { PartWindow } from '../../lib/exports/part-window.ts';
 
@@ -91,36 +91,95 @@ describe('gzipMembers', () => {
   const source = Buffer.from(Array.from({ length: 1000 }, (_, i) => `line ${i}\n`).join(''));
   const read = async (start: number, end: number) => source.subarray(start, end + 1);
 
-  it('hands out one member per slice, in order, however the compressions finish', async () => {
-    const members = [];
-    for await (const member of gzipMembers(read, {
-      from: 0,
-      size: source.length,
-      sliceSize: 1000,
-      depth: 3,
-    })) {
-      members.push(member);
-    }
-    expect(members.map((member) => [member.start, member.end])).toEqual(
-      Array.from({ length: Math.ceil(source.length / 1000) }, (_, i) => [
-        i * 1000,
-        Math.min((i + 1) * 1000, source.length),
-      ]),
+  const collect = async (
+    members: AsyncIterable<{ start: number; end: number; stepEnd: boolean; bytes: Buffer }>,
+  ) => {
+    const all = [];
+    for await (const member of members) all.push(member);
+    return all;
+  };
+
+  it('cuts each step into equal slices, one member each, in order; a step end is marked', async () => {
+    const members = await collect(
+      gzipMembers(read, { from: 0, size: source.length, stepSize: 1000, threads: 2, sliceTarget: 300 }),
     );
+    // 1000-byte steps in 4 slices of 250; the source's last step is shorter.
+    const expected = [];
+    for (let step = 0; step < source.length; step += 1000) {
+      const stepEnd = Math.min(step + 1000, source.length);
+      for (let start = step; start < stepEnd; start += 250) {
+        const end = Math.min(start + 250, stepEnd);
+        expected.push([start, end, end === stepEnd]);
+      }
+    }
+    expect(members.map((member) => [member.start, member.end, member.stepEnd])).toEqual(expected);
     expect(gunzipSync(Buffer.concat(members.map((member) => member.bytes)))).toEqual(source);
   });
 
-  it('reads at most `depth` slices ahead of the consumer', async () => {
+  it('gives from a step boundary the same members as a run that never stopped there', async () => {
+    const range = { size: source.length, stepSize: 1000, threads: 2, sliceTarget: 300 };
+    const whole = await collect(gzipMembers(read, { ...range, from: 0 }));
+    const resumed = await collect(gzipMembers(read, { ...range, from: 3000 }));
+    expect(resumed).toEqual(whole.filter((member) => member.start >= 3000));
+  });
+
+  it('compresses at most `threads` slices at once, whatever order they finish in', async () => {
+    let running = 0;
+    let most = 0;
+    let calls = 0;
+    const compress = async (bytes: Uint8Array) => {
+      running++;
+      most = Math.max(most, running);
+      // Later slices of each three finish first: order must come from the generator, not the compressor.
+      await new Promise((resolve) => setTimeout(resolve, 15 - (calls++ % 3) * 5));
+      running--;
+      return gzipSync(bytes);
+    };
+    const members = await collect(
+      gzipMembers(read, {
+        from: 0,
+        size: source.length,
+        stepSize: 1000,
+        threads: 3,
+        sliceTarget: 100,
+        compress,
+      }),
+    );
+    expect(most).toBe(3);
+    expect(gunzipSync(Buffer.concat(members.map((member) => member.bytes)))).toEqual(source);
+  });
+
+  it('reads at most 2 * threads + 1 slices ahead of the consumer', async () => {
     let reads = 0;
     const counting = async (start: number, end: number) => {
       reads++;
       return read(start, end);
     };
-    const members = gzipMembers(counting, { from: 2000, size: source.length, sliceSize: 500, depth: 2 });
+    const members = gzipMembers(counting, { from: 2000, size: source.length, stepSize: 500, threads: 2 });
     const first = await members.next();
     expect(first.value?.start).toBe(2000);
     await settle();
-    expect(reads).toBeLessThanOrEqual(3);
+    expect(reads).toBe(6);
     await members.return(undefined);
+  });
+
+  it('ends with the error of a slice that cannot be read, after the members before it', async () => {
+    const failing = async (start: number, end: number) => {
+      if (start >= 4000) throw new Error('source changed');
+      return read(start, end);
+    };
+    const seen: number[] = [];
+    await expect(
+      (async () => {
+        for await (const member of gzipMembers(failing, {
+          from: 0,
+          size: source.length,
+          stepSize: 1000,
+          threads: 2,
+        }))
+          seen.push(member.start);
+      })(),
+    ).rejects.toThrow('source changed');
+    expect(seen).toEqual([0, 1000, 2000, 3000]);
   });
 });
