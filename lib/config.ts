@@ -112,8 +112,9 @@ export interface Config {
     copyWindow: number;
     /**
      * Gzip exports: slices compressing at once (one core each; the function's cores unless set) and
-     * compressed parts uploading at once. Memory: below (2 * threads + 1) slices of at most 8 MiB read
-     * ahead, each with its member, and (uploads + 2) parts (lib/exports/gzip-members.ts).
+     * compressed parts uploading at once. Memory: below the source steps of threads + 2 slices of at
+     * most 8 MiB and the step after them, those slices' members, and (uploads + 2) parts
+     * (lib/exports/gzip-members.ts).
      */
     gzipWindow: { threads: number; uploads: number };
   };

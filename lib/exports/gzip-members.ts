@@ -36,9 +36,13 @@ export interface Member {
  * may end and restarts begin), each cut into equal slices of at most GZIP_SLICE_TARGET, each slice
  * compressed as its own gzip member, handed out in source order.
  *
+ * Each step is read with one ranged GET, and the next step's GET starts as soon as the first slice
+ * of a step is taken, so that no thread waits for bytes. (One GET per step, not per slice: S3 serves
+ * any range at the same speed, but an emulator such as moto reads the whole object for every range.)
  * `threads` slices compress at once (zlib's async calls run in libuv's thread pool, one core each),
- * and as many again plus one are downloaded ahead, so that no thread waits for bytes: memory stays
- * below (2 * threads + 1) slices and their members.
+ * and at most threads + 2 slices are in flight (waiting, compressing, or compressed and not yet
+ * taken): memory stays below the steps those slices fall in, the step after them, and their members
+ * (with 64 MiB steps, 8 MiB slices and 2 threads: three steps and four members).
  *
  * Members depend only on their slice, and slices only on the step they are in, so a worker that
  * resumes at any step boundary produces the same bytes as one that never stopped.
@@ -58,7 +62,15 @@ export async function* gzipMembers(
   const { from, size, stepSize, threads, sliceTarget = GZIP_SLICE_TARGET, compress = gzip } = range;
   const slicesPerStep = Math.ceil(stepSize / sliceTarget);
   const sliceSize = Math.ceil(stepSize / slicesPerStep);
-  const depth = 2 * threads + 1;
+  const depth = threads + 2;
+  // The step being cut into slices and the one after it, each read whole.
+  const steps = new Map<number, Promise<Uint8Array>>();
+  const readStep = (start: number) => {
+    if (start >= size || steps.has(start)) return;
+    const bytes = read(start, Math.min(start + stepSize, size) - 1);
+    bytes.catch(() => {}); // awaited through its slices; a read nobody reaches must not go unhandled
+    steps.set(start, bytes);
+  };
   const ahead: Promise<Member>[] = [];
   // The last `threads` compressions started, oldest first: a slice compresses once its bytes are
   // here and the compression `threads` places before it has ended, so at most `threads` run at once,
@@ -69,12 +81,24 @@ export async function* gzipMembers(
   const fill = () => {
     while (ahead.length < depth && next < size) {
       const start = next;
-      const stepEnd = Math.min(stepStart + stepSize, size);
+      const step = stepStart;
+      const stepEnd = Math.min(step + stepSize, size);
       const end = Math.min(start + sliceSize, stepEnd);
       next = end;
-      if (end === stepEnd) stepStart = stepEnd;
+      if (start === step) {
+        readStep(step);
+        readStep(stepEnd);
+      }
+      const stepBytes = steps.get(step)!;
+      if (end === stepEnd) {
+        // The step's last slice holds on to its bytes from here; the map lets go of them.
+        steps.delete(step);
+        stepStart = stepEnd;
+      }
       const turn = compressions.length === threads ? compressions.shift() : undefined;
-      const bytes = Promise.all([read(start, end - 1), turn]).then(([slice]) => compress(slice));
+      const bytes = Promise.all([stepBytes, turn]).then(([whole]) =>
+        compress(whole.subarray(start - step, end - step)),
+      );
       compressions.push(bytes.catch(() => {}));
       const member = bytes.then((compressed) => ({
         start,

@@ -17,8 +17,9 @@ import { testStack } from '../support/stack-env.ts';
  * A gzip export holds a bounded number of slices in memory, whatever the source's size: with both
  * windows at their maximum, a 512 MiB source (twice the bound below; 1 GiB took four minutes of a CI
  * run for the same finding) never costs more than about
- * (2 * threads + 1) slices read ahead or compressing, each with its member, and (uploads + 2) parts:
- * the one being gathered, its concatenation, and the parts uploading (lib/exports/gzip-members.ts).
+ * the source steps that the threads + 2 slices in flight fall in and the next, their members,
+ * and (uploads + 2) parts: the one being gathered, its concatenation, and the parts uploading
+ * (lib/exports/gzip-members.ts).
  */
 
 jest.setTimeout(10 * 60_000);
@@ -71,7 +72,12 @@ onMoto(
       uploads: EXPORT_WINDOW_LIMITS.gzipUploads,
     };
     const { threads, uploads } = config().exports.gzipWindow;
-    const bound = (2 * threads + 1) * 2 * GZIP_SLICE_TARGET + (uploads + 2) * partSize;
+    // The steps of the slices in flight and the next (one slice per step at this part size), their
+    // members, and the parts gathering and uploading.
+    const inFlight = threads + 2;
+    const slice = Math.min(GZIP_SLICE_TARGET, partSize);
+    const bound =
+      (Math.ceil((inFlight * slice) / partSize) + 1) * partSize + inFlight * slice + (uploads + 2) * partSize;
 
     const baseline = process.memoryUsage().arrayBuffers;
     let peak = baseline;

@@ -149,16 +149,44 @@ describe('gzipMembers', () => {
     expect(gunzipSync(Buffer.concat(members.map((member) => member.bytes)))).toEqual(source);
   });
 
-  it('reads at most 2 * threads + 1 slices ahead of the consumer', async () => {
+  it('reads each step with one read, the next step ahead, and no further', async () => {
+    const reads: Array<[number, number]> = [];
+    const counting = async (start: number, end: number) => {
+      reads.push([start, end]);
+      return read(start, end);
+    };
+    // 1000-byte steps of 4 slices, 1 thread: 3 slices in flight, all in the first step.
+    const members = gzipMembers(counting, {
+      from: 2000,
+      size: source.length,
+      stepSize: 1000,
+      threads: 1,
+      sliceTarget: 250,
+    });
+    expect((await members.next()).value?.start).toBe(2000);
+    await settle();
+    expect(reads).toEqual([
+      [2000, 2999],
+      [3000, 3999],
+    ]);
+    // The first slice of the next step is taken: the one after it is read.
+    for (let i = 0; i < 3; i++) await members.next();
+    await settle();
+    expect(reads.at(-1)).toEqual([4000, 4999]);
+    expect(reads).toHaveLength(3);
+    await members.return(undefined);
+  });
+
+  it('with one slice per step, reads the steps of threads + 2 slices in flight and one more', async () => {
     let reads = 0;
     const counting = async (start: number, end: number) => {
       reads++;
       return read(start, end);
     };
     const members = gzipMembers(counting, { from: 2000, size: source.length, stepSize: 500, threads: 2 });
-    const first = await members.next();
-    expect(first.value?.start).toBe(2000);
+    expect((await members.next()).value?.start).toBe(2000);
     await settle();
+    // The first taken, four in flight (2500 to 4000), and 4500 read ahead.
     expect(reads).toBe(6);
     await members.return(undefined);
   });
