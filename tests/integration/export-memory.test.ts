@@ -17,7 +17,7 @@ import { testStack } from '../support/stack-env.ts';
  * A gzip export holds a bounded number of slices in memory, whatever the source's size: with both
  * windows at their maximum, a 512 MiB source (twice the bound below; 1 GiB took four minutes of a CI
  * run for the same finding) never costs more than about
- * the source steps that the threads + 2 slices in flight fall in and the next, their members,
+ * the source steps that the threads + 2 slices in flight fall in and the two after them, their members,
  * and (uploads + 2) parts: the one being gathered, its concatenation, and the parts uploading
  * (lib/exports/gzip-members.ts).
  */
@@ -72,12 +72,12 @@ onMoto(
       uploads: EXPORT_WINDOW_LIMITS.gzipUploads,
     };
     const { threads, uploads } = config().exports.gzipWindow;
-    // The steps of the slices in flight and the next (one slice per step at this part size), their
-    // members, and the parts gathering and uploading.
+    // The steps of the slices in flight and the two read ahead (one slice per step at this part size),
+    // their members, and the parts gathering and uploading.
     const inFlight = threads + 2;
     const slice = Math.min(GZIP_SLICE_TARGET, partSize);
     const bound =
-      (Math.ceil((inFlight * slice) / partSize) + 1) * partSize + inFlight * slice + (uploads + 2) * partSize;
+      (Math.ceil((inFlight * slice) / partSize) + 2) * partSize + inFlight * slice + (uploads + 2) * partSize;
 
     const baseline = process.memoryUsage().arrayBuffers;
     let peak = baseline;
