@@ -10,6 +10,8 @@
  *   hello + 1 log   the same plus one Powertools log line: the worker-thread log path's cost
  *   GET /health     the route stack, no emulator call
  *   GET /jobs/{id}  the stack with token authentication and one DynamoDB GetItem
+ *   GET /jobs/{id} in-process  the same handler called here with an API Gateway event: its own code
+ *                   over its GetItem, without serverless-offline's worker thread
  *   GetItem         that GetItem sent from here to DynamoDB Local: the route's own emulator call
  *
  * and prints p50/p90 per round, the best p50 of all rounds, and the ratios the goal is stated in
@@ -229,11 +231,40 @@ await withCleanup(async (defer) => {
     },
   };
 
+  // The same handler called here, without serverless-offline: its code's cost over its GetItem.
+  Object.assign(process.env, stack.handlerEnv, { POWERTOOLS_LOG_LEVEL: 'SILENT' });
+  const { handler: jobGet } = await import('../functions/job-get.ts');
+  const jobGetInProcess: Target = {
+    name: 'GET /jobs/{id} in-process',
+    once: async () => {
+      const path = `/jobs/${jobId}`;
+      const event = {
+        version: '2.0',
+        routeKey: 'GET /jobs/{jobId}',
+        rawPath: path,
+        rawQueryString: '',
+        headers: { authorization: `Bearer ${token}` },
+        pathParameters: { jobId },
+        requestContext: { http: { method: 'GET', path, sourceIp: '127.0.0.1' }, requestId: 'bench' },
+      } as unknown as Parameters<typeof jobGet>[0];
+      const context = { awsRequestId: 'bench', getRemainingTimeInMillis: () => 29_000 } as Parameters<
+        typeof jobGet
+      >[1];
+      const started = performance.now();
+      const response = (await jobGet(event, context)) as { statusCode: number; body?: string };
+      const ms = performance.now() - started;
+      if (response.statusCode !== 200)
+        throw new Error(`GET /jobs/{id} in-process: ${response.statusCode} ${response.body?.slice(0, 300)}`);
+      return ms;
+    },
+  };
+
   const targets: Target[] = [
     httpTarget('hello (bare handler)', `${apiUrl}/bench/hello`, 200),
     httpTarget('hello + 1 log line', `${apiUrl}/bench/hello-log`, 200),
     httpTarget('GET /health', `${apiUrl}/health`, 200),
     httpTarget('GET /jobs/{id}', `${apiUrl}/jobs/${jobId}`, 200, { authorization: `Bearer ${token}` }),
+    jobGetInProcess,
     getItem,
   ];
   progress(`warm-up: ${WARMUP} requests each…`);
@@ -279,6 +310,9 @@ await withCleanup(async (defer) => {
   console.log(`  ratio GET /health / hello         ${(health / bare).toFixed(2)}  (goal <= 1.3)`);
   console.log(
     `  GET /jobs/{id} - (health + GetItem)  ${(job - health - item).toFixed(2)} ms  (goal <= 0: ${job.toFixed(2)} vs ${(health + item).toFixed(2)})`,
+  );
+  console.log(
+    `  in-process GET /jobs/{id} - GetItem ${(p50('GET /jobs/{id} in-process') - item).toFixed(2)} ms  (the handler's own code: token check, view, middlewares)`,
   );
   console.log(`load     ${load()} at the end`);
 });
