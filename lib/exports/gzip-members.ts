@@ -23,12 +23,12 @@ export const gzip = (bytes: Uint8Array): Promise<Buffer> => gzipAsync(bytes, GZI
 export const GZIP_SLICE_TARGET = 8 * MiB;
 
 /**
- * Steps read ahead of the one being cut. AWS documents 85-90 MB/s per S3 connection, about what one
- * core compresses (46 MB/s here), so two GETs in flight keep two threads fed with bytes to spare.
- * (On this project's two-core machine moto is CPU-bound either way: one step or two ahead made no
- * difference there, 22.8 and 23.7 s for 512 MiB in-process.)
+ * Steps read ahead of the one being cut: its GET runs while the step before it compresses. (Two ahead
+ * made no difference on this project's two-core machine, 22.8 and 23.7 s for 512 MiB in-process,
+ * where moto is CPU-bound, and cost a step of memory; AWS gives one connection 85-90 MB/s, about
+ * what two of these threads compress, so larger functions may want more.)
  */
-const STEPS_AHEAD = 2;
+export const STEPS_AHEAD = 1;
 
 export interface Member {
   /** Source offset the member starts at, and the one after its last byte. */
@@ -50,7 +50,8 @@ export interface Member {
  * `threads` slices compress at once (zlib's async calls run in libuv's thread pool, one core each),
  * and at most threads + 2 slices are in flight (waiting, compressing, or compressed and not yet
  * taken): memory stays below the steps those slices fall in, the STEPS_AHEAD steps after them, and
- * their members (with 64 MiB steps, 8 MiB slices and 2 threads: four steps and four members).
+ * their members (with 64 MiB steps, 8 MiB slices and 2 threads: three steps and four members). The SDK collects a
+ * GET's body before joining it and zlib a member's chunks, so each may briefly be there twice.
  *
  * Members depend only on their slice, and slices only on the step they are in, so a worker that
  * resumes at any step boundary produces the same bytes as one that never stopped.
