@@ -35,6 +35,7 @@ import {
   startLocalStack,
   startOffline,
 } from '../scripts/local-stack.ts';
+import { httpEvent, lambdaContext } from '../tests/support/events.ts';
 import { stackLog } from './stack-log.ts';
 
 const { values: flags } = parseArgs({
@@ -237,21 +238,15 @@ await withCleanup(async (defer) => {
   const jobGetInProcess: Target = {
     name: 'GET /jobs/{id} in-process',
     once: async () => {
-      const path = `/jobs/${jobId}`;
-      const event = {
-        version: '2.0',
+      const event = httpEvent({
+        path: `/jobs/${jobId}`,
         routeKey: 'GET /jobs/{jobId}',
-        rawPath: path,
-        rawQueryString: '',
         headers: { authorization: `Bearer ${token}` },
         pathParameters: { jobId },
-        requestContext: { http: { method: 'GET', path, sourceIp: '127.0.0.1' }, requestId: 'bench' },
-      } as unknown as Parameters<typeof jobGet>[0];
-      const context = { awsRequestId: 'bench', getRemainingTimeInMillis: () => 29_000 } as Parameters<
-        typeof jobGet
-      >[1];
+      });
+      const context = lambdaContext();
       const started = performance.now();
-      const response = (await jobGet(event, context)) as { statusCode: number; body?: string };
+      const response = await jobGet(event, context);
       const ms = performance.now() - started;
       if (response.statusCode !== 200)
         throw new Error(`GET /jobs/{id} in-process: ${response.statusCode} ${response.body?.slice(0, 300)}`);

@@ -271,17 +271,13 @@ try {
 
   // Per run: the whole upload's time, and the transfer phase's (until the last part's answer; the rest
   // is completion, which moto does in Python over the whole object and S3 does in about constant time).
+  type Timings = { ms: number[]; transfer: number[] };
+  const timings = (): Timings => ({ ms: [], transfer: [] });
   const runs = {
-    clientUpload: [] as number[],
-    clientNoChecksum: [] as number[],
-    libStorageChecksums: [] as number[],
-    libStorage: [] as number[],
-  };
-  const transfers: Record<keyof typeof runs, number[]> = {
-    clientUpload: [],
-    clientNoChecksum: [],
-    libStorageChecksums: [],
-    libStorage: [],
+    clientUpload: timings(),
+    clientNoChecksum: timings(),
+    libStorageChecksums: timings(),
+    libStorage: timings(),
   };
   const runners = [
     { name: 'clientUpload', run: clientUpload },
@@ -305,8 +301,8 @@ try {
       const { ms, key, note, partsDoneMs } = await run(`bench-${name}-${round}.bin`);
       const loadAfter = load();
       await verify(key);
-      runs[name].push(ms);
-      transfers[name].push(partsDoneMs);
+      runs[name].ms.push(ms);
+      runs[name].transfer.push(partsDoneMs);
       console.log(
         `round ${round}  ${name.padEnd(19)} ${seconds(ms).padStart(8)}  ${mbps(ms).toFixed(1).padStart(6)} MB/s  (parts done at ${seconds(partsDoneMs)})  sha256 ok  load ${loadBefore} -> ${loadAfter}`,
       );
@@ -356,14 +352,16 @@ try {
     hasher.update(data.subarray(offset, offset + partSize));
   await hasher.digest();
   const hashMs = performance.now() - hashStarted;
-  const ratio = best(runs.libStorageChecksums) / best(runs.clientUpload);
-  const ratioNoChecksum = best(runs.libStorage) / best(runs.clientNoChecksum);
-  const transferRatio = best(transfers.libStorageChecksums) / best(transfers.clientUpload);
-  const transferRatioNoChecksum = best(transfers.libStorage) / best(transfers.clientNoChecksum);
-  const checksumCost = 1 - best(runs.clientNoChecksum) / best(runs.clientUpload);
-  const sdkChecksumCost = 1 - best(runs.libStorage) / best(runs.libStorageChecksums);
+  const whole = (name: keyof typeof runs) => best(runs[name].ms);
+  const transfer = (name: keyof typeof runs) => best(runs[name].transfer);
+  const ratio = whole('libStorageChecksums') / whole('clientUpload');
+  const ratioNoChecksum = whole('libStorage') / whole('clientNoChecksum');
+  const transferRatio = transfer('libStorageChecksums') / transfer('clientUpload');
+  const transferRatioNoChecksum = transfer('libStorage') / transfer('clientNoChecksum');
+  const checksumCost = 1 - whole('clientNoChecksum') / whole('clientUpload');
+  const sdkChecksumCost = 1 - whole('libStorage') / whole('libStorageChecksums');
   const row = (label: string, name: keyof typeof runs, note: string) =>
-    `  ${label.padEnd(46)}${mbps(best(runs[name])).toFixed(1).padStart(6)} MB/s  ${seconds(best(runs[name])).padStart(8)}  parts done ${seconds(best(transfers[name])).padStart(8)}  ${note}`;
+    `  ${label.padEnd(46)}${mbps(whole(name)).toFixed(1).padStart(6)} MB/s  ${seconds(whole(name)).padStart(8)}  parts done ${seconds(transfer(name)).padStart(8)}  ${note}`;
   console.log(`
 machine: ${cpu[0]?.model} × ${cpu.length}, node ${process.version}, S3 = moto_server, DynamoDB = ${
     stack.info.dynamodbEndpoint === stack.info.s3Endpoint ? 'moto' : 'DynamoDB Local'
@@ -376,9 +374,9 @@ ${row('client library upload, --no-checksum', 'clientNoChecksum', '')}
 ${row('@aws-sdk/lib-storage Upload, no checksums', 'libStorage', '(requestChecksumCalculation WHEN_REQUIRED)')}
   ratio client / lib-storage, with checksums    ${ratio.toFixed(3)}  (goal >= 0.95); transfer phase alone ${transferRatio.toFixed(3)}
   ratio client / lib-storage, no checksums      ${ratioNoChecksum.toFixed(3)}  (goal >= 0.95); transfer phase alone ${transferRatioNoChecksum.toFixed(3)}
-  ratio client with ${algorithm} / lib-storage without  ${(best(runs.libStorage) / best(runs.clientUpload)).toFixed(3)}  (what earlier runs reported: unlike work on each side)
+  ratio client with ${algorithm} / lib-storage without  ${(whole('libStorage') / whole('clientUpload')).toFixed(3)}  (what earlier runs reported: unlike work on each side)
   ${`${algorithm} checksum cost (1 - off/on time)`.padEnd(46)}${(checksumCost * 100).toFixed(1).padStart(5)} %  client (goal < 5%); lib-storage ${(sdkChecksumCost * 100).toFixed(1)} %
-  of which the client's hashing of the file     ${hashMs.toFixed(0).padStart(6)} ms  = ${((hashMs / best(runs.clientUpload)) * 100).toFixed(1)} % of the upload's time`);
+  of which the client's hashing of the file     ${hashMs.toFixed(0).padStart(6)} ms  = ${((hashMs / whole('clientUpload')) * 100).toFixed(1)} % of the upload's time`);
   if (!values['no-sign']) {
     console.log(`signing ${SIGN_PARTS.toLocaleString('en')} part URLs (10 × 1,000), best of ${signRounds}:
   in-process (FileStore.presignUploadParts)     ${best(signing.inProcess).toFixed(0).padStart(6)} ms  (goal <= 100; first run, with the probe: ${signing.cold.toFixed(0)} ms)

@@ -7,8 +7,8 @@ const gzipAsync = promisify(gzipCallback);
 /**
  * zlib's async calls hand their output back to the main thread one chunk at a time, and the
  * compressing thread waits for it before it goes on. With the default 16 KiB chunks that is a round
- * trip per 16 KiB: two threads compressing random data reach 46-58 MB/s on two cores; with 1 MiB
- * chunks, 73-80 MB/s, what `pigz -6 -p 2` does (AMD EPYC × 2, 256 MiB, /tmp/zbench in issue 13's note).
+ * trip per 16 KiB: two threads compressing 256 MiB of random data reached 46-58 MB/s on two cores;
+ * with 1 MiB chunks, 73-80 MB/s, what `pigz -6 -p 2` does (AMD EPYC × 2; bench/README.md, exports).
  */
 const GZIP_OPTIONS: ZlibOptions = { level: 6, chunkSize: 1 * MiB };
 
@@ -45,13 +45,14 @@ export interface Member {
  * compressed as its own gzip member, handed out in source order.
  *
  * Each step is read with one ranged GET, and the GETs of the next STEPS_AHEAD steps start as soon as
- * the first slice of a step is taken, so that no thread waits for bytes. (One GET per step, not per slice: S3 serves
- * any range at the same speed, but an emulator such as moto reads the whole object for every range.)
- * `threads` slices compress at once (zlib's async calls run in libuv's thread pool, one core each),
- * and at most threads + 2 slices are in flight (waiting, compressing, or compressed and not yet
- * taken): memory stays below the steps those slices fall in, the STEPS_AHEAD steps after them, and
- * their members (with 64 MiB steps, 8 MiB slices and 2 threads: three steps and four members). The SDK collects a
- * GET's body before joining it and zlib a member's chunks, so each may briefly be there twice.
+ * the first slice of a step is taken, so that no thread waits for bytes. (One GET per step, not per
+ * slice: S3 serves any range at the same speed, but an emulator such as moto reads the whole object
+ * for every range.) `threads` slices compress at once (zlib's async calls run in libuv's thread
+ * pool, one core each), and at most threads + 2 slices are in flight (waiting, compressing, or
+ * compressed and not yet taken): memory stays below the steps those slices fall in, the STEPS_AHEAD
+ * steps after them, and their members (with 64 MiB steps, 8 MiB slices and 2 threads: three steps
+ * and four members). The SDK collects a GET's body before joining it and zlib a member's chunks, so
+ * each may briefly be there twice.
  *
  * Members depend only on their slice, and slices only on the step they are in, so a worker that
  * resumes at any step boundary produces the same bytes as one that never stopped.
@@ -72,7 +73,7 @@ export async function* gzipMembers(
   const slicesPerStep = Math.ceil(stepSize / sliceTarget);
   const sliceSize = Math.ceil(stepSize / slicesPerStep);
   const depth = threads + 2;
-  // The step being cut into slices and the one after it, each read whole.
+  // The step being cut into slices and the STEPS_AHEAD after it, each read whole.
   const steps = new Map<number, Promise<Uint8Array>>();
   const readStep = (start: number) => {
     if (start >= size || steps.has(start)) return;
@@ -96,7 +97,7 @@ export async function* gzipMembers(
       next = end;
       if (start === step) {
         readStep(step);
-        for (let ahead = 1; ahead <= STEPS_AHEAD; ahead++) readStep(step + ahead * stepSize);
+        for (let k = 1; k <= STEPS_AHEAD; k++) readStep(step + k * stepSize);
       }
       const stepBytes = steps.get(step)!;
       if (end === stepEnd) {
