@@ -443,18 +443,18 @@ $('#kill-uploads').replaceWith(button('Kill all uploads', () => kill('upload')))
 $('#kill-exports').replaceWith(button('Kill all exports', () => kill('export')));
 $('#refresh-files').replaceWith(button('Refresh', () => refreshFiles(), 'Refresh the files'));
 
-// Who is signed in, once at load. Its answer may come after the person has already signed in (or
-// failed to): then it is stale and changes nothing, else it would sign the page out again or wipe
-// the error message. Not signed in, the page only shows the form: what was typed meanwhile stays.
+// Who is signed in, once at load. The form has the focus before the question is asked: keys typed
+// while it is on its way must land in the form, not be lost. Its answer may come after the person
+// has already signed in (or failed to): then it is stale and changes nothing, else it would sign the
+// page out again or wipe the error message. Not signed in, the page leaves the form and the focus
+// as they are: what was typed meanwhile stays.
 let signinSubmitted = false;
+$<HTMLInputElement>('#username-input').focus();
 call<{ username: string }>('GET', '/auth/session').then(
   (session) => {
     if (!signinSubmitted) signedIn(session.username);
   },
   () => {
     $('#signin-view').hidden = false;
-    if (!signinSubmitted && !$<HTMLInputElement>('#username-input').value) {
-      $<HTMLInputElement>('#username-input').focus();
-    }
   },
 );

@@ -200,14 +200,36 @@ describeWithChromium(title, () => {
     const user = await createTestUser('phone');
     const page = await browser.context.newPage();
     await page.setViewportSize({ width: 390, height: 844 });
+    // The page's "who is signed in?" check is held until the person has typed: on a slow network
+    // they type before it answers, and nothing typed may be lost or moved.
+    let releaseSessionCheck = () => {};
+    const sessionCheckHeld = new Promise<void>((resolve) => (releaseSessionCheck = resolve));
+    await page.route(
+      (url) => url.pathname === '/auth/session',
+      async (route) => {
+        if (route.request().method() === 'GET') await sessionCheckHeld;
+        await route.continue();
+      },
+    );
     await page.goto(`${testStack().apiUrl}/`);
-    // The sign-in form has the focus; Tab, typing and Enter are enough.
+    // The sign-in form has the focus from the start; Tab, typing and Enter are enough.
     await visible(page.getByRole('heading', { name: 'Sign in' }));
+    await page.waitForFunction(
+      () => (globalThis as any).document.activeElement?.id === 'username-input',
+      null,
+      {
+        timeout: 15_000,
+      },
+    );
     await page.keyboard.type(user.username);
     await page.keyboard.press('Tab');
     await page.keyboard.type(user.password);
+    releaseSessionCheck();
+    // Its answer (not signed in) leaves the form as typed and the focus where it is.
+    await page.waitForResponse((response) => response.url().endsWith('/auth/session'));
     await page.keyboard.press('Enter');
-    await visible(page.getByText(`Signed in as ${user.username}`));
+    // Sign-in runs scrypt with 128 MiB, slow on a loaded machine.
+    await visible(page.getByText(`Signed in as ${user.username}`), 30_000);
     // Nothing wider than the screen.
     const widths = await page.evaluate(() => {
       const root = (globalThis as any).document.documentElement;
