@@ -1,4 +1,3 @@
-import { basename } from 'node:path';
 import { ErrorCode } from '../common/error-codes.ts';
 import { MAX_PARTS_PER_REQUEST } from '../common/part-plan.ts';
 import { ApiError, FileJobsError } from './errors.ts';
@@ -261,14 +260,14 @@ export class FileJobsClient implements UploadApi, ExportApi {
     return runUpload(this, options);
   }
 
-  /** Uploads a file from disk; its base name is the default `filename`. */
+  /** Uploads a file from disk; its base name (fileSource's `name`) is the default `filename`. */
   async uploadFile(
     path: string,
     options: Omit<UploadOptions, 'source' | 'filename'> & { filename?: string } = {},
   ): Promise<UploadResult> {
     const source = await fileSource(path);
     try {
-      return await runUpload(this, { ...options, source, filename: options.filename ?? basename(path) });
+      return await runUpload(this, { ...options, source, filename: options.filename ?? source.name });
     } finally {
       await source.close().catch(() => {});
     }

@@ -67,7 +67,11 @@ export function blobSource(blob: Blob): RandomAccessSource {
   };
 }
 
-/** A file on disk (Node). `name` is its base name, the default name for the upload. */
+/**
+ * A file on disk (Node). `name` is its base name composed to NFC, the default name for the upload:
+ * the service refuses decomposed names, and macOS may give a file's name decomposed ("e" followed
+ * by a combining accent).
+ */
 export async function fileSource(
   path: string,
 ): Promise<RandomAccessSource & { name: string; close(): Promise<void> }> {
@@ -92,7 +96,7 @@ export async function fileSource(
     throw new FileJobsError('FileUnreadable', `cannot upload ${path}: not a regular file`);
   }
   return {
-    name: basename(path),
+    name: basename(path).normalize('NFC'),
     size: opened.size,
     async read(offset, length) {
       const buffer = new Uint8Array(length);

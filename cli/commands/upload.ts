@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { basename, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import {
   AbortedError,
   type ChecksumAlgorithm,
@@ -104,7 +104,7 @@ export async function upload(ctx: Context, path: string, flags: UploadFlags): Pr
     throw new UsageError('--checksum-algorithm and --no-checksum contradict each other: pass one');
   const client = ctx.client();
   const source = await fileSource(path);
-  const name = flags.name ?? basename(path);
+  const name = flags.name ?? source.name;
   const absolute = resolve(path);
   const { mtimeMs } = await stat(absolute);
   const file = { path, size: source.size, mtimeMs };

@@ -1,6 +1,6 @@
 import { MAX_PARTS } from '../../common/part-plan.ts';
 import * as z from '../schema.ts';
-import { filenameSchema } from '../storage/keys.ts';
+import { pickedFilenameSchema } from '../storage/keys.ts';
 import { mediaTypeSchema } from '../uploads/schemas.ts';
 
 /**
@@ -12,7 +12,8 @@ import { mediaTypeSchema } from '../uploads/schemas.ts';
 const metadata = z.record(z.string().check(z.maxLength(128)), z.unknown());
 
 export const createMultipartBody = z.object({
-  filename: filenameSchema,
+  // The name of the file picked in the browser: a decomposed one (macOS) is composed, not refused.
+  filename: pickedFilenameSchema,
   type: z.optional(mediaTypeSchema),
   metadata: z.optional(metadata),
 });

@@ -1,6 +1,11 @@
 import { ROUTES, type Route } from '../http/routes.ts';
 import * as z from '../schema.ts';
-import { FILENAME_JSON_SCHEMA, filenameSchema } from '../storage/keys.ts';
+import {
+  FILENAME_JSON_SCHEMA,
+  filenameSchema,
+  PICKED_FILENAME_JSON_SCHEMA,
+  pickedFilenameSchema,
+} from '../storage/keys.ts';
 import * as responses from './responses.ts';
 
 /**
@@ -41,6 +46,7 @@ function jsonSchema(schema: Schema, io: 'input' | 'output') {
     override: ({ zodSchema, jsonSchema }) => {
       // The file-name rules, from where the server checks them (a refinement JSON Schema cannot see).
       if (zodSchema === filenameSchema) Object.assign(jsonSchema, FILENAME_JSON_SCHEMA);
+      if (zodSchema === pickedFilenameSchema) Object.assign(jsonSchema, PICKED_FILENAME_JSON_SCHEMA);
       // The JSON body parser refuses a "__proto__" key at any depth (400): say so, since the
       // objects otherwise allow (and ignore) keys of their own.
       if (io === 'input' && jsonSchema.type === 'object') jsonSchema.propertyNames = NO_PROTO_KEY;

@@ -64,12 +64,33 @@ export const FILENAME_JSON_SCHEMA = {
   description: `A file name: at most ${MAX_FILENAME_BYTES} bytes of UTF-8, well-formed Unicode in NFC form; no "/", "\\" or control characters, no "..", no leading or trailing whitespace.`,
 };
 
-export const filenameSchema = z.string().check(
-  z.refine((name) => filenameProblem(name) === undefined, {
-    error: (issue) =>
-      (typeof issue.input === 'string' ? filenameProblem(issue.input) : undefined) ?? 'invalid filename',
-  }),
+const filenameRules = z.refine<string>((name) => filenameProblem(name) === undefined, {
+  error: (issue) =>
+    (typeof issue.input === 'string' ? filenameProblem(issue.input) : undefined) ?? 'invalid filename',
+});
+
+export const filenameSchema = z.string().check(filenameRules);
+
+/**
+ * A filename taken from a file the person picked in a browser (Uppy's `file.name`), not one typed
+ * for this API. macOS hands some names over decomposed (NFD: "e" followed by a combining accent),
+ * which filenameSchema refuses so that two names that look the same are never two files. Here the
+ * name is composed (NFC) first and then checked by the same rules: the file is stored under the name
+ * anyone else would type for it, and a Mac user's upload is not refused for a name they cannot see.
+ */
+export const pickedFilenameSchema = z.string().check(
+  z.overwrite((name) => name.normalize('NFC')),
+  filenameRules,
 );
+
+/** FILENAME_JSON_SCHEMA for a picked filename: decomposed names are composed, not refused. */
+export const PICKED_FILENAME_JSON_SCHEMA = {
+  ...FILENAME_JSON_SCHEMA,
+  description: FILENAME_JSON_SCHEMA.description.replace(
+    'in NFC form',
+    'composed to NFC by the server when it is not (a name picked on macOS may come decomposed)',
+  ),
+};
 
 export const uploadsPrefix = (username: string) => `uploads/${username}/`;
 export const uploadKey = (username: string, filename: string) => `${uploadsPrefix(username)}${filename}`;

@@ -441,6 +441,17 @@ describe('file-jobs CLI', () => {
       expect(files.body.files).toContainEqual(expect.objectContaining({ name: 'empty.txt', size: 0 }));
     });
 
+    it('uploads a file whose name macOS gave it decomposed (NFD) under the composed name', async () => {
+      const user = await signedInUser();
+      const path = writeFile('re\u0301sume\u0301.txt', randomBytes(3000));
+      const result = await cli(['upload', path]);
+      expect(result).toMatchObject({ code: 0, stderr: '' });
+      const files = await api('/files', { token: user.jwt });
+      expect(files.body.files).toContainEqual(
+        expect.objectContaining({ name: 'r\u00e9sum\u00e9.txt', size: 3000 }),
+      );
+    });
+
     it('says where its API URL came from when it was not given one', async () => {
       const byDefault = await cli(['logout'], { noApi: true });
       expect(byDefault.stderr).toBe(

@@ -121,6 +121,34 @@ describe('Companion S3 multipart routes', () => {
     );
   });
 
+  it('stores a file picked on a Mac, whose name comes decomposed (NFD), under its composed name', async () => {
+    const user = await newUser();
+    const id = randomUUID().slice(0, 8);
+    const decomposed = `re\u0301sume\u0301-${id}.txt`;
+    const composed = `r\u00e9sum\u00e9-${id}.txt`;
+    // POST /upload, where a person or program types the name, refuses it rather than guess.
+    const refused = expectError(
+      await api('/upload', { method: 'POST', token: user.jwt, body: { filename: decomposed, size: 10 } }),
+      400,
+      'ValidationError',
+    );
+    expect(refused.message).toMatch(/NFC/);
+    const up = await create(user, decomposed);
+    expect(up.key).toBe(`uploads/${user.username}/${composed}`);
+    const bytes = randomBytes(1000);
+    const etag = await sendPart(user, up, 1, bytes);
+    const done = await api(`/s3/multipart/${up.uploadId}/complete${q(up.key)}`, {
+      method: 'POST',
+      token: user.jwt,
+      body: { parts: [{ PartNumber: 1, ETag: etag }] },
+    });
+    expect(done.body.job).toMatchObject({ status: 'COMPLETED', filename: composed, size: 1000 });
+    expectSameBytes((await testBucket().getObjectBytes(up.key))!, bytes);
+    // One file, listed under the name anyone would type.
+    const files = await api('/files', { token: user.jwt });
+    expect(files.body.files.map((entry: { name: string }) => entry.name)).toEqual([composed]);
+  });
+
   it('abort: the job is ABORTED and S3 holds no multipart upload; the kill route sees these jobs too', async () => {
     const user = await newUser();
     const up = await create(user, name('abort'));

@@ -1,13 +1,20 @@
 import { createRequire } from 'node:module';
 import { jest } from '@jest/globals';
 import { handler as unmatchedRoute } from '../../functions/unmatched-route.ts';
+import { createMultipartBody } from '../../lib/companion/schemas.ts';
 import { httpRoute } from '../../lib/http/route.ts';
 import { ROUTE_KEYS } from '../../lib/http/route-keys.ts';
 import { allowedMethods, concretePathConflict, unmatchedRequest } from '../../lib/http/unmatched.ts';
 import { logger } from '../../lib/log.ts';
 import { openApiDocument } from '../../lib/openapi/document.ts';
 import * as z from '../../lib/schema.ts';
-import { FILENAME_JSON_SCHEMA, filenameProblem, MAX_FILENAME_BYTES } from '../../lib/storage/keys.ts';
+import {
+  FILENAME_JSON_SCHEMA,
+  filenameProblem,
+  filenameSchema,
+  MAX_FILENAME_BYTES,
+  pickedFilenameSchema,
+} from '../../lib/storage/keys.ts';
 import { createUploadBody, createUploadForm, mediaTypeSchema } from '../../lib/uploads/schemas.ts';
 import { invoke } from '../support/events.ts';
 
@@ -86,6 +93,21 @@ describe('file-name rules in the OpenAPI document', () => {
     expect(pattern.test('a\ud800b')).toBe(true);
     expect(filenameProblem('a\ud800b')).toMatch(/well-formed/);
     expect(FILENAME_JSON_SCHEMA.description).toMatch(/well-formed Unicode/);
+  });
+
+  it('composes a name picked in a browser (Companion routes) instead of refusing it, and says so', () => {
+    const decomposed = 'cafe\u0301 re\u0301sume\u0301.txt'; // as macOS may hand a picked file's name over
+    const composed = 'caf\u00e9 r\u00e9sum\u00e9.txt';
+    expect(z.safeParse(filenameSchema, decomposed).success).toBe(false);
+    expect(z.parse(pickedFilenameSchema, decomposed)).toBe(composed);
+    expect(z.parse(createMultipartBody, { filename: decomposed }).filename).toBe(composed);
+    // Composed first, then every other rule as for any name.
+    for (const bad of ['', '..', 'a/b', ' lead', 'a\ud800b', 'e\u0301'.repeat(200)])
+      expect(z.safeParse(pickedFilenameSchema, bad).success).toBe(false);
+    const operation = (openApiDocument() as any).paths['/s3/multipart'].post;
+    const filename = operation.requestBody.content['application/json'].schema.properties.filename;
+    expect(filename).toMatchObject({ pattern: FILENAME_JSON_SCHEMA.pattern, maxLength: MAX_FILENAME_BYTES });
+    expect(filename.description).toMatch(/composed to NFC/);
   });
 });
 
