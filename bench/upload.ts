@@ -292,7 +292,12 @@ try {
     const { key } = await run(`bench-warm-${name}.bin`, data.subarray(0, 64 * MiB));
     await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
   }
-  console.log('done');
+  // Then once at full size: moto's completion of the same 512 MiB took 3.5-7 s within one run, the
+  // first ones on a freshly started machine the slowest (bench/README.md, exports), and a round
+  // that ran first paid for it.
+  const warm = await libStorage('bench-warm-full.bin');
+  await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: warm.key }));
+  console.log(`done (the full-size warm-up took ${seconds(warm.ms)})`);
   for (let round = 1; round <= rounds; round++) {
     // Rotate the order so that no side always runs on a warmer (or more tired) emulator.
     const order = runners.map((_, i) => runners[(i + round - 1) % runners.length]!);
