@@ -176,6 +176,30 @@ async function newUpload(user: TestUser, filename: string, send = false): Promis
   return created.job.jobId;
 }
 
+/** An upload opened through the Companion routes as Uppy opens one; with its part 1 sent when `send` is set. */
+async function newCompanionUpload(user: TestUser, filename: string, send = false): Promise<CompanionUpload> {
+  const opened: { key: string; uploadId: string } = await ok('POST', '/s3/multipart', user.token, {
+    filename,
+    type: 'application/octet-stream',
+    metadata: { name: filename },
+  });
+  if (!send) return opened;
+  const signed = await ok('GET', companionPath(opened, '/1'), user.token);
+  const put = await fetch(signed.url, { method: 'PUT', body: Buffer.from(`bytes of ${filename}`) });
+  if (put.status !== 200) throw new Error(`part PUT answered ${put.status}`);
+  return { ...opened, etag: put.headers.get('etag')! };
+}
+
+interface CompanionUpload {
+  key: string;
+  uploadId: string;
+  etag?: string;
+}
+
+/** A Companion route of an upload: Uppy puts the key back in the query string. */
+const companionPath = (upload: CompanionUpload, rest = '') =>
+  `/s3/multipart/${encodeURIComponent(upload.uploadId)}${rest}?${new URLSearchParams({ key: upload.key })}`;
+
 /** A QUEUED export as POST /export leaves it, with no worker started (as if the invoke was lost). */
 async function queuedExport(username: string, filename: string): Promise<string> {
   const source = (await fileStore().head(`uploads/${username}/${filename}`))!;
@@ -220,6 +244,13 @@ interface Fixture {
     abort: string;
     cancel: string;
   };
+  /** Uploads opened through the Companion routes (Uppy), one per route that acts on one. */
+  companion: {
+    sign: CompanionUpload;
+    list: CompanionUpload;
+    complete: CompanionUpload;
+    abort: CompanionUpload;
+  };
   sourceBytes: number;
 }
 
@@ -257,6 +288,12 @@ async function prepare(): Promise<Fixture> {
     queuedExport(exportKiller.username, SOURCE),
     queuedExport(exportKiller.username, SOURCE),
   ]);
+  const [sign, list, uppyComplete, uppyAbort] = await Promise.all([
+    newCompanionUpload(main, 'uppy-sign.bin'),
+    newCompanionUpload(main, 'uppy-list.bin', true),
+    newCompanionUpload(main, 'uppy-complete.bin', true),
+    newCompanionUpload(main, 'uppy-abort.bin', true),
+  ]);
   return {
     main,
     uploadKiller,
@@ -269,6 +306,7 @@ async function prepare(): Promise<Fixture> {
       abort: abort!,
       cancel,
     },
+    companion: { sign, list, complete: uppyComplete, abort: uppyAbort },
     sourceBytes: source.length,
   };
 }
@@ -381,7 +419,47 @@ const ROUTES: RouteCase[] = [
     okStatus: 200,
     send: (f) => call('GET', '/files', f.main.token),
   },
+  // The Companion routes, called as @uppy/aws-s3 calls them.
+  {
+    route: 'POST /s3/multipart',
+    needs: ['s3', 'dynamodb'],
+    okStatus: 200,
+    send: (f) =>
+      call('POST', '/s3/multipart', f.main.token, {
+        filename: 'uppy-new.bin',
+        type: 'application/octet-stream',
+        metadata: { name: 'uppy-new.bin' },
+      }),
+  },
+  {
+    route: 'GET /s3/multipart/{id}/{partNumber}',
+    needs: ['dynamodb'],
+    okStatus: 200,
+    send: (f) => call('GET', companionPath(f.companion.sign, '/1'), f.main.token),
+  },
+  {
+    route: 'GET /s3/multipart/{id}',
+    needs: ['dynamodb', 's3'],
+    okStatus: 200,
+    send: (f) => call('GET', companionPath(f.companion.list), f.main.token),
+  },
+  {
+    route: 'POST /s3/multipart/{id}/complete',
+    needs: ['dynamodb', 's3'],
+    okStatus: 200,
+    send: (f) =>
+      call('POST', companionPath(f.companion.complete, '/complete'), f.main.token, companionParts(f)),
+  },
+  {
+    route: 'DELETE /s3/multipart/{id}',
+    needs: ['dynamodb', 's3'],
+    okStatus: 200,
+    send: (f) => call('DELETE', companionPath(f.companion.abort), f.main.token),
+  },
 ];
+
+/** The body Uppy completes the Companion upload of the fixture with: its one part. */
+const companionParts = (f: Fixture) => ({ parts: [{ PartNumber: 1, ETag: f.companion.complete.etag }] });
 
 const pathOf = (route: string) => route.split(' ')[1]!.replace(/ \(.*$/, '');
 
@@ -396,7 +474,9 @@ function expectGoodAnswer(route: RouteCase, answer: Answer, broken: Dependency |
   const [method] = route.route.split(' ');
   checkResponse(
     method!,
-    pathOf(route.route).replace(/\{id\}/, '01AAAAAAAAAAAAAAAAAAAAAAAA'),
+    pathOf(route.route)
+      .replace(/\{id\}/, '01AAAAAAAAAAAAAAAAAAAAAAAA')
+      .replace(/\{partNumber\}/, '1'),
     answer.status,
     answer.body,
   );
@@ -444,6 +524,17 @@ async function waitUntilSettled(people: TestUser[], timeoutMs = 30_000): Promise
 async function expectConverged(f: Fixture) {
   const retried = await call('POST', `/upload/${f.jobs.complete}/complete`, f.main.token);
   expect({ status: retried.status, job: retried.body?.job?.status }).toEqual({
+    status: 200,
+    job: 'COMPLETED',
+  });
+  // Uppy retries a completion that answered 5xx.
+  const uppyRetried = await call(
+    'POST',
+    companionPath(f.companion.complete, '/complete'),
+    f.main.token,
+    companionParts(f),
+  );
+  expect({ status: uppyRetried.status, job: uppyRetried.body?.job?.status }).toEqual({
     status: 200,
     job: 'COMPLETED',
   });
