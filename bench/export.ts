@@ -445,7 +445,8 @@ try {
 
   interface Task {
     name: string;
-    run: () => Promise<{ ms: number; note: string; detail?: ExportRun }>;
+    /** `transferMs`: until the last part was in S3, before the completion (moto's, and noisy). */
+    run: () => Promise<{ ms: number; note: string; detail?: ExportRun; transferMs?: number }>;
   }
   const tasks: Task[] = [];
   for (const source of sources) {
@@ -486,6 +487,7 @@ try {
         const { ms, copiedMs } = await sdkCopy();
         return {
           ms,
+          transferMs: copiedMs,
           note: `UploadPartCopy × ${COPY_CONCURRENCY} in flight, CRC32 FULL_OBJECT as the export; all parts copied by ${(copiedMs / 1000).toFixed(1)} s`,
         };
       },
@@ -588,13 +590,16 @@ try {
     }
   }
 
-  const results = new Map<string, { ms: number; detail?: ExportRun }[]>();
+  const results = new Map<string, { ms: number; detail?: ExportRun; transferMs?: number }[]>();
   for (let round = 1; round <= rounds; round++) {
     // Alternate the order so that no task always runs on a warmer (or busier) machine.
     const order = round % 2 ? tasks : [...tasks].reverse();
     for (const task of order) {
-      const { ms, note, detail } = await task.run();
-      results.set(task.name, [...(results.get(task.name) ?? []), { ms, ...(detail ? { detail } : {}) }]);
+      const { ms, note, detail, transferMs = detail?.phases.allBytes } = await task.run();
+      results.set(task.name, [
+        ...(results.get(task.name) ?? []),
+        { ms, ...(detail ? { detail } : {}), ...(transferMs !== undefined ? { transferMs } : {}) },
+      ]);
       console.log(
         `round ${round}  ${task.name.padEnd(32)} ${(ms / 1000).toFixed(2).padStart(7)} s ${mbps(size, ms)
           .toFixed(1)
@@ -635,6 +640,16 @@ ${size / MiB} MiB per source, export part size ${exportPartSize / MiB} MiB${
   summary += ratio(`ratio export raw / aws s3 cp ${exportPartSize / MiB}M`, 'export raw (random)', awsBig);
   summary += line(SDK_COPY);
   summary += ratio('ratio export raw / SDK copy (like for like)', 'export raw (random)', SDK_COPY);
+  // Until the last part: the export's as its poller saw bytesDone reach the size (100 ms polls).
+  const bestTransfer = (name: string) => {
+    const times = (results.get(name) ?? []).flatMap((run) =>
+      run.transferMs === undefined ? [] : [run.transferMs],
+    );
+    return times.length ? Math.min(...times) : undefined;
+  };
+  const [exportTransfer, copyTransfer] = [bestTransfer('export raw (random)'), bestTransfer(SDK_COPY)];
+  if (exportTransfer && copyTransfer)
+    summary += `  ${'ratio export raw / SDK copy, until the last part'.padEnd(44)} ${(copyTransfer / exportTransfer).toFixed(3).padStart(7)}  (${(exportTransfer / 1000).toFixed(2)} vs ${(copyTransfer / 1000).toFixed(2)} s, before moto's completion)\n`;
   for (const source of sources) {
     summary += line(`export gzip (${source.label})`) + line(`gzip -1 (${source.label})`);
     summary += line(`gzip -6 (${source.label})`);
