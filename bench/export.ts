@@ -388,14 +388,7 @@ try {
     return ms;
   }
 
-  /**
-   * The like-for-like baselines below ask S3 for what the export asks: a CRC32 FULL_OBJECT checksum
-   * (the object's CRC is the file's CRC, which a download can check). The CLI asks for a COMPOSITE
-   * CRC32 (a checksum of the parts' checksums) and cannot ask for FULL_OBJECT when it does not know
-   * the whole CRC up front; on AWS the two cost the same, but moto then concatenates the whole object
-   * twice more and hashes it when it completes: +0.7 s for 512 MiB on an idle moto, +1.6 s (its
-   * checksum build alone) in a bench run.
-   */
+  // What the export asks S3 for, so that moto does the same work for both (see the header).
   const LIKE_FOR_LIKE = { ChecksumAlgorithm: 'CRC32', ChecksumType: 'FULL_OBJECT' } as const;
   const COPY_CONCURRENCY = 10; // the CLI's max_concurrent_requests
 

@@ -135,6 +135,13 @@ describe('Companion S3 multipart routes', () => {
     expect(refused.message).toMatch(/NFC/);
     const up = await create(user, decomposed);
     expect(up.key).toBe(`uploads/${user.username}/${composed}`);
+    // Composed first, then held to every other rule: a 400 with the JSON error shape.
+    const badPick = expectError(
+      await api('/s3/multipart', { method: 'POST', token: user.jwt, body: { filename: `../${decomposed}` } }),
+      400,
+      'ValidationError',
+    );
+    expect(badPick.message).toMatch(/filename/);
     const bytes = randomBytes(1000);
     const etag = await sendPart(user, up, 1, bytes);
     const done = await api(`/s3/multipart/${up.uploadId}/complete${q(up.key)}`, {
