@@ -5,6 +5,7 @@ import { BoundedCache, BoundedCacheMap } from './bounded-cache.ts';
 import { KeyRing, loadKeyset, parseVerificationKeys, type TokenSettings } from './keys.ts';
 import { DEFAULT_THROTTLE, SigninThrottle } from './throttle.ts';
 import { UserStore } from './user-store.ts';
+import { VerifiedTokens } from './verified-tokens.ts';
 
 /**
  * The identity module's collaborators, wired from configuration once per container. What an operator
@@ -62,6 +63,14 @@ export function verificationKeyRing(): Promise<KeyRing> {
   return verificationKeys().get();
 }
 
+/**
+ * Tokens verified by this container, kept so a client's next request with the same token skips the
+ * signature check (lib/auth/verified-tokens.ts says why that stays as strict). A container serves one
+ * request at a time, mostly for few users; a thousand tokens is well under 1 MiB.
+ */
+const VERIFIED_TOKENS_KEPT = 1000;
+let verified: VerifiedTokens<Awaited<ReturnType<KeyRing['verify']>>> | undefined;
+
 const kidOf = (token: string): string | undefined => {
   try {
     return decodeProtectedHeader(token).kid;
@@ -82,7 +91,9 @@ export async function verifyToken(token: string, settings: Omit<TokenSettings, '
   if (kid !== undefined && !ring.has(kid)) {
     ring = await cache.refresh(config().keys.unknownKidRefreshSeconds * 1000);
   }
-  return ring.verify(token, settings);
+  const keys = ring;
+  verified ??= new VerifiedTokens({ maxEntries: VERIFIED_TOKENS_KEPT });
+  return verified.verify(token, keys, settings, () => keys.verify(token, settings));
 }
 
 export function userStore(): UserStore {
