@@ -39,26 +39,84 @@ export interface Member {
   bytes: Buffer;
 }
 
+/** What a read answers: the range's bytes whole, or as they arrive (a response body). */
+export type RangeBytes = Uint8Array | AsyncIterable<Uint8Array>;
+
+/**
+ * One step's bytes, copied into one buffer as they arrive, so that each slice can be compressed as
+ * soon as its own bytes are here instead of after the whole step. A read that ends early, runs over
+ * or fails fails every slice still waiting for its bytes.
+ */
+class StepBytes {
+  private readonly bytes: Buffer;
+  private received = 0;
+  private failure: { error: unknown } | undefined;
+  private readonly waiting = new Set<{ end: number; settle: () => void }>();
+
+  constructor(length: number, read: Promise<RangeBytes>) {
+    this.bytes = Buffer.allocUnsafe(length);
+    void this.fill(read);
+  }
+
+  /** Bytes `start` to `end` (exclusive) of the step, once they are here. */
+  range(start: number, end: number): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        end,
+        settle: () => {
+          if (this.failure) reject(this.failure.error);
+          else if (this.received >= end) resolve(this.bytes.subarray(start, end));
+          else return;
+          this.waiting.delete(waiter);
+        },
+      };
+      this.waiting.add(waiter);
+      waiter.settle();
+    });
+  }
+
+  private async fill(read: Promise<RangeBytes>) {
+    try {
+      const body = await read;
+      for await (const chunk of body instanceof Uint8Array ? [body] : body) {
+        if (this.received + chunk.length > this.bytes.length) {
+          throw new Error(`the source read gave more than the ${this.bytes.length} bytes asked for`);
+        }
+        this.bytes.set(chunk, this.received);
+        this.received += chunk.length;
+        for (const waiter of this.waiting) if (waiter.end <= this.received) waiter.settle();
+      }
+      if (this.received < this.bytes.length) {
+        throw new Error(`the source read ended after ${this.received} of ${this.bytes.length} bytes`);
+      }
+    } catch (error) {
+      this.failure = { error };
+      for (const waiter of this.waiting) waiter.settle();
+    }
+  }
+}
+
 /**
  * The source from `from` to `size`, in steps of `stepSize` bytes (the export's part size: where parts
  * may end and restarts begin), each cut into equal slices of at most GZIP_SLICE_TARGET, each slice
  * compressed as its own gzip member, handed out in source order.
  *
- * Each step is read with one ranged GET, and the GETs of the next STEPS_AHEAD steps start as soon as
- * the first slice of a step is taken, so that no thread waits for bytes. (One GET per step, not per
- * slice: S3 serves any range at the same speed, but an emulator such as moto reads the whole object
- * for every range.) `threads` slices compress at once (zlib's async calls run in libuv's thread
- * pool, one core each), and at most threads + 2 slices are in flight (waiting, compressing, or
- * compressed and not yet taken): memory stays below the steps those slices fall in, the STEPS_AHEAD
- * steps after them, and their members (with 64 MiB steps, 8 MiB slices and 2 threads: three steps
- * and four members). The SDK collects a GET's body before joining it and zlib a member's chunks, so
- * each may briefly be there twice.
+ * Each step is read with one ranged GET whose body is copied into the step's buffer as it arrives;
+ * a slice compresses as soon as its bytes are there, so the first part does not wait for a whole
+ * step to download. The GETs of the next STEPS_AHEAD steps start as soon as the first slice of a
+ * step is taken, so that no thread waits for bytes. (One GET per step, not per slice: S3 serves any
+ * range at the same speed, but an emulator such as moto reads the whole object for every range.)
+ * `threads` slices compress at once (zlib's async calls run in libuv's thread pool, one core each),
+ * and at most threads + 2 slices are in flight (waiting, compressing, or compressed and not yet
+ * taken): memory stays below the steps those slices fall in, the STEPS_AHEAD steps after them, and
+ * their members (with 64 MiB steps, 8 MiB slices and 2 threads: three steps and four members).
+ * zlib collects a member's chunks before joining them, so a member may briefly be there twice.
  *
  * Members depend only on their slice, and slices only on the step they are in, so a worker that
  * resumes at any step boundary produces the same bytes as one that never stopped.
  */
 export async function* gzipMembers(
-  read: (start: number, end: number) => Promise<Uint8Array>,
+  read: (start: number, end: number) => Promise<RangeBytes>,
   range: {
     from: number;
     size: number;
@@ -73,13 +131,12 @@ export async function* gzipMembers(
   const slicesPerStep = Math.ceil(stepSize / sliceTarget);
   const sliceSize = Math.ceil(stepSize / slicesPerStep);
   const depth = threads + 2;
-  // The step being cut into slices and the STEPS_AHEAD after it, each read whole.
-  const steps = new Map<number, Promise<Uint8Array>>();
+  // The step being cut into slices and the STEPS_AHEAD after it.
+  const steps = new Map<number, StepBytes>();
   const readStep = (start: number) => {
     if (start >= size || steps.has(start)) return;
-    const bytes = read(start, Math.min(start + stepSize, size) - 1);
-    bytes.catch(() => {}); // awaited through its slices; a read nobody reaches must not go unhandled
-    steps.set(start, bytes);
+    const end = Math.min(start + stepSize, size);
+    steps.set(start, new StepBytes(end - start, read(start, end - 1)));
   };
   const ahead: Promise<Member>[] = [];
   // The last `threads` compressions started, oldest first: a slice compresses once its bytes are
@@ -101,13 +158,13 @@ export async function* gzipMembers(
       }
       const stepBytes = steps.get(step)!;
       if (end === stepEnd) {
-        // The step's last slice holds on to its bytes from here; the map lets go of them.
+        // The step's slices hold on to its bytes from here; the map lets go of them.
         steps.delete(step);
         stepStart = stepEnd;
       }
       const turn = compressions.length === threads ? compressions.shift() : undefined;
-      const bytes = Promise.all([stepBytes, turn]).then(([whole]) =>
-        compress(whole.subarray(start - step, end - step)),
+      const bytes = Promise.all([stepBytes.range(start - step, end - step), turn]).then(([slice]) =>
+        compress(slice),
       );
       compressions.push(bytes.catch(() => {}));
       const member = bytes.then((compressed) => ({

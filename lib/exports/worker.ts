@@ -327,7 +327,7 @@ async function work(
       // known only once its last member is, so parts start in order and the window bounds how many
       // upload at once.
       const members = gzipMembers(
-        (start, end) => store.getRange(details.sourceKey, start, end, details.sourceEtag),
+        (start, end) => store.streamRange(details.sourceKey, start, end, details.sourceEtag),
         { from: from.offset, size: job.size, stepSize: job.partSize, threads: gzipWindow.threads },
       );
       let gathered: Buffer[] = [];

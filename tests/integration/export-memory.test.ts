@@ -74,8 +74,8 @@ onMoto(
     const { threads, uploads } = config().exports.gzipWindow;
     // The steps of the slices in flight and the one read ahead (one slice per step at this part size),
     // their members, and the parts gathering and uploading. A step's bytes and a member are counted
-    // twice: the SDK joins a GET's chunks and zlib a member's, and both are there until the GC runs
-    // (under a loaded CI machine, with every window full, the peak was 290 MiB).
+    // twice: both stay until the GC runs, and zlib joins a member's chunks (under a loaded CI machine,
+    // with every window full, the peak was 290 MiB).
     const inFlight = threads + 2;
     const slice = Math.min(GZIP_SLICE_TARGET, partSize);
     const steps = Math.ceil((inFlight * slice) / partSize) + STEPS_AHEAD;

@@ -1,18 +1,22 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { UploadPartCommand } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { FinalizeRequestMiddleware, HttpRequest, MetadataBearer } from '@smithy/types';
+import { checksumOf } from '../../common/checksums.ts';
 import { UserExistsError, UserNotFoundError, UserStore } from '../../lib/auth/user-store.ts';
-import { documentClient, presigningS3Client, s3Client } from '../../lib/aws/clients.ts';
+import { documentClient, presigningS3Client, s3Client, transferS3Client } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
-import { fileStore } from '../../lib/storage/index.ts';
+import { fileStore, transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
+import { testStack } from '../support/stack-env.ts';
 
 const MiB = 1024 * 1024;
 
 describe('the S3 adapter against the emulator', () => {
   const store = fileStore();
+  const transferStore = transferFileStore();
   const prefix = `uploads/adapter-${randomUUID().slice(0, 8)}/`;
 
   it('uses the clients made once in lib/aws, pointed at the emulator', () => {
@@ -62,6 +66,61 @@ describe('the S3 adapter against the emulator', () => {
     await store.completeMultipartUpload(key, uploadId, listed!);
     expectSameBytes((await store.getObjectBytes(key))!, Buffer.concat(parts));
     expect(await store.listOpenUploads(prefix)).toEqual([]);
+  });
+
+  it('sends a part with its checksum unsigned (the checksum signed), and S3 takes it; without one the body stays signed', async () => {
+    const key = `${prefix}unsigned.bin`;
+    const parts = [randomBytes(5 * MiB), randomBytes(1000)];
+    const client = transferS3Client();
+    // What reaches the wire, after signing.
+    const sent: Record<string, string>[] = [];
+    const capture: FinalizeRequestMiddleware<object, MetadataBearer> = (next) => (args) => {
+      sent.push({ ...(args.request as HttpRequest).headers });
+      return next(args);
+    };
+    client.middlewareStack.addRelativeTo(capture, {
+      relation: 'after',
+      toMiddleware: 'awsAuthMiddleware',
+      name: 'captureSent',
+    });
+    try {
+      const uploadId = await transferStore.createMultipartUpload(key, 'application/octet-stream', 'CRC32');
+      const checksum = { algorithm: 'CRC32' as const, value: await checksumOf('CRC32', parts[0]!) };
+      await transferStore.uploadPart(key, uploadId, 1, parts[0]!, checksum);
+      expect(sent.at(-1)).toMatchObject({
+        'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
+        'x-amz-checksum-crc32': checksum.value,
+      });
+      expect(sent.at(-1)!.authorization).toMatch(/SignedHeaders=[^,]*x-amz-checksum-crc32/);
+      expect(await transferStore.listParts(key, uploadId)).toMatchObject([{ partNumber: 1, size: 5 * MiB }]);
+      await transferStore.abortMultipartUpload(key, uploadId);
+
+      const plain = await transferStore.createMultipartUpload(`${key}.plain`, 'application/octet-stream');
+      await transferStore.uploadPart(`${key}.plain`, plain, 1, parts[1]!);
+      expect(sent.at(-1)!['x-amz-content-sha256']).toBe(createHash('sha256').update(parts[1]!).digest('hex'));
+      await transferStore.abortMultipartUpload(`${key}.plain`, plain);
+    } finally {
+      client.middlewareStack.remove('captureSent');
+    }
+  });
+
+  // moto checks a part's body against x-amz-content-sha256 only, so an unsigned part gets no check
+  // there; S3 and LocalStack check it against its checksum.
+  const onCheckingS3 = testStack().emulator?.s3 === 'localstack' ? it : it.skip;
+  onCheckingS3('refuses a part sent unsigned whose bytes do not match its checksum', async () => {
+    const key = `${prefix}unsigned-damaged.bin`;
+    const bytes = randomBytes(5 * MiB);
+    const uploadId = await transferStore.createMultipartUpload(key, 'application/octet-stream', 'CRC32');
+    const checksum = { algorithm: 'CRC32' as const, value: await checksumOf('CRC32', bytes) };
+    const damaged = Buffer.from(bytes);
+    damaged[100]! ^= 1;
+    await expect(transferStore.uploadPart(key, uploadId, 1, damaged, checksum)).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 400 },
+    });
+    expect(await transferStore.listParts(key, uploadId)).toEqual([]);
+    await transferStore.uploadPart(key, uploadId, 1, bytes, checksum);
+    expect(await transferStore.listParts(key, uploadId)).toMatchObject([{ partNumber: 1, size: 5 * MiB }]);
+    await transferStore.abortMultipartUpload(key, uploadId);
   });
 
   it('signs many part URLs at once, each exactly as getSignedUrl would and each accepted by S3', async () => {

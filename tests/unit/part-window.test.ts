@@ -191,23 +191,75 @@ describe('gzipMembers', () => {
     await members.return(undefined);
   });
 
-  it('ends with the error of a slice that cannot be read, after the members before it', async () => {
-    const failing = async (start: number, end: number) => {
-      if (start >= 4000) throw new Error('source changed');
-      return read(start, end);
+  it('compresses a slice as soon as its bytes arrive, before the rest of its step', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The first step's body: its first 250 bytes, then nothing until the gate opens.
+    const streaming = async (start: number, end: number) =>
+      (async function* () {
+        yield source.subarray(start, start + 250);
+        if (start === 0) await gate;
+        yield source.subarray(start + 250, end + 1);
+      })();
+    const members = gzipMembers(streaming, {
+      from: 0,
+      size: source.length,
+      stepSize: 1000,
+      threads: 2,
+      sliceTarget: 250,
+    });
+    const first = await members.next();
+    expect(first.value).toMatchObject({ start: 0, end: 250, stepEnd: false });
+    expect(gunzipSync(first.value!.bytes)).toEqual(source.subarray(0, 250));
+    release();
+    const rest = await collect(members);
+    expect(gunzipSync(Buffer.concat([first.value!.bytes, ...rest.map((member) => member.bytes)]))).toEqual(
+      source,
+    );
+  });
+
+  async function* chunks(...parts: Uint8Array[]) {
+    yield* parts;
+  }
+  it.each([
+    ['ends early', (bytes: Buffer) => chunks(bytes.subarray(0, 600)), 'ended after 600 of 1000 bytes'],
+    ['gives more than asked', (bytes: Buffer) => chunks(bytes, Buffer.from('x')), 'more than the 1000 bytes'],
+    [
+      'breaks off mid-body',
+      (bytes: Buffer) =>
+        (async function* () {
+          yield bytes.subarray(0, 600);
+          throw new Error('socket hang up');
+        })(),
+      'socket hang up',
+    ],
+    [
+      'is refused (the source changed)',
+      (): AsyncIterable<Uint8Array> => {
+        throw new Error('source changed');
+      },
+      'source changed',
+    ],
+  ])("fails, after the members before it, when a step's read %s", async (_, body, message) => {
+    const broken = async (start: number, end: number) => {
+      const bytes = source.subarray(start, end + 1);
+      return start === 2000 ? body(bytes) : chunks(bytes);
     };
     const seen: number[] = [];
     await expect(
       (async () => {
-        for await (const member of gzipMembers(failing, {
+        for await (const member of gzipMembers(broken, {
           from: 0,
           size: source.length,
           stepSize: 1000,
           threads: 2,
+          sliceTarget: 250,
         }))
           seen.push(member.start);
       })(),
-    ).rejects.toThrow('source changed');
-    expect(seen).toEqual([0, 1000, 2000, 3000]);
+    ).rejects.toThrow(message);
+    expect(seen).toEqual([0, 250, 500, 750, 1000, 1250, 1500, 1750]);
   });
 });
