@@ -15,7 +15,8 @@
  * work. So the pigz path has a like-for-like twin whose output lib-storage writes with the export's
  * checksum, and the copy has a twin through the SDK (UploadPartCopy, the export's part size, the
  * CLI's 10 in flight, the export's checksum) that shows what the CLI itself costs. The gzip goal
- * ratio is taken against the twin; the CLI's is printed beside it.
+ * ratio is taken against the twin; the CLI's is printed beside it. `gzip -6` on one core has the
+ * same twin (`aws s3 cp … - | gzip -6`, lib-storage back), for the export's other gzip goal.
  *
  *   node bench/export.ts [--size-mib 1024] [--rounds 2]
  *     --no-text            only the random source (skip the compressible text one)
@@ -461,7 +462,37 @@ try {
   }
   const cores = availableParallelism();
   const SDK_COPY = `SDK copy (${exportPartSize / MiB} MiB parts, FULL_OBJECT)`;
-  const pigzLikeForLike = (label: string) => `s3 | pigz -6 -p ${cores} | lib-storage (${label})`;
+  /** `aws s3 cp` from the same S3 through `compressor`, lib-storage writing the output with the export's checksum. */
+  const likeForLike = (compressor: string, label: string) => `s3 | ${compressor} | lib-storage (${label})`;
+  const likeForLikeTask = (source: (typeof sources)[number], compressor: string): Task => ({
+    name: likeForLike(compressor, source.label),
+    run: async () => {
+      const outKey = 'bench-pigz/out.gz';
+      const started = performance.now();
+      const child = spawn(
+        'bash',
+        [
+          '-c',
+          `set -o pipefail; aws --endpoint-url ${s3Endpoint} --only-show-errors s3 cp "s3://${bucket}/${source.key}" - | ${compressor}`,
+        ],
+        { env: awsEnvBigParts, stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      await new Upload({
+        client: s3,
+        params: { Bucket: bucket, Key: outKey, Body: child.stdout, ...LIKE_FOR_LIKE },
+        partSize: exportPartSize,
+      }).done();
+      const ms = performance.now() - started;
+      if ((await exited) !== 0) throw new Error(`aws s3 cp | ${compressor} failed`);
+      const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: outKey }));
+      await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: outKey }] } }));
+      return {
+        ms,
+        note: `lib-storage Upload (${exportPartSize / MiB} MiB parts, 4 in flight, CRC32 FULL_OBJECT), output ${head.ContentLength}`,
+      };
+    },
+  });
   const pigz = spawnSync('pigz', ['--version']).status === 0;
   if (withBaselines && !pigz)
     console.log('pigz not installed (apt-get install pigz): no multi-core gzip baseline');
@@ -533,38 +564,10 @@ try {
           },
         });
         // The same, with the compressed stream written by lib-storage with the export's checksum.
-        tasks.push({
-          name: pigzLikeForLike(source.label),
-          run: async () => {
-            const outKey = 'bench-pigz/out.gz';
-            const started = performance.now();
-            const child = spawn(
-              'bash',
-              [
-                '-c',
-                `set -o pipefail; aws --endpoint-url ${s3Endpoint} --only-show-errors s3 cp "s3://${bucket}/${source.key}" - | pigz -6 -p ${cores}`,
-              ],
-              { env: awsEnvBigParts, stdio: ['ignore', 'pipe', 'inherit'] },
-            );
-            const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-            await new Upload({
-              client: s3,
-              params: { Bucket: bucket, Key: outKey, Body: child.stdout, ...LIKE_FOR_LIKE },
-              partSize: exportPartSize,
-            }).done();
-            const ms = performance.now() - started;
-            if ((await exited) !== 0) throw new Error('aws s3 cp | pigz failed');
-            const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: outKey }));
-            await s3.send(
-              new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: outKey }] } }),
-            );
-            return {
-              ms,
-              note: `lib-storage Upload (${exportPartSize / MiB} MiB parts, 4 in flight, CRC32 FULL_OBJECT), output ${head.ContentLength}`,
-            };
-          },
-        });
+        tasks.push(likeForLikeTask(source, `pigz -6 -p ${cores}`));
       }
+      // And with gzip on one core, the export's other goal (issue 13: at least gzip -6 on one core).
+      tasks.push(likeForLikeTask(source, 'gzip -6'));
       // The worker's own compressor (its gzip(): zlib level 6, its chunk size) on one core: its slices
       // one after another.
       tasks.push({
@@ -664,11 +667,17 @@ ${size / MiB} MiB per source, export part size ${exportPartSize / MiB} MiB${
       `export gzip (${source.label})`,
       `s3 | pigz -6 -p ${cores} | s3 (${source.label})`,
     );
-    summary += line(pigzLikeForLike(source.label));
+    summary += line(likeForLike(`pigz -6 -p ${cores}`, source.label));
     summary += ratio(
       `ratio export gzip / s3 | pigz | lib-storage (${source.label}, like for like)`,
       `export gzip (${source.label})`,
-      pigzLikeForLike(source.label),
+      likeForLike(`pigz -6 -p ${cores}`, source.label),
+    );
+    summary += line(likeForLike('gzip -6', source.label));
+    summary += ratio(
+      `ratio export gzip / s3 | gzip -6 | lib-storage (${source.label}, like for like)`,
+      `export gzip (${source.label})`,
+      likeForLike('gzip -6', source.label),
     );
     summary += ratio(
       `ratio export gzip / node zlib -6 (${source.label})`,
