@@ -1,4 +1,11 @@
-import { AbortedError, ApiError, FileJobsError, JobFailedError, NetworkError } from '../client/index.ts';
+import {
+  AbortedError,
+  ApiError,
+  ErrorCode,
+  FileJobsError,
+  JobFailedError,
+  NetworkError,
+} from '../client/index.ts';
 
 /** An error the CLI reports as `error: <message>` and exits with `exitCode`. */
 export class CliError extends Error {
@@ -52,11 +59,11 @@ const oneLine = (text: string) => text.replace(/\s*\n\s*/g, ' ').trim();
 function hint(error: ApiError, context: ErrorContext): string {
   if (error.status === 401 && context.command !== 'login') return ': run "file-jobs login"';
   switch (error.code) {
-    case 'FileExists':
+    case ErrorCode.FileExists:
       return '; pass --overwrite to replace it';
-    case 'FileNotFound':
+    case ErrorCode.FileNotFound:
       return ' ("file-jobs files" lists them)';
-    case 'TooManyRequests':
+    case ErrorCode.TooManyRequests:
       return error.retryAfterSeconds ? ` (try again in ${error.retryAfterSeconds} s)` : '';
     default:
       return '';

@@ -4,6 +4,7 @@ import {
   AbortedError,
   type ChecksumAlgorithm,
   ChecksumMismatchError,
+  ErrorCode,
   type FileJobsClient,
   FileJobsError,
   fileSource,
@@ -90,7 +91,8 @@ function uploadInterrupted(error: AbortedError): AbortedError {
 /** A failure after the job began: it stays on the server to resume, unless the server says it is gone. */
 function uploadFailed(error: unknown, jobId: string | undefined): unknown {
   const gone =
-    error instanceof FileJobsError && (error.code === 'UploadGone' || error.code === 'JobNotActive');
+    error instanceof FileJobsError &&
+    (error.code === ErrorCode.UploadGone || error.code === ErrorCode.JobNotActive);
   if (jobId && gone) forgetUploads([jobId]);
   if (!jobId || gone) return error;
   return new CliError(
