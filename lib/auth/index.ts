@@ -68,8 +68,7 @@ export function verificationKeyRing(): Promise<KeyRing> {
  * signature check (lib/auth/verified-tokens.ts says why that stays as strict). A container serves one
  * request at a time, mostly for few users; a thousand tokens is well under 1 MiB.
  */
-const VERIFIED_TOKENS_KEPT = 1000;
-let verified: VerifiedTokens<Awaited<ReturnType<KeyRing['verify']>>> | undefined;
+const verified = new VerifiedTokens<Awaited<ReturnType<KeyRing['verify']>>>({ maxEntries: 1000 });
 
 const kidOf = (token: string): string | undefined => {
   try {
@@ -92,7 +91,6 @@ export async function verifyToken(token: string, settings: Omit<TokenSettings, '
     ring = await cache.refresh(config().keys.unknownKidRefreshSeconds * 1000);
   }
   const keys = ring;
-  verified ??= new VerifiedTokens({ maxEntries: VERIFIED_TOKENS_KEPT });
   return verified.verify(token, keys, settings, () => keys.verify(token, settings));
 }
 
