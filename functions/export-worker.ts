@@ -39,6 +39,7 @@ export const handler = middy<WorkerEvent, unknown, Error, Context>()
     const result = await runExport(parsed.data, {
       deadline,
       continueWith: (next) => invokeAsync(exports.workerFunction, next),
+      remainingMs: () => context.getRemainingTimeInMillis(),
     });
     return { result };
   });

@@ -32,6 +32,7 @@ const envSchema = z.object({
   JOBS_MAX_PER_MINUTE: z._default(count(1, 100_000), 60),
   EXPORT_INVOCATION_BUDGET_SECONDS: z._default(seconds(0, 900), 780),
   EXPORT_LEASE_SECONDS: z._default(seconds(10, 3600), 180),
+  EXPORT_RESTART_DELAY_SECONDS: z._default(seconds(0, 120), 5),
   EXPORT_COPY_WINDOW: z._default(count(1, EXPORT_WINDOW_LIMITS.copy), 4),
   EXPORT_GZIP_THREADS: z.optional(count(1, EXPORT_WINDOW_LIMITS.gzipThreads)),
   EXPORT_GZIP_UPLOADS: z._default(count(1, EXPORT_WINDOW_LIMITS.gzipUploads), 2),
@@ -39,7 +40,7 @@ const envSchema = z.object({
   JANITOR_UPLOAD_IDLE_HOURS: z._default(count(1, 24 * 365), 24),
   JANITOR_STUCK_MINUTES: z._default(count(1, 24 * 60), 15),
   JANITOR_ORPHAN_GRACE_HOURS: z._default(count(1, 24 * 30), 6),
-  JANITOR_MAX_EXPORT_RESTARTS: z._default(count(0, 100), 3),
+  JANITOR_MAX_EXPORT_RESTARTS: z._default(count(0, 100), 4),
   PRESIGN_TTL_SECONDS: z._default(seconds(60, MAX_PRESIGN_SECONDS), 900),
   JWT_ISSUER: z.optional(z.string().check(z.minLength(1))),
   JWT_AUDIENCE: z._default(z.string().check(z.minLength(1)), 'file-jobs'),
@@ -107,6 +108,11 @@ export interface Config {
     /** Seconds one worker invocation works before it checkpoints and continues in a new one. */
     invocationBudgetSeconds: number;
     leaseSeconds: number;
+    /**
+     * A worker interrupted by an error a retry may get past restarts itself after this pause, the
+     * first time since its last finished part; later stops in a row wait for the janitor.
+     */
+    restartDelaySeconds: number;
     downloadTtlSeconds: number;
     /** Raw exports: UploadPartCopy calls in flight. */
     copyWindow: number;
@@ -172,6 +178,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxRunning: e.EXPORT_MAX_RUNNING,
       invocationBudgetSeconds: e.EXPORT_INVOCATION_BUDGET_SECONDS,
       leaseSeconds: e.EXPORT_LEASE_SECONDS,
+      restartDelaySeconds: e.EXPORT_RESTART_DELAY_SECONDS,
       downloadTtlSeconds: e.DOWNLOAD_TTL_SECONDS,
       copyWindow: e.EXPORT_COPY_WINDOW,
       gzipWindow: {

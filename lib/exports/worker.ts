@@ -39,16 +39,29 @@ import { PartWindow } from './part-window.ts';
  * Any step can die and be repeated: a new worker resumes from the recorded checkpoint and, at the
  * end, records the state S3 is in (an output a dead predecessor completed is recorded, not redone).
  * Errors that retrying cannot fix (the source deleted or changed, the output upload gone) fail the
- * job; any other error interrupts the worker like a crash would, and the janitor restarts it.
+ * job. Any other error (throttling, a timeout, a dropped connection, an S3 500) interrupts the worker:
+ * the first time since its last finished part it restarts itself from its checkpoint after a short
+ * pause (EXPORT_RESTART_DELAY_SECONDS), so a passing fault costs seconds; if it stops again before
+ * finishing a part, it gives its lease up and the janitor restarts it on its own schedule, until
+ * JANITOR_MAX_EXPORT_RESTARTS stops in a row fail the job.
  */
 
-export type RunResult = 'succeeded' | 'cancelled' | 'failed' | 'continued' | 'interrupted' | 'skipped';
+export type RunResult =
+  | 'succeeded'
+  | 'cancelled'
+  | 'failed'
+  | 'continued'
+  | 'restarted'
+  | 'interrupted'
+  | 'skipped';
 
 export interface RunOptions {
   /** Epoch ms after which this invocation stops at the next part boundary and hands off. */
   deadline: number;
   /** Starts the next invocation (in Lambda: an asynchronous invoke of this function). */
   continueWith: (event: WorkerEvent) => Promise<void>;
+  /** Time this invocation has left, in ms (Lambda's context); a restart only pauses if it fits. */
+  remainingMs?: () => number;
 }
 
 /** Raised inside the loop when a conditional write says the job is no longer ours to run. */
@@ -70,6 +83,8 @@ interface Recorded {
   partsDone: number;
   bytesDone: number;
   checkpoint: { offset: number; partNumber: number };
+  /** Restarts of the job's worker since its last finished part (this invocation's own included). */
+  restartsSinceProgress: number;
 }
 
 const statusCode = (error: unknown) =>
@@ -112,13 +127,14 @@ export async function runExport(event: WorkerEvent, options: RunOptions): Promis
     partsDone: job.partsDone,
     bytesDone: job.bytesDone,
     checkpoint: job.checkpoint ?? { offset: 0, partNumber: 1 },
+    restartsSinceProgress: job.restartsSinceProgress ?? 0,
   };
   try {
     return await work(job, token, options, recorded);
   } catch (error) {
     if (error instanceof Stop) return stopped(error.current);
     if (isPermanent(error)) return fail(job, token, error);
-    return interrupt(job, token, recorded, error);
+    return interrupt(job, token, recorded, error, options);
   }
 }
 
@@ -166,20 +182,82 @@ async function fail(job: JobRecord, token: string, error: unknown): Promise<RunR
   return 'failed';
 }
 
+const positionOf = ({ partsDone, bytesDone, checkpoint }: Recorded) => ({ partsDone, bytesDone, checkpoint });
+
+/** Kept back from the invocation's time for the restart's own writes and invoke after its pause. */
+const RESTART_MARGIN_MS = 15_000;
+
 /**
- * Something a restart may well get past (a throttled or failed call, a lost answer): the job stays
- * RUNNING at its last checkpoint with its lease given up, so the janitor's next run restarts it
- * (its restart limit bounds an error that keeps coming back).
+ * Something a restart may well get past (a throttled or failed call, a lost answer). The job stays
+ * RUNNING at its last checkpoint. The first stop since the last finished part restarts the worker at
+ * once (restartItself); otherwise, or if that fails, the lease is given up and the janitor's next
+ * run restarts it (its limit on stops in a row bounds an error that keeps coming back).
  */
 async function interrupt(
   job: JobRecord,
   token: string,
   recorded: Recorded,
   error: unknown,
+  options: RunOptions,
 ): Promise<RunResult> {
+  const { restartDelaySeconds } = config().exports;
+  const pause = restartDelaySeconds * 1000;
+  const fits = !options.remainingMs || options.remainingMs() > pause + RESTART_MARGIN_MS;
+  if (recorded.restartsSinceProgress === 0 && config().janitor.maxExportRestarts > 0 && fits) {
+    logger.warn('export interrupted; it restarts from its checkpoint', {
+      error: error as Error,
+      delaySeconds: restartDelaySeconds,
+    });
+    return restartItself(job, token, recorded, pause, options);
+  }
   logger.error('export interrupted; the janitor will restart it', { error: error as Error });
+  return giveUpLease(job, token, recorded);
+}
+
+/**
+ * Hands the job to a new invocation after `pause`, counted as a restart. The lease covers the pause,
+ * so neither the janitor nor a duplicate start takes the job meanwhile; a kill meanwhile is found by
+ * the new invocation's claim (CANCELLING), which finishes it.
+ */
+async function restartItself(
+  job: JobRecord,
+  token: string,
+  recorded: Recorded,
+  pause: number,
+  options: RunOptions,
+): Promise<RunResult> {
+  const next = randomUUID();
+  const { leaseSeconds } = config().exports;
   try {
-    await workerLeases().heartbeat(job.username, job.jobId, token, { ...recorded, leaseSeconds: -1 });
+    await workerLeases().heartbeat(job.username, job.jobId, token, {
+      ...positionOf(recorded),
+      leaseSeconds: Math.ceil(pause / 1000) + leaseSeconds,
+      handOffTo: next,
+      restart: true,
+    });
+  } catch (error) {
+    if (error instanceof TransitionRejected) return stopped(error.current);
+    // DynamoDB itself may be what failed: the lease then runs out by itself, and the janitor acts.
+    logger.warn('could not record the restart', { error: error as Error });
+    return 'interrupted';
+  }
+  await new Promise((resolve) => setTimeout(resolve, pause));
+  try {
+    await options.continueWith({ username: job.username, jobId: job.jobId, token: next });
+  } catch (error) {
+    logger.error('could not start the restarted worker; the janitor will', { error: error as Error });
+    return giveUpLease(job, next, recorded);
+  }
+  return 'restarted';
+}
+
+/** RUNNING at the checkpoint with no lease: the janitor's next run restarts the worker. */
+async function giveUpLease(job: JobRecord, token: string, recorded: Recorded): Promise<RunResult> {
+  try {
+    await workerLeases().heartbeat(job.username, job.jobId, token, {
+      ...positionOf(recorded),
+      leaseSeconds: -1,
+    });
   } catch (releaseError) {
     if (releaseError instanceof TransitionRejected) return stopped(releaseError.current);
     // The lease then runs out by itself; the restart only comes later.
@@ -194,8 +272,9 @@ async function heartbeat(
   recorded: Recorded,
   update: Parameters<ReturnType<typeof workerLeases>['heartbeat']>[3],
 ) {
+  const progressed = update.checkpoint.offset > recorded.checkpoint.offset;
   try {
-    await workerLeases().heartbeat(job.username, job.jobId, token, update);
+    await workerLeases().heartbeat(job.username, job.jobId, token, { ...update, progressed });
   } catch (error) {
     if (error instanceof TransitionRejected) throw new Stop(error.current);
     throw error;
@@ -204,6 +283,7 @@ async function heartbeat(
     partsDone: update.partsDone,
     bytesDone: update.bytesDone,
     checkpoint: update.checkpoint,
+    ...(progressed ? { restartsSinceProgress: 0 } : {}),
   });
 }
 
@@ -298,7 +378,7 @@ async function work(
     } catch (error) {
       // The export is resumable from this checkpoint: an interruption, not a failure.
       logger.error('could not start the next invocation', { error: error as Error });
-      return interrupt(job, next, recorded, error);
+      return interrupt(job, next, recorded, error, options);
     }
     logger.info('export continues in a new invocation', { ...checkpoint });
     return 'continued';

@@ -19,7 +19,8 @@ import { abortInS3, completeUpload } from '../uploads/uploads.ts';
  * - uploads stuck in COMPLETING (a crash mid-completion): completion retried;
  * - exports stuck in CANCELLING with no live worker: cleanup finished, job CANCELLED;
  * - exports whose worker stopped renewing its lease, or that never started: worker restarted from
- *   its checkpoint, up to `maxExportRestarts` times; then FAILED with cleanup;
+ *   its checkpoint, up to `maxExportRestarts` times in a row without a finished part (restarts the
+ *   worker made itself count too); then FAILED with cleanup;
  * - multipart uploads no unfinished job owns (a crash between creating one and recording it),
  *   older than `orphanGraceSeconds`: aborted;
  * - export outputs whose job has expired (or is gone): deleted, so nothing outlives its job. Only
@@ -143,7 +144,9 @@ export async function runJanitor(
       (job.status === 'RUNNING' && workerGone) ||
       (job.status === 'QUEUED' && ageSeconds(job.updatedAt, now) > settings.stuckSeconds)
     ) {
-      if ((job.restarts ?? 0) < settings.maxExportRestarts) {
+      // Counted since the worker last finished a part: an export that keeps moving is never given up.
+      const inARow = job.restartsSinceProgress ?? 0;
+      if (inARow < settings.maxExportRestarts) {
         await attempt(job, 'restart an export worker', async () => {
           if (!(await workerLeases().countRestart(job))) return;
           await startExportWorker({ username: job.username, jobId: job.jobId });
@@ -154,7 +157,7 @@ export async function runJanitor(
           await jobStore().transition(job.username, job.jobId, {
             from: [job.status],
             to: 'FAILED',
-            set: { error: `the export worker stopped ${job.restarts} times` },
+            set: { error: `the export worker stopped ${inARow} times in a row without finishing a part` },
             slot: exportSlot(job),
             // Only the dead worker's job: one that a restarted worker claimed since the scan is alive.
             ...(job.workerToken ? { token: job.workerToken } : {}),

@@ -94,8 +94,14 @@ export interface JobRecord {
   leaseUntil?: number;
   invocations?: number;
   checkpoint?: { offset: number; partNumber: number };
-  /** How many times the janitor restarted the job's worker. */
+  /** How many times the job's worker was restarted after it stopped (by the janitor, or by itself). */
   restarts?: number;
+  /**
+   * Restarts since the worker last finished a part: the janitor gives up on a worker that keeps
+   * stopping without progress (JANITOR_MAX_EXPORT_RESTARTS), not on a long export that met a few
+   * faults over its days.
+   */
+  restartsSinceProgress?: number;
   /** Epoch seconds after which a finished job is gone (DynamoDB TTL, honoured by the reads too). */
   expiresAt?: number;
   /**
@@ -207,6 +213,7 @@ const JOB_FIELDS = [
   'invocations',
   'checkpoint',
   'restarts',
+  'restartsSinceProgress',
   'expiresAt',
   'holds',
 ] as const;

@@ -87,6 +87,10 @@ export class WorkerLeases {
       leaseSeconds: number;
       uploadId?: string;
       handOffTo?: string;
+      /** The checkpoint moved on: the restarts in a row without progress start again from zero. */
+      progressed?: boolean;
+      /** The worker restarts itself (a hand-off after a failure): counted as the janitor counts its own. */
+      restart?: boolean;
     },
   ): Promise<void> {
     const now = Math.floor(Date.now() / 1000);
@@ -114,13 +118,19 @@ export class WorkerLeases {
       sets.push('workerToken = :next');
       values[':next'] = update.handOffTo;
     }
+    if (update.restart) values[':one'] = 1;
+    const clauses = [
+      `SET ${sets.join(', ')}`,
+      update.progressed ? 'REMOVE restartsSinceProgress' : '',
+      update.restart ? 'ADD restarts :one, restartsSinceProgress :one' : '',
+    ];
     try {
       await withConflictRetry(() =>
         this.db.send(
           new UpdateCommand({
             TableName: this.table,
             Key: { pk: userPk(username), sk: jobSk(jobId) },
-            UpdateExpression: `SET ${sets.join(', ')}`,
+            UpdateExpression: clauses.filter(Boolean).join(' '),
             ConditionExpression: '#status = :running AND workerToken = :token',
             ExpressionAttributeNames: { '#status': 'status' },
             ExpressionAttributeValues: values,
@@ -144,12 +154,13 @@ export class WorkerLeases {
           new UpdateCommand({
             TableName: this.table,
             Key: { pk: userPk(job.username), sk: jobSk(job.jobId) },
-            UpdateExpression: 'SET restarts = :next, updatedAt = :now',
+            UpdateExpression: 'SET restarts = :next, restartsSinceProgress = :nextInARow, updatedAt = :now',
             ConditionExpression: '#status = :status AND (attribute_not_exists(restarts) OR restarts = :seen)',
             ExpressionAttributeNames: { '#status': 'status' },
             ExpressionAttributeValues: {
               ':next': (job.restarts ?? 0) + 1,
               ':seen': job.restarts ?? 0,
+              ':nextInARow': (job.restartsSinceProgress ?? 0) + 1,
               ':status': job.status,
               ':now': new Date().toISOString(),
             },

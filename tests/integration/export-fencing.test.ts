@@ -3,14 +3,20 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { jest } from '@jest/globals';
 import { MiB } from '../../common/part-plan.ts';
-import { cleanUpOutput, finishCancel, killExports, type WorkerEvent } from '../../lib/exports/exports.ts';
+import { cleanUpOutput, finishCancel, killExports } from '../../lib/exports/exports.ts';
 import { runExport } from '../../lib/exports/worker.ts';
 import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import type { JobRecord } from '../../lib/jobs/jobs-table.ts';
 import { transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
-import { createExportJob, expireLease, exportLeftovers, runToTheEnd } from '../support/exports.ts';
+import {
+  createExportJob,
+  expireLease,
+  exportLeftovers,
+  janitorFor,
+  runToTheEnd,
+} from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**
@@ -64,25 +70,6 @@ function pauseAt(step: Step, who: string, nth: number, when: 'before' | 'after')
     else delete (store as Partial<typeof store>)[step];
   });
   return { reached: reached.promise, release: (error?: Error) => released.resolve(error) };
-}
-
-/** The janitor, limited to this test's user, with the workers it starts handed to the test. */
-async function janitorFor(username: string, overrides: { maxExportRestarts?: number } = {}) {
-  const store = jobStore();
-  const allActive = store.allActive.bind(store);
-  const spy = jest
-    .spyOn(store, 'allActive')
-    .mockImplementation(async () => (await allActive()).filter((job) => job.username === username));
-  const started: WorkerEvent[] = [];
-  const report = await runJanitor(
-    { ...janitorSettings(), prefixes: [], ...overrides },
-    Date.now(),
-    async (event) => {
-      started.push(event);
-    },
-  );
-  spy.mockRestore();
-  return { report, started };
 }
 
 async function newExport(format: 'raw' | 'gzip', size = 12 * MiB + 321) {
@@ -188,7 +175,7 @@ describe.each(['raw', 'gzip'] as const)('a %s export worker that outlasts its le
 });
 
 describe('fencing of the final transitions', () => {
-  it('a hand-off whose self-invoke fails leaves the job RUNNING, with its lease given up, for the janitor', async () => {
+  it("a hand-off whose self-invoke fails (and its restart's too) leaves the job RUNNING, its lease given up, for the janitor", async () => {
     const job = await newExport('raw');
     const { username, jobId } = job;
     const result = await runExport(
@@ -202,7 +189,12 @@ describe('fencing of the final transitions', () => {
     );
     expect(result).toBe('interrupted');
     const handedOff = (await jobStore().get(username, jobId))!;
-    expect(handedOff).toMatchObject({ status: 'RUNNING', partsDone: 1 });
+    expect(handedOff).toMatchObject({
+      status: 'RUNNING',
+      partsDone: 1,
+      restarts: 1,
+      restartsSinceProgress: 1,
+    });
     expect(handedOff.leaseUntil).toBeLessThan(Date.now() / 1000);
     expect((await exportLeftovers(username, jobId)).openUploads).toHaveLength(1);
 
@@ -210,7 +202,8 @@ describe('fencing of the final transitions', () => {
     const { report, started } = await janitorFor(username);
     expect(report.exportsRestarted).toBe(1);
     expect((await runToTheEnd(started[0]!)).result).toBe('succeeded');
-    expect(await expectConsistent(job)).toMatchObject({ status: 'SUCCEEDED', restarts: 1 });
+    // The worker's own restart (whose invoke failed too), then the janitor's.
+    expect(await expectConsistent(job)).toMatchObject({ status: 'SUCCEEDED', restarts: 2 });
   });
 
   it("the janitor does not fail an export that a new worker claimed since the janitor's scan", async () => {

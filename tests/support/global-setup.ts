@@ -21,7 +21,13 @@ export default async function globalSetup() {
     keysFile,
     // Small export parts, so that small test files still export in several parts.
     // Short freshness bounds, so that the rotation and revocation tests need not wait minutes.
-    env: { EXPORT_PART_SIZE_MIB: '5', JWT_KEYS_MAX_AGE_SECONDS: '2', AUTH_USER_CACHE_SECONDS: '2' },
+    // A short pause before an interrupted export worker restarts itself.
+    env: {
+      EXPORT_PART_SIZE_MIB: '5',
+      JWT_KEYS_MAX_AGE_SECONDS: '2',
+      AUTH_USER_CACHE_SECONDS: '2',
+      EXPORT_RESTART_DELAY_SECONDS: '1',
+    },
   });
   process.once('exit', () => rmSync(keysFile, { force: true }));
   (globalThis as { __LOCAL_STACK__?: typeof stack }).__LOCAL_STACK__ = stack;

@@ -22,13 +22,14 @@ describe('configuration from the environment', () => {
         maxRunning: 3,
         invocationBudgetSeconds: 780,
         leaseSeconds: 180,
+        restartDelaySeconds: 5,
         downloadTtlSeconds: 3600,
       },
       janitor: {
         uploadIdleSeconds: 86_400,
         stuckSeconds: 900,
         orphanGraceSeconds: 21_600,
-        maxExportRestarts: 3,
+        maxExportRestarts: 4,
       },
     });
   });
