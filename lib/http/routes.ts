@@ -53,9 +53,57 @@ export interface Route {
   form?: boolean;
   summary: string;
   /** Success responses; every operation also documents its error statuses with the error shape. */
-  ok: Record<number, { description: string; schema?: Schema; contentType?: string }>;
+  ok: Record<number, { description: string; schema?: Schema; contentType?: string; links?: Links }>;
   errors: number[];
 }
+
+/**
+ * OpenAPI links: which operations take a value of this response, and where (a path parameter by
+ * name, a query parameter as `query.<name>`), as a runtime expression such as
+ * `$response.body#/job/jobId`. They document the API's flows, and let a stateful fuzzer follow them
+ * (schemathesis in CI) instead of guessing ids. tests/unit/openapi-links.test.ts checks each one.
+ */
+type Links = Record<string, { operationId: string; parameters: Record<string, string>; description: string }>;
+
+/** The operations that take an upload job's id, from a response whose body holds the job. */
+const uploadJobLinks = (jobId: string): Links => ({
+  SignUploadParts: {
+    operationId: 'signUploadParts',
+    parameters: { jobId },
+    description: 'presigned URLs for more parts',
+  },
+  RecordUploadProgress: {
+    operationId: 'recordUploadProgress',
+    parameters: { jobId },
+    description: 'record finished parts',
+  },
+  CompleteUpload: {
+    operationId: 'completeUpload',
+    parameters: { jobId },
+    description: 'complete the upload',
+  },
+  AbortUpload: { operationId: 'abortUpload', parameters: { jobId }, description: 'abort the upload' },
+  GetJob: { operationId: 'getJob', parameters: { jobId }, description: 'the job and its progress' },
+});
+
+/** Companion's operations on an upload, from the key and upload id POST /s3/multipart answers. */
+const companionUploadLinks: Links = Object.fromEntries(
+  (
+    [
+      ['SignMultipartPart', 'signMultipartPart', 'a URL for one part'],
+      ['ListMultipartParts', 'listMultipartParts', 'the parts S3 holds'],
+      ['CompleteMultipartUpload', 'completeMultipartUpload', 'complete the upload'],
+      ['AbortMultipartUpload', 'abortMultipartUpload', 'abort the upload'],
+    ] as const
+  ).map(([name, operationId, description]) => [
+    name,
+    {
+      operationId,
+      parameters: { uploadId: '$response.body#/uploadId', 'query.key': '$response.body#/key' },
+      description,
+    },
+  ]),
+);
 
 /** Every route that checks a token reads the public keys and the caller's token version. */
 const TOKEN = ['verificationKeys', 'tokenVersions'];
@@ -154,6 +202,7 @@ export const ROUTES = {
       201: {
         description: 'the upload job, and URLs for its first parts (JSON); or the stored file (form)',
         schema: z.union([responses.createUploadResponse, responses.formUploadResponse]),
+        links: uploadJobLinks('$response.body#/job/jobId'),
       },
     },
     errors: [400, 401, 409, 413, 415, 429],
@@ -214,7 +263,24 @@ export const ROUTES = {
     iam: [...TOKEN, 'jobsWrite', 'uploadsRead', 'invokeWorker'],
     body: startExportBody,
     summary: 'Start an export of a file in the caller’s uploads folder',
-    ok: { 202: { description: 'the queued export job', schema: responses.jobResponse } },
+    ok: {
+      202: {
+        description: 'the queued export job',
+        schema: responses.jobResponse,
+        links: {
+          GetJob: {
+            operationId: 'getJob',
+            parameters: { jobId: '$response.body#/job/jobId' },
+            description: 'the export’s progress, and its download URL once it succeeded',
+          },
+          CancelExport: {
+            operationId: 'cancelExport',
+            parameters: { jobId: '$response.body#/job/jobId' },
+            description: 'cancel the export',
+          },
+        },
+      },
+    },
     errors: [400, 401, 404, 415, 429],
   },
   killExports: {
@@ -269,7 +335,13 @@ export const ROUTES = {
     iam: [...TOKEN, 'jobsRead', 'jobsWrite', 'uploadsRead', 'uploadsWrite', 'uploadsAbort'],
     body: createMultipartBody,
     summary: 'Companion: open an upload job whose part sizes S3 tells at completion',
-    ok: { 200: { description: 'the key and upload id', schema: companion.createMultipartResponse } },
+    ok: {
+      200: {
+        description: 'the key and upload id',
+        schema: companion.createMultipartResponse,
+        links: companionUploadLinks,
+      },
+    },
     errors: [400, 401, 409, 415, 429],
   },
   signMultipartPart: {

@@ -100,6 +100,7 @@ function operationObject(operation: Operation) {
       ...(ok.schema
         ? { content: { [ok.contentType ?? 'application/json']: { schema: jsonSchema(ok.schema, 'output') } } }
         : {}),
+      ...(ok.links ? { links: ok.links } : {}),
     };
   }
   // With the console's session cookie, a method that changes something can fail its CSRF checks.
