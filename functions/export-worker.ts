@@ -4,17 +4,10 @@ import type { Context } from 'aws-lambda';
 import { invokeAsync } from '../lib/aws/clients.ts';
 import { config } from '../lib/config.ts';
 import type { WorkerEvent } from '../lib/exports/exports.ts';
+import { workerEventSchema } from '../lib/exports/schemas.ts';
 import { runExport } from '../lib/exports/worker.ts';
-import { jobIdSchema } from '../lib/jobs/job-ids.ts';
 import { logger } from '../lib/log.ts';
 import { flushMetrics } from '../lib/metrics.ts';
-import * as z from '../lib/schema.ts';
-
-const eventSchema = z.object({
-  username: z.string().check(z.minLength(1), z.maxLength(64)),
-  jobId: jobIdSchema,
-  token: z.optional(z.string().check(z.maxLength(64))),
-});
 
 /** Time kept back from the Lambda timeout for the last part, the hand-off and the final write. */
 const SAFETY_MARGIN_MS = 90_000;
@@ -27,7 +20,7 @@ export const handler = middy<WorkerEvent, unknown, Error, Context>()
   .use(injectLambdaContext(logger, { resetKeys: true }))
   .use(flushMetrics())
   .handler(async (event, context) => {
-    const parsed = eventSchema.safeParse(event);
+    const parsed = workerEventSchema.safeParse(event);
     if (!parsed.success) {
       logger.error('ignoring a malformed worker event', { issues: parsed.error.issues });
       return { result: 'skipped' };
@@ -40,6 +33,7 @@ export const handler = middy<WorkerEvent, unknown, Error, Context>()
       deadline,
       continueWith: (next) => invokeAsync(exports.workerFunction, next),
       remainingMs: () => context.getRemainingTimeInMillis(),
+      requestId: context.awsRequestId,
     });
     return { result };
   });

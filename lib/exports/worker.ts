@@ -62,6 +62,8 @@ export interface RunOptions {
   continueWith: (event: WorkerEvent) => Promise<void>;
   /** Time this invocation has left, in ms (Lambda's context); a restart only pauses if it fits. */
   remainingMs?: () => number;
+  /** This invocation's id (Lambda's awsRequestId), recorded with the claim (see dead-workers.ts). */
+  requestId?: string;
 }
 
 /** Raised inside the loop when a conditional write says the job is no longer ours to run. */
@@ -109,6 +111,7 @@ export async function runExport(event: WorkerEvent, options: RunOptions): Promis
       token: event.token,
       newToken: token,
       leaseSeconds,
+      requestId: options.requestId,
     });
   } catch (error) {
     if (!(error instanceof TransitionRejected)) throw error;

@@ -1,8 +1,7 @@
-import { invokeAsync } from '../aws/clients.ts';
 import { config } from '../config.ts';
-import { cleanUpOutput, exportSlot, finishCancel, type WorkerEvent } from '../exports/exports.ts';
+import { invokeExportWorker, reviveExport, type StartExportWorker } from '../exports/revive.ts';
 import { HttpError } from '../http/errors.ts';
-import { jobStore, workerLeases } from '../jobs/index.ts';
+import { jobStore } from '../jobs/index.ts';
 import { hasExpired, type JobRecord, TransitionRejected } from '../jobs/jobs-table.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
@@ -60,11 +59,6 @@ export function janitorSettings(): JanitorSettings {
 }
 
 const ageSeconds = (iso: string, now: number) => (now - Date.parse(iso)) / 1000;
-
-/** Starts an export worker: in Lambda an asynchronous invoke; tests may run it in-process instead. */
-export type StartExportWorker = (event: WorkerEvent) => Promise<void>;
-
-const invokeExportWorker: StartExportWorker = (event) => invokeAsync(config().exports.workerFunction, event);
 
 export async function runJanitor(
   settings: JanitorSettings = janitorSettings(),
@@ -135,38 +129,17 @@ export async function runJanitor(
     }
 
     const workerGone = (job.leaseUntil ?? 0) < nowSeconds;
-    if (job.status === 'CANCELLING' && workerGone) {
-      await attempt(job, 'finish a cancel', async () => {
-        await finishCancel(job);
-        report.exportCancelsFinished++;
-      });
-    } else if (
+    if (
+      (job.status === 'CANCELLING' && workerGone) ||
       (job.status === 'RUNNING' && workerGone) ||
       (job.status === 'QUEUED' && ageSeconds(job.updatedAt, now) > settings.stuckSeconds)
     ) {
-      // Counted since the worker last finished a part: an export that keeps moving is never given up.
-      const inARow = job.restartsSinceProgress ?? 0;
-      if (inARow < settings.maxExportRestarts) {
-        await attempt(job, 'restart an export worker', async () => {
-          if (!(await workerLeases().countRestart(job))) return;
-          await startExportWorker({ username: job.username, jobId: job.jobId });
-          report.exportsRestarted++;
-        });
-      } else {
-        await attempt(job, 'fail an export whose worker keeps dying', async () => {
-          await jobStore().transition(job.username, job.jobId, {
-            from: [job.status],
-            to: 'FAILED',
-            set: { error: `the export worker stopped ${inARow} times in a row without finishing a part` },
-            slot: exportSlot(job),
-            // Only the dead worker's job: one that a restarted worker claimed since the scan is alive.
-            ...(job.workerToken ? { token: job.workerToken } : {}),
-          });
-          await cleanUpOutput(job);
-          recordJobMetric('ExportsFailed');
-          report.exportsFailed++;
-        });
-      }
+      await attempt(job, 'revive an export', async () => {
+        const revival = await reviveExport(job, settings.maxExportRestarts, startExportWorker);
+        if (revival === 'cancel finished') report.exportCancelsFinished++;
+        if (revival === 'restarted') report.exportsRestarted++;
+        if (revival === 'failed') report.exportsFailed++;
+      });
     }
   }
 

@@ -91,6 +91,8 @@ export interface JobRecord {
   checksum?: Checksum;
   /** Worker bookkeeping (exports): who may run the job, until when, and where it left off. */
   workerToken?: string;
+  /** The Lambda invocation that last claimed the job (how a report of its death is matched to it). */
+  workerRequestId?: string;
   leaseUntil?: number;
   invocations?: number;
   checkpoint?: { offset: number; partNumber: number };
@@ -209,6 +211,7 @@ const JOB_FIELDS = [
   'checksumAlgorithm',
   'checksum',
   'workerToken',
+  'workerRequestId',
   'leaseUntil',
   'invocations',
   'checkpoint',

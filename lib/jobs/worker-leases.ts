@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import {
   type JobRecord,
@@ -31,7 +32,13 @@ export class WorkerLeases {
   async claim(
     username: string,
     jobId: string,
-    options: { token?: string | undefined; newToken: string; leaseSeconds: number },
+    options: {
+      token?: string | undefined;
+      newToken: string;
+      leaseSeconds: number;
+      /** The Lambda invocation that takes it: Lambda reports that invocation by this id if it dies. */
+      requestId?: string | undefined;
+    },
   ): Promise<JobRecord> {
     const now = Math.floor(Date.now() / 1000);
     try {
@@ -40,8 +47,9 @@ export class WorkerLeases {
           new UpdateCommand({
             TableName: this.table,
             Key: { pk: userPk(username), sk: jobSk(jobId) },
-            UpdateExpression:
-              'SET #status = :running, ownerStatus = :ownerStatus, workerToken = :newToken, leaseUntil = :lease, updatedAt = :now ADD invocations :one',
+            UpdateExpression: `SET #status = :running, ownerStatus = :ownerStatus, workerToken = :newToken, leaseUntil = :lease, updatedAt = :now${
+              options.requestId ? ', workerRequestId = :requestId' : ''
+            } ADD invocations :one${options.requestId ? '' : ' REMOVE workerRequestId'}`,
             ConditionExpression:
               '#status = :queued OR (#status = :running AND (workerToken = :token OR leaseUntil < :epoch))',
             ExpressionAttributeNames: { '#status': 'status' },
@@ -55,6 +63,7 @@ export class WorkerLeases {
               ':epoch': now,
               ':now': new Date().toISOString(),
               ':one': 1,
+              ...(options.requestId ? { ':requestId': options.requestId } : {}),
             },
             ReturnValues: 'ALL_NEW',
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -140,6 +149,45 @@ export class WorkerLeases {
       );
     } catch (error) {
       throw rejectionOf(error, () => `job ${jobId} is no longer running under this worker`) ?? error;
+    }
+  }
+
+  /**
+   * Ends the lease of a worker that Lambda reported dead (its invocation `requestId` failed), if that
+   * invocation still holds the job under the token read: the job is then free for a restart at once,
+   * not when the lease would have run out. The token changes too, so that nothing of that invocation
+   * can write again, however late. Answers the job as it now is, or undefined if it was not (or is
+   * no longer) held by that invocation.
+   */
+  async revokeDead(job: JobRecord, requestId: string): Promise<JobRecord | undefined> {
+    try {
+      const { Attributes } = await withConflictRetry(() =>
+        this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: { pk: userPk(job.username), sk: jobSk(job.jobId) },
+            UpdateExpression: 'SET leaseUntil = :gone, workerToken = :revoked, updatedAt = :now',
+            ConditionExpression:
+              '#status IN (:running, :cancelling) AND workerRequestId = :requestId AND workerToken = :token',
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: {
+              ':running': 'RUNNING',
+              ':cancelling': 'CANCELLING',
+              ':gone': 0,
+              ':revoked': randomUUID(),
+              ':now': new Date().toISOString(),
+              ':requestId': requestId,
+              ':token': job.workerToken ?? '-',
+            },
+            ReturnValues: 'ALL_NEW',
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
+      );
+      return toJob(Attributes!);
+    } catch (error) {
+      if (rejectionOf(error, () => 'held by another invocation')) return undefined;
+      throw error;
     }
   }
 

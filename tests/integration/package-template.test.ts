@@ -283,7 +283,7 @@ describe('least privilege per function', () => {
         .filter((grant) => grant.action === 'ssm:GetParameter')
         .map((grant) => grant.resource.replace(/.*:parameter/, ''));
       if (SIGN_IN.includes(name)) expect(params).toEqual(['/file-jobs/pkgtest/jwt-keys']);
-      else if ([...UNPRIVILEGED, 'exportWorker', 'janitor'].includes(name))
+      else if ([...UNPRIVILEGED, 'exportWorker', 'exportWorkerFailed', 'janitor'].includes(name))
         expect({ name, params }).toEqual({ name, params: [] });
       else expect({ name, params }).toEqual({ name, params: ['/file-jobs/pkgtest/jwt-public-keys'] });
     }
@@ -331,11 +331,45 @@ describe('least privilege per function', () => {
     }
   });
 
-  it('lets only the export starters (API, worker, janitor) invoke the worker', () => {
-    const invokers = Object.keys(functions)
-      .filter((name) => grantsOf(name).some((grant) => grant.action === 'lambda:InvokeFunction'))
-      .sort();
-    expect(invokers).toEqual(['exportCreate', 'exportWorker', 'janitor']);
+  it('lets only the export starters (API, worker, its failure handler, janitor) invoke the worker', () => {
+    const invokersOf = (target: string) =>
+      Object.keys(functions)
+        .filter((name) =>
+          grantsOf(name).some(
+            (grant) =>
+              grant.action === 'lambda:InvokeFunction' &&
+              grant.resource.endsWith(`:function:file-jobs-pkgtest-${target}`),
+          ),
+        )
+        .sort();
+    expect(invokersOf('exportWorker')).toEqual([
+      'exportCreate',
+      'exportWorker',
+      'exportWorkerFailed',
+      'janitor',
+    ]);
+    // Lambda delivers a failed worker invocation to its destination with the worker's own role.
+    expect(invokersOf('exportWorkerFailed')).toEqual(['exportWorker']);
+    const invokers = Object.keys(functions).filter((name) =>
+      grantsOf(name).some((grant) => grant.action === 'lambda:InvokeFunction'),
+    );
+    expect(invokers.sort()).toEqual(['exportCreate', 'exportWorker', 'exportWorkerFailed', 'janitor']);
+  });
+
+  it("sends the worker's failed invocations to exportWorkerFailed, unretried", () => {
+    const configs = resourcesOfType('AWS::Lambda::EventInvokeConfig').map(
+      ([, resource]) => resource.Properties,
+    );
+    expect(configs).toEqual([
+      {
+        FunctionName: { Ref: 'ExportWorkerLambdaFunction' },
+        Qualifier: '$LATEST',
+        MaximumRetryAttempts: 0,
+        DestinationConfig: {
+          OnFailure: { Destination: { 'Fn::GetAtt': ['ExportWorkerFailedLambdaFunction', 'Arn'] } },
+        },
+      },
+    ]);
   });
 });
 

@@ -21,7 +21,12 @@ jest.unstable_mockModule('virtual:console-page', () => ({ default: { html: '', s
 const { ROUTES } = await import('../../lib/http/routes.ts');
 
 /** The functions that serve no route of the table (serverless.yml declares them itself). */
-const NOT_ROUTES = ['functions/unmatched-route.ts', 'functions/export-worker.ts', 'functions/janitor.ts'];
+const NOT_ROUTES = [
+  'functions/unmatched-route.ts',
+  'functions/export-worker.ts',
+  'functions/export-worker-failed.ts',
+  'functions/janitor.ts',
+];
 
 describe('the route table and the handlers', () => {
   it('has a handler file for each route, and a route for each handler file but the other functions', () => {

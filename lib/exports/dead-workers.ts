@@ -1,0 +1,33 @@
+import { config } from '../config.ts';
+import { jobStore, workerLeases } from '../jobs/index.ts';
+import { logger } from '../log.ts';
+import type * as z from '../schema.ts';
+import { invokeExportWorker, type Revival, reviveExport, type StartExportWorker } from './revive.ts';
+import type { failedWorkerRecordSchema } from './schemas.ts';
+
+export type FailedWorkerRecord = z.output<typeof failedWorkerRecordSchema>;
+
+/**
+ * A worker invocation that Lambda reports failed (the worker function's on-failure destination):
+ * it crashed, ran out of memory or time, or threw, so it renews no lease and writes nothing more.
+ * If that very invocation still holds the job (the job records the id of the invocation that
+ * claimed it), its lease ends now and the export is revived as the janitor would (reviveExport):
+ * resumed from its checkpoint within seconds instead of after the lease and the janitor's next run.
+ * Otherwise someone else runs the job, or it ended, and the report changes nothing.
+ */
+export async function recoverFailedWorker(
+  record: FailedWorkerRecord,
+  startWorker: StartExportWorker = invokeExportWorker,
+): Promise<Revival | 'not held by it'> {
+  const { requestId } = record.requestContext;
+  const { username, jobId } = record.requestPayload;
+  const job = await jobStore().get(username, jobId);
+  if (!job || job.workerRequestId !== requestId || !['RUNNING', 'CANCELLING'].includes(job.status)) {
+    return 'not held by it';
+  }
+  const released = await workerLeases().revokeDead(job, requestId);
+  if (!released) return 'not held by it';
+  const revival = await reviveExport(released, config().janitor.maxExportRestarts, startWorker);
+  logger.warn('export worker invocation failed; the export was revived', { requestId, revival });
+  return revival;
+}
