@@ -13,7 +13,8 @@ export type FailedWorkerRecord = z.output<typeof failedWorkerRecordSchema>;
  * If that very invocation still holds the job (the job records the id of the invocation that
  * claimed it), its lease ends now and the export is revived as the janitor would (reviveExport):
  * resumed from its checkpoint within seconds instead of after the lease and the janitor's next run.
- * Otherwise someone else runs the job, or it ended, and the report changes nothing.
+ * A QUEUED job whose first invocation died before claiming it is revived too. Otherwise someone else
+ * runs the job, or it ended, and the report changes nothing.
  */
 export async function recoverFailedWorker(
   record: FailedWorkerRecord,
@@ -22,6 +23,13 @@ export async function recoverFailedWorker(
   const { requestId } = record.requestContext;
   const { username, jobId } = record.requestPayload;
   const job = await jobStore().get(username, jobId);
+  if (job?.status === 'QUEUED' && !record.requestPayload.token) {
+    // The invocation meant to start it died before it claimed it (its start-up or its first write
+    // failed). A duplicate start would find the job taken, so there is nothing to revoke.
+    const revival = await reviveExport(job, config().janitor.maxExportRestarts, startWorker);
+    logger.warn('export worker invocation failed before it started the export', { requestId, revival });
+    return revival;
+  }
   if (!job || job.workerRequestId !== requestId || !['RUNNING', 'CANCELLING'].includes(job.status)) {
     return 'not held by it';
   }

@@ -220,6 +220,21 @@ it('a worker reported dead after JANITOR_MAX_EXPORT_RESTARTS stops in a row with
   expect(await exportLeftovers(username, jobId)).toEqual({ objects: [], openUploads: [] });
 });
 
+it('a first invocation that died before it claimed the job: the queued export is started again at once', async () => {
+  const { username, jobId } = await newExport();
+  const started: WorkerEvent[] = [];
+  const result = await recoverFailedWorker(
+    failureRecord('req-never-claimed', { username, jobId }),
+    async (event) => {
+      started.push(event);
+    },
+  );
+  expect(result).toBe('restarted');
+  expect(started).toEqual([{ username, jobId }]);
+  expect((await jobStore().get(username, jobId))!).toMatchObject({ status: 'QUEUED', restarts: 1 });
+  expect((await runToTheEnd(started[0]!)).result).toBe('succeeded');
+});
+
 it('ignores a record that is not a failed worker invocation', async () => {
   for (const record of [
     {},
