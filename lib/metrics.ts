@@ -20,6 +20,8 @@ export type JobMetric =
   | 'ExportsSucceeded'
   | 'ExportsCancelled'
   | 'ExportsFailed'
+  /** A worker restarted from its checkpoint: by itself after a passing fault, by a failure report or by the janitor. */
+  | 'ExportsRestarted'
   | 'ExportOutputsExpired';
 
 /** Counts one job event; `bytes` also adds to BytesUploaded / BytesExported. */

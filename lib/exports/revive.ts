@@ -34,6 +34,7 @@ export async function reviveExport(
   if (inARow < maxRestarts) {
     if (!(await workerLeases().countRestart(job))) return 'restart counted elsewhere';
     await startWorker({ username: job.username, jobId: job.jobId });
+    recordJobMetric('ExportsRestarted');
     return 'restarted';
   }
   await jobStore().transition(job.username, job.jobId, {

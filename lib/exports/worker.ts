@@ -244,6 +244,7 @@ async function restartItself(
     logger.warn('could not record the restart', { error: error as Error });
     return 'interrupted';
   }
+  recordJobMetric('ExportsRestarted');
   await new Promise((resolve) => setTimeout(resolve, pause));
   try {
     await options.continueWith({ username: job.username, jobId: job.jobId, token: next });

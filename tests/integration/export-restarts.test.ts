@@ -5,6 +5,7 @@ import { config } from '../../lib/config.ts';
 import { cancelExport, type WorkerEvent } from '../../lib/exports/exports.ts';
 import { runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
+import { metrics } from '../../lib/metrics.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
 import { transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
@@ -77,6 +78,7 @@ describe.each(['raw', 'gzip'] as const)('a %s export worker', (format) => {
     const job = await newExport(format);
     const { username, jobId } = job;
     const failed = partFaults(format, (partNumber, tries) => partNumber === 2 && tries === 0);
+    const counted = jest.spyOn(metrics, 'addMetric');
 
     const restarted: { event: WorkerEvent; pausedMs: number; lease: number; token?: string }[] = [];
     let event: WorkerEvent | undefined = { username, jobId };
@@ -111,6 +113,7 @@ describe.each(['raw', 'gzip'] as const)('a %s export worker', (format) => {
     // Not at once: EXPORT_RESTART_DELAY_SECONDS (1 s here) after the fault.
     expect(config().exports.restartDelaySeconds).toBe(1);
     expect(restart!.pausedMs).toBeGreaterThanOrEqual(990);
+    expect(counted.mock.calls.filter(([name]) => name === 'ExportsRestarted')).toHaveLength(1);
     const done = await expectExported(job);
     expect(done.restarts).toBe(1);
     // The restarted worker finished parts: the stops in a row start again from zero.
