@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { hashPassword } from '../../lib/auth/passwords.ts';
 import { UserStore } from '../../lib/auth/user-store.ts';
@@ -742,4 +742,42 @@ describe('an answer lost after the dependency did the work', () => {
     expect((await fileStore().head(`uploads/${user.username}/${filename}`))?.size).toBe(bytes.length);
     expect(await fileStore().listOpenUploads(`uploads/${user.username}/`)).toEqual([]);
   }, 60_000);
+});
+
+describe('an export worker meeting a passing fault', () => {
+  // The worker runs in serverless-offline and restarts itself through its Lambda invoke API, as in
+  // AWS; nothing here runs the janitor.
+  it('S3 refuses connections when the export starts: the worker restarts itself after its pause and finishes', async () => {
+    const user = await newUser('fault-restart');
+    const source = randomBytes(3 * config().exports.partSize + 4321);
+    await fileStore().putObject(`uploads/${user.username}/restart.bin`, source);
+
+    // The route reads the source in S3 first; the fault starts as it answers, before the worker's
+    // first S3 call (the worker claims the job in DynamoDB before it touches S3).
+    const jobId: string = (await ok('POST', '/export', user.token, { filename: 'restart.bin' }, 202)).job
+      .jobId;
+    await proxies.s3.set('refuse', { killExisting: true });
+    try {
+      // Refused until the worker has met the fault and recorded its own restart.
+      const until = Date.now() + 30_000;
+      let job = (await jobStore().get(user.username, jobId))!;
+      while (!(job.restarts ?? 0) && !TERMINAL_STATUSES.has(job.status) && Date.now() < until) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        job = (await jobStore().get(user.username, jobId))!;
+      }
+      expect({ status: job.status, restarts: job.restarts }).toEqual({ status: 'RUNNING', restarts: 1 });
+    } finally {
+      await proxies.s3.set('pass');
+    }
+
+    const until = Date.now() + 60_000;
+    let job = (await jobStore().get(user.username, jobId))!;
+    while (!TERMINAL_STATUSES.has(job.status) && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      job = (await jobStore().get(user.username, jobId))!;
+    }
+    expect(job).toMatchObject({ status: 'SUCCEEDED', restarts: 1 });
+    expect(Buffer.compare(Buffer.from((await fileStore().getObjectBytes(job.key))!), source)).toBe(0);
+    expect(await fileStore().listOpenUploads(`exports/${user.username}/`)).toEqual([]);
+  }, 120_000);
 });
