@@ -186,6 +186,36 @@ it('a kill while the worker pauses to restart: the restarted worker finishes the
   expect(await exportLeftovers(username, jobId)).toEqual({ objects: [], openUploads: [] });
 });
 
+it('a janitor run during the pause leaves the job alone: the lease covers the pause', async () => {
+  const job = await newExport('raw');
+  const { username, jobId } = job;
+  partFaults('raw', (partNumber, tries) => partNumber === 2 && tries === 0);
+
+  let next: WorkerEvent | undefined;
+  const first = runExport(
+    { username, jobId },
+    {
+      deadline: Infinity,
+      continueWith: async (event) => {
+        next = event;
+      },
+    },
+  );
+  // The restart is recorded before the pause.
+  for (let tries = 0; !(await jobStore().get(username, jobId))!.restarts; tries++) {
+    if (tries > 200) throw new Error('the worker never recorded its restart');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  expect(next).toBeUndefined();
+  const { report, started } = await janitorFor(username, { maxExportRestarts: 3 });
+  expect(report.exportsRestarted).toBe(0);
+  expect(started).toEqual([]);
+
+  expect(await first).toBe('restarted');
+  expect((await runToTheEnd(next!)).result).toBe('succeeded');
+  expect((await expectExported(job)).restarts).toBe(1);
+});
+
 it('with too little time left for the pause, the worker gives up its lease to the janitor at once', async () => {
   const job = await newExport('raw');
   const { username, jobId } = job;
