@@ -3,6 +3,7 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { invokeAsync } from '../lib/aws/clients.ts';
 import { config } from '../lib/config.ts';
+import { recoverOwnFailureOffline } from '../lib/exports/dead-workers.ts';
 import type { WorkerEvent } from '../lib/exports/exports.ts';
 import { workerEventSchema } from '../lib/exports/schemas.ts';
 import { runExport } from '../lib/exports/worker.ts';
@@ -29,11 +30,17 @@ export const handler = middy<WorkerEvent, unknown, Error, Context>()
     const deadline =
       Date.now() +
       Math.min(exports.invocationBudgetSeconds * 1000, context.getRemainingTimeInMillis() - SAFETY_MARGIN_MS);
-    const result = await runExport(parsed.data, {
-      deadline,
-      continueWith: (next) => invokeAsync(exports.workerFunction, next),
-      remainingMs: () => context.getRemainingTimeInMillis(),
-      requestId: context.awsRequestId,
-    });
-    return { result };
+    try {
+      const result = await runExport(parsed.data, {
+        deadline,
+        continueWith: (next) => invokeAsync(exports.workerFunction, next),
+        remainingMs: () => context.getRemainingTimeInMillis(),
+        requestId: context.awsRequestId,
+      });
+      return { result };
+    } catch (error) {
+      // In Lambda the failed invocation goes to the on-failure destination (exportWorkerFailed).
+      if (process.env.IS_OFFLINE !== 'true') throw error;
+      return { result: await recoverOwnFailureOffline(context.awsRequestId, parsed.data, error) };
+    }
   });

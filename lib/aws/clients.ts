@@ -1,8 +1,10 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import type { ServiceInputTypes, ServiceOutputTypes } from '@aws-sdk/client-s3';
 import { S3Client } from '@aws-sdk/client-s3';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { InitializeMiddleware } from '@smithy/types';
 import { config } from '../config.ts';
 
 /**
@@ -76,6 +78,33 @@ export function clientTimeouts({ connectionTimeout, requestTimeout, socketTimeou
   };
 }
 
+const ignore = () => {};
+
+const guardStream = (body: unknown) => {
+  if (body && typeof (body as { on?: unknown }).on === 'function')
+    (body as NodeJS.ReadableStream).on('error', ignore);
+};
+
+/**
+ * Gives every streamed response body (S3 GetObject's) an 'error' listener before the caller gets
+ * it. When the connection breaks before the body is read, Node's HTTP client destroys it with
+ * "aborted", and the SDK's checksum-checking wrapper around it fails too; with no listener on the
+ * wrapper that is an uncaught exception, which kills the whole invocation (and every handler of a
+ * serverless-offline): the chaos soak met it in the export worker. The reader still gets the error
+ * from the stream it reads. (The SDK does the same in lib-storage's downloads, aws-sdk-js-v3 PR
+ * 8165.) tests/integration/response-streams.test.ts.
+ */
+export function guardResponseStreams(client: S3Client): S3Client {
+  const guard: InitializeMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next) => async (args) => {
+    const result = await next(args);
+    guardStream((result.output as { Body?: unknown }).Body);
+    return result;
+  };
+  // Outermost, so the listener is on the stream the caller gets, whatever the SDK wrapped it in.
+  client.middlewareStack.add(guard, { step: 'initialize', priority: 'high', name: 'guardResponseStreams' });
+  return client;
+}
+
 function s3Options(timeouts: Timeouts = CLIENT_TIMEOUTS.s3) {
   const { region, endpoints } = config();
   // Emulators serve buckets by path, not by virtual host.
@@ -89,7 +118,7 @@ function s3Options(timeouts: Timeouts = CLIENT_TIMEOUTS.s3) {
 
 /** S3 for the API's control calls: bounded so that a route answers within its budget. */
 export function s3Client(): S3Client {
-  s3 ??= new S3Client(s3Options());
+  s3 ??= guardResponseStreams(new S3Client(s3Options()));
   return s3;
 }
 
@@ -98,7 +127,7 @@ export function s3Client(): S3Client {
  * part): a long request timeout that still throws. Not for API routes.
  */
 export function transferS3Client(): S3Client {
-  transferS3 ??= new S3Client(s3Options(CLIENT_TIMEOUTS.s3Transfer));
+  transferS3 ??= guardResponseStreams(new S3Client(s3Options(CLIENT_TIMEOUTS.s3Transfer)));
   return transferS3;
 }
 
@@ -112,7 +141,7 @@ export function transferS3Client(): S3Client {
  * the client's idempotent completion repeats.
  */
 export function completingS3Client(): S3Client {
-  completingS3 ??= new S3Client(s3Options(CLIENT_TIMEOUTS.s3Complete));
+  completingS3 ??= guardResponseStreams(new S3Client(s3Options(CLIENT_TIMEOUTS.s3Complete)));
   return completingS3;
 }
 

@@ -2,6 +2,7 @@ import { config } from '../config.ts';
 import { jobStore, workerLeases } from '../jobs/index.ts';
 import { logger } from '../log.ts';
 import type * as z from '../schema.ts';
+import type { WorkerEvent } from './exports.ts';
 import { invokeExportWorker, type Revival, reviveExport, type StartExportWorker } from './revive.ts';
 import type { failedWorkerRecordSchema } from './schemas.ts';
 
@@ -38,4 +39,27 @@ export async function recoverFailedWorker(
   const revival = await reviveExport(released, config().janitor.maxExportRestarts, startWorker);
   logger.warn('export worker invocation failed; the export was revived', { requestId, revival });
   return revival;
+}
+
+/**
+ * serverless-offline has no on-failure destinations, and an asynchronous invocation that fails there
+ * is an unhandled rejection that ends its whole process (every handler of `npm start` or a test
+ * stack); the chaos soak met it when a worker's claim lost DynamoDB. Under serverless-offline the
+ * worker therefore reports its own failure to the recovery Lambda's destination would run. If that
+ * fails too, the janitor is left.
+ */
+export async function recoverOwnFailureOffline(
+  requestId: string,
+  event: WorkerEvent,
+  error: unknown,
+): Promise<Revival | 'not held by it' | 'not recovered'> {
+  logger.error('export worker invocation failed', { error: error as Error });
+  try {
+    return await recoverFailedWorker({ requestContext: { requestId }, requestPayload: event });
+  } catch (recoveryError) {
+    logger.error('could not recover the failed invocation; the janitor will', {
+      error: recoveryError as Error,
+    });
+    return 'not recovered';
+  }
 }

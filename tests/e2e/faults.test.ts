@@ -13,17 +13,17 @@ import { exportQuota } from '../../lib/jobs/limits.ts';
 import { fileStore } from '../../lib/storage/index.ts';
 import { freePort } from '../../scripts/emulators.ts';
 import {
+  type FaultMode,
+  type FaultOptions,
+  type FaultProxy,
+  startFaultProxy,
+} from '../../scripts/fault-proxy.ts';
+import {
   localCredentials,
   provisionResources,
   resolveService,
   startOffline,
 } from '../../scripts/local-stack.ts';
-import {
-  type FaultMode,
-  type FaultOptions,
-  type FaultProxy,
-  startFaultProxy,
-} from '../support/fault-proxy.ts';
 import { checkResponse } from '../support/openapi.ts';
 import { testStack } from '../support/stack-env.ts';
 

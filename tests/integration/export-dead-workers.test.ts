@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { jest } from '@jest/globals';
+import { handler as worker } from '../../functions/export-worker.ts';
 import { handler } from '../../functions/export-worker-failed.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
@@ -233,6 +234,42 @@ it('a first invocation that died before it claimed the job: the queued export is
   expect(started).toEqual([{ username, jobId }]);
   expect((await jobStore().get(username, jobId))!).toMatchObject({ status: 'QUEUED', restarts: 1 });
   expect((await runToTheEnd(started[0]!)).result).toBe('succeeded');
+});
+
+describe('a worker invocation that fails', () => {
+  const claimFailsOnce = () => {
+    const leases = workerLeases();
+    const claim = leases.claim.bind(leases);
+    jest
+      .spyOn(leases, 'claim')
+      .mockImplementationOnce(async () => {
+        throw Object.assign(new Error('connect ECONNRESET 127.0.0.1:8000'), { code: 'ECONNRESET' });
+      })
+      .mockImplementation(claim);
+  };
+
+  it('fails the invocation in Lambda, for its destination to see', async () => {
+    const { username, jobId } = await newExport();
+    claimFailsOnce();
+    await expect(worker({ username, jobId }, lambdaContext())).rejects.toThrow(/ECONNRESET/);
+    expect((await jobStore().get(username, jobId))!.status).toBe('QUEUED');
+  });
+
+  it('under serverless-offline, which has no destinations, reports itself and the export goes on', async () => {
+    const { username, jobId, bytes } = await newExport();
+    claimFailsOnce();
+    process.env.IS_OFFLINE = 'true';
+    try {
+      // A rejected asynchronous invocation would end serverless-offline's whole process.
+      expect(await worker({ username, jobId }, lambdaContext())).toEqual({ result: 'restarted' });
+    } finally {
+      delete process.env.IS_OFFLINE;
+    }
+    // The restart was started through serverless-offline's invoke API.
+    const done = await waitForStatus(username, jobId, 'SUCCEEDED');
+    expect(done).toMatchObject({ status: 'SUCCEEDED', restarts: 1 });
+    expectSameBytes(Buffer.from((await testBucket().getObjectBytes(done.key))!), bytes);
+  });
 });
 
 it('ignores a record that is not a failed worker invocation', async () => {
