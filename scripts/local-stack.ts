@@ -35,6 +35,7 @@ import { generateKeyset } from '../lib/auth/key-generation.ts';
 import { hashPassword } from '../lib/auth/passwords.ts';
 import { UserExistsError, UserStore } from '../lib/auth/user-store.ts';
 import { type Emulators, freePort, spawnGroup, startEmulators, waitForHttp } from './emulators.ts';
+import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
 
 export const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const serverlessBin = join(projectRoot, 'node_modules', '.bin', 'serverless');
@@ -313,12 +314,19 @@ export interface StackOptions {
   log?: (line: string) => void;
   /** The folder serverless-offline reads its service from: the project's, unless a bench serves a variant. */
   servicePath?: string;
+  /**
+   * The handlers reach S3 and DynamoDB through TCP fault proxies (scripts/fault-proxy.ts) that the
+   * caller breaks at will (`LocalStack.proxies`); `info` keeps the emulators' own endpoints.
+   */
+  faultProxies?: boolean;
 }
 
 export interface LocalStack {
   info: StackInfo;
   /** The environment a handler sees: table and bucket names, endpoints, credentials. */
   handlerEnv: Record<string, string>;
+  /** With `faultProxies`: the proxies in front of S3 and DynamoDB. */
+  proxies?: { s3: FaultProxy; dynamodb: FaultProxy };
   stop(): Promise<void>;
 }
 
@@ -339,6 +347,14 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
       ensureKeysFile(keysFile),
     ]);
     const environment = service.provider.environment;
+    const proxies = options.faultProxies
+      ? {
+          s3: await startFaultProxy(emulators.s3Endpoint),
+          dynamodb: await startFaultProxy(emulators.dynamodbEndpoint),
+        }
+      : undefined;
+    if (proxies)
+      stops.push(async () => void (await Promise.all([proxies.s3.close(), proxies.dynamodb.close()])));
     // The worker is invoked through serverless-offline's Lambda API, even when S3 and DynamoDB come
     // from AWS_ENDPOINT_URL (LocalStack): pick its port now so the handlers know it.
     const lambdaPort = options.withApi ? (options.lambdaPort ?? (await freePort())) : undefined;
@@ -346,8 +362,8 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
       ...environment,
       ...localCredentials,
       AWS_REGION: service.provider.region,
-      AWS_ENDPOINT_URL_S3: emulators.s3Endpoint,
-      AWS_ENDPOINT_URL_DYNAMODB: emulators.dynamodbEndpoint,
+      AWS_ENDPOINT_URL_S3: proxies?.s3.url ?? emulators.s3Endpoint,
+      AWS_ENDPOINT_URL_DYNAMODB: proxies?.dynamodb.url ?? emulators.dynamodbEndpoint,
       JWT_KEYS_FILE: keysFile,
       ...(lambdaPort ? { AWS_ENDPOINT_URL_LAMBDA: `http://127.0.0.1:${lambdaPort}` } : {}),
       ...options.env,
@@ -367,7 +383,7 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
       info.apiUrl = api.apiUrl;
       info.lambdaEndpoint = api.lambdaEndpoint;
     }
-    return { info, handlerEnv, stop };
+    return { info, handlerEnv, ...(proxies ? { proxies } : {}), stop };
   } catch (error) {
     await stop();
     throw error;

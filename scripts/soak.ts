@@ -10,6 +10,9 @@
  *   --settle <s>       longest wait for unfinished jobs before and after the janitor (default 60)
  *   --stack-file <f>   use the running stack `npm start` describes (.local/stack.json) instead of
  *                      starting a fresh one; orphans are then only looked for under the soak's users
+ *   --faults           the handlers reach S3 and DynamoDB (and clients the presigned URLs) through
+ *                      TCP fault proxies, one of which breaks for a moment every few seconds
+ *                      (refusing, swallowing or cutting connections): a fresh stack only
  *   --json             print the report as JSON
  *   --verbose          show the stack's output
  */
@@ -38,6 +41,7 @@ try {
       duration: { type: 'string', default: '120' },
       settle: { type: 'string', default: '60' },
       'stack-file': { type: 'string' },
+      faults: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
     },
@@ -65,6 +69,8 @@ const log = (line: string) => {
 let stack: LocalStack | undefined;
 let target: SoakTarget;
 const stackFile = values['stack-file'] as string | undefined;
+const faults = values.faults === true;
+if (stackFile && faults) usage('--faults needs a fresh stack: leave out --stack-file');
 if (stackFile) {
   if (!existsSync(stackFile)) usage(`${stackFile} not found: run \`npm start\` first`);
   const info = JSON.parse(readFileSync(stackFile, 'utf8')) as StackInfo;
@@ -91,6 +97,7 @@ if (stackFile) {
       keysFile: join(tmpdir(), `file-jobs-soak-keys-${process.pid}.json`),
       // Exports in 5 MiB steps, so a cancel can land between the steps of a small file.
       env: { EXPORT_PART_SIZE_MIB: '5' },
+      faultProxies: faults,
       log: (line) => {
         if (values.verbose) console.error(`  | ${line}`);
       },
@@ -98,7 +105,11 @@ if (stackFile) {
   } catch (error) {
     usage(error instanceof MissingPrerequisiteError ? error.message : String((error as Error).stack));
   }
-  Object.assign(process.env, stack.handlerEnv);
+  // The janitor and the checks run here, straight to the emulators (never through the proxies).
+  Object.assign(process.env, stack.handlerEnv, {
+    AWS_ENDPOINT_URL_S3: stack.info.s3Endpoint,
+    AWS_ENDPOINT_URL_DYNAMODB: stack.info.dynamodbEndpoint,
+  });
   target = { ...stack.info, apiUrl: stack.info.apiUrl! };
   log(`stack up: ${target.apiUrl}`);
 }
@@ -126,6 +137,7 @@ try {
     janitorStaleSeconds: 0,
     // A fresh stack is the soak's alone: every open multipart upload in it counts.
     wholeBucket: !stackFile,
+    ...(stack?.proxies ? { faults: stack.proxies } : {}),
     log,
   });
   console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));

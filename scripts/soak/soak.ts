@@ -3,6 +3,7 @@ import { FileJobsClient } from '../../client/index.ts';
 import { hashPassword } from '../../lib/auth/passwords.ts';
 import { UserStore } from '../../lib/auth/user-store.ts';
 import type { JanitorReport, JanitorSettings } from '../../lib/janitor/janitor.ts';
+import type { FaultMode, FaultProxy } from '../fault-proxy.ts';
 import { checkInvariants, Outside, TERMINAL } from './checks.ts';
 import { type ExportRecord, OP_KINDS, type OpKind, type UploadRecord, type Violation } from './model.ts';
 import { janitorBait, OP_WEIGHTS, type OpContext, outcomeOf, runOp, type SoakUser, seedFile } from './ops.ts';
@@ -49,6 +50,13 @@ export interface SoakOptions {
   wholeBucket?: boolean;
   /** Prefix of the soak users' names; a random tag is added so runs never share users. */
   userPrefix?: string;
+  /**
+   * TCP fault proxies in front of the handlers' dependencies (and of the presigned URLs' S3): while
+   * operations run, one of them breaks now and then for up to 2.5 s (refusing, swallowing or cutting
+   * connections). Dependency 503s are then expected, and the janitor runs as if every lease had run
+   * out, since a worker that lost DynamoDB cannot give its lease up.
+   */
+  faults?: Record<string, FaultProxy>;
   log?: (line: string) => void;
 }
 
@@ -71,6 +79,8 @@ export interface SoakReport {
   networkErrors: number;
   /** Requests that got no answer within the client's request timeout (28 s for API calls). */
   timeouts: number;
+  /** Faults injected, by dependency and mode (with `faults`). */
+  faultsInjected?: Record<string, number>;
   /** Jobs by type and status in DynamoDB at the end. */
   finalStates: Record<string, Record<string, number>>;
   uploadsVerified: number;
@@ -133,6 +143,37 @@ async function settle(
       .filter((job) => !TERMINAL.has(job.status) && !except?.(job));
     if (unfinished.length === 0 || Date.now() > deadline) return unfinished;
     await sleep(500);
+  }
+}
+
+const FAULTS: readonly FaultMode[] = ['refuse', 'blackhole', 'cut'];
+
+/**
+ * Until `over()`: every 1-5 s one proxy breaks (a mode of FAULTS) for 0.2-2.5 s, then passes again;
+ * the choices come from the seed. Counts what it injected into `injected`.
+ */
+async function breakNowAndThen(
+  proxies: Record<string, FaultProxy>,
+  seed: number,
+  injected: Record<string, number>,
+  over: () => boolean,
+) {
+  const rng = new Prng(seed, 'faults');
+  const named = Object.entries(proxies);
+  while (!over()) {
+    await sleep(rng.int(1000, 5000));
+    if (over()) break;
+    const [name, proxy] = rng.pick(named);
+    const mode = rng.pick(FAULTS);
+    await proxy.set(mode, {
+      killExisting: true,
+      ...(mode === 'cut' ? { cutAfterBytes: rng.int(0, 4096) } : {}),
+    });
+    injected[`${name} ${mode}`] = (injected[`${name} ${mode}`] ?? 0) + 1;
+    await sleep(rng.int(200, 2500));
+    // Its connections reset as it heals: a blackhole swallowed request bytes, which TCP would have
+    // resent, so what they carry next would be torn.
+    await proxy.set('pass', { killExisting: true });
   }
 }
 
@@ -208,11 +249,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         log(`${opsDone} operations done (${((Date.now() - started) / 1000).toFixed(0)} s)`);
     }
   };
+  let lanesDone = false;
+  const faultsInjected: Record<string, number> = {};
+  const chaos = options.faults
+    ? breakNowAndThen(options.faults, options.seed, faultsInjected, () => lanesDone)
+    : undefined;
   await Promise.all(
     users.flatMap((user, userIndex) =>
       Array.from({ length: lanes }, (_, laneIndex) => lane(user, userIndex, laneIndex)),
     ),
   );
+  lanesDone = true;
+  await chaos;
   const outside = new Outside({ ...target, jobsTable: target.tables.jobs });
   try {
     if (options.janitor !== false) {
@@ -286,7 +334,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           ? ['uploads/', 'exports/']
           : users.flatMap((user) => [`uploads/${user.username}/`, `exports/${user.username}/`]),
       };
-      janitor = await runJanitor(settings);
+      // After faults, a worker may hold a lease it could not give up (DynamoDB was gone): the janitor
+      // runs as if every lease had run out, as it would once they had.
+      const leaseSeconds = (await import('../../lib/config.ts')).config().exports.leaseSeconds;
+      janitor = await runJanitor(
+        settings,
+        options.faults ? Date.now() + (leaseSeconds + 60) * 1000 : Date.now(),
+      );
       log(`janitor: ${JSON.stringify(janitor)}`);
       // Exports the janitor restarted or whose cancel it finished need a moment to end.
       await settle(outside, users, settleMs);
@@ -299,6 +353,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       uploads,
       exports,
       recorder,
+      dependencyFaults: options.faults !== undefined,
       orphanPrefixes: options.wholeBucket
         ? ['']
         : users.flatMap((user) => [`uploads/${user.username}/`, `exports/${user.username}/`]),
@@ -324,6 +379,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       emulatorPartErrors: checks.emulatorPartErrors,
       unansweredExports: checks.unansweredExports,
       unownedBeforeJanitor,
+      ...(options.faults ? { faultsInjected } : {}),
       ...(janitor ? { janitor } : {}),
       timings: {
         ops: opsEnded - started,
@@ -389,6 +445,13 @@ export function formatReport(report: SoakReport): string {
   if (report.unownedBeforeJanitor.length > 0) {
     lines.push(
       `multipart uploads no job owned before the janitor (besides the planted ones): ${report.unownedBeforeJanitor.join('; ')}`,
+    );
+  }
+  if (report.faultsInjected) {
+    lines.push(
+      `faults injected: ${Object.entries(report.faultsInjected)
+        .map(([fault, count]) => `${fault} x${count}`)
+        .join(', ')}`,
     );
   }
   if (report.janitor) lines.push(`janitor: ${JSON.stringify(report.janitor)}`);
