@@ -24,19 +24,14 @@ export async function recoverFailedWorker(
   const { requestId } = record.requestContext;
   const { username, jobId } = record.requestPayload;
   const job = await jobStore().get(username, jobId);
-  if (job?.status === 'QUEUED' && !record.requestPayload.token) {
-    // The invocation meant to start it died before it claimed it (its start-up or its first write
-    // failed). A duplicate start would find the job taken, so there is nothing to revoke.
-    const revival = await reviveExport(job, config().janitor.maxExportRestarts, startWorker);
-    logger.warn('export worker invocation failed before it started the export', { requestId, revival });
-    return revival;
-  }
-  if (!job || job.workerRequestId !== requestId || !['RUNNING', 'CANCELLING'].includes(job.status)) {
-    return 'not held by it';
-  }
-  const released = await workerLeases().revokeDead(job, requestId);
-  if (!released) return 'not held by it';
-  const revival = await reviveExport(released, config().janitor.maxExportRestarts, startWorker);
+  // A QUEUED job's first invocation died before it claimed it (its start-up or its first write
+  // failed): there is no lease to revoke, and a duplicate start would find the job taken.
+  const neverClaimed = job?.status === 'QUEUED' && !record.requestPayload.token;
+  const held =
+    job?.workerRequestId === requestId && (job.status === 'RUNNING' || job.status === 'CANCELLING');
+  const revivable = neverClaimed ? job : held ? await workerLeases().revokeDead(job, requestId) : undefined;
+  if (!revivable) return 'not held by it';
+  const revival = await reviveExport(revivable, config().janitor.maxExportRestarts, startWorker);
   logger.warn('export worker invocation failed; the export was revived', { requestId, revival });
   return revival;
 }

@@ -336,11 +336,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       };
       // After faults, a worker may hold a lease it could not give up (DynamoDB was gone): the janitor
       // runs as if every lease had run out, as it would once they had.
-      const leaseSeconds = (await import('../../lib/config.ts')).config().exports.leaseSeconds;
-      janitor = await runJanitor(
-        settings,
-        options.faults ? Date.now() + (leaseSeconds + 60) * 1000 : Date.now(),
-      );
+      const { config } = await import('../../lib/config.ts');
+      const ahead = options.faults ? (config().exports.leaseSeconds + 60) * 1000 : 0;
+      janitor = await runJanitor(settings, Date.now() + ahead);
       log(`janitor: ${JSON.stringify(janitor)}`);
       // Exports the janitor restarted or whose cancel it finished need a moment to end.
       await settle(outside, users, settleMs);

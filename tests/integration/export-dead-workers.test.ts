@@ -14,7 +14,7 @@ import type { FileStore } from '../../lib/storage/file-store.ts';
 import { transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { lambdaContext } from '../support/events.ts';
-import { createExportJob, exportLeftovers, runToTheEnd } from '../support/exports.ts';
+import { createExportJob, exportLeftovers, runToTheEnd, waitForStatus } from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**
@@ -79,16 +79,6 @@ async function workerDyingAtPartTwo(event: WorkerEvent, requestId: string) {
     job = await jobStore().get(username, jobId);
   }
   jest.restoreAllMocks();
-  return job;
-}
-
-async function waitForStatus(username: string, jobId: string, status: string) {
-  const deadline = Date.now() + 30_000;
-  let job = (await jobStore().get(username, jobId))!;
-  while (job.status !== status && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    job = (await jobStore().get(username, jobId))!;
-  }
   return job;
 }
 

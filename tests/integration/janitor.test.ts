@@ -8,7 +8,7 @@ import { runExport } from '../../lib/exports/worker.ts';
 import { type JanitorSettings, janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { createUpload } from '../../lib/uploads/uploads.ts';
-import { createExportJob } from '../support/exports.ts';
+import { createExportJob, waitForStatus } from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**
@@ -121,12 +121,7 @@ describe('the janitor', () => {
     const report = await runJanitor(settingsFor(`exports/${username}/`));
     expect(report.exportsRestarted).toBeGreaterThanOrEqual(1);
     // The restarted worker runs in serverless-offline, started through its Lambda invoke API.
-    const deadline = Date.now() + 30_000;
-    let job = (await jobStore().get(username, jobId))!;
-    while (job.status !== 'SUCCEEDED' && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      job = (await jobStore().get(username, jobId))!;
-    }
+    const job = await waitForStatus(username, jobId, 'SUCCEEDED');
     expect(job).toMatchObject({ status: 'SUCCEEDED', restarts: 1 });
     expect(Buffer.compare(Buffer.from((await testBucket().getObjectBytes(job.key))!), bytes)).toBe(0);
   });

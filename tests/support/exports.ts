@@ -133,3 +133,14 @@ export async function janitorFor(username: string, overrides: Partial<JanitorSet
     spy.mockRestore();
   }
 }
+
+/** Polls the job until it has `status` (its worker runs elsewhere, in serverless-offline) or 30 s pass; the job as last read. */
+export async function waitForStatus(username: string, jobId: string, status: string) {
+  const deadline = Date.now() + 30_000;
+  let job = (await jobStore().get(username, jobId))!;
+  while (job.status !== status && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    job = (await jobStore().get(username, jobId))!;
+  }
+  return job;
+}
