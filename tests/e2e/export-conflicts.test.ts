@@ -49,7 +49,7 @@ const summary = (responses: ApiResponse[]) =>
   responses.map((response) => `${response.status} ${response.body?.error?.code ?? ''}`.trim());
 
 describe('export starts and finishes of one user at once', () => {
-  it('a burst of starts: no 5xx, exactly the limit accepted, the rest 429', async () => {
+  it('a burst of starts: no 5xx, the limit accepted (and a place freed meanwhile), the rest 429', async () => {
     const user = await newUser();
     const limit = config().exports.maxRunning;
     // Big enough, in gzip, that none of the accepted exports finishes while the burst is answered.
@@ -58,14 +58,19 @@ describe('export starts and finishes of one user at once', () => {
     const responses = await Promise.all(
       Array.from({ length: 12 }, () => startExport(user, 'slow.bin', 'gzip')),
     );
+    const answered = Date.now();
     const statuses = summary(responses);
+    const accepted = statuses.filter((status) => status === '202').length;
     expect(statuses.filter((status) => status.startsWith('5'))).toEqual([]);
-    expect(statuses.filter((status) => status === '202')).toHaveLength(limit);
-    expect(statuses.filter((status) => status === '429 TooManyRequests')).toHaveLength(12 - limit);
-    expect(await runningExports(user.username)).toBe(limit);
+    expect(statuses.filter((status) => status === '429 TooManyRequests')).toHaveLength(12 - accepted);
+    expect(await runningExports(user.username)).toBeLessThanOrEqual(limit);
 
     const jobs = await waitUntilSettled(user.username);
-    expect(jobs.map((job) => job.status)).toEqual(Array(limit).fill('SUCCEEDED'));
+    expect(jobs.map((job) => job.status)).toEqual(Array(accepted).fill('SUCCEEDED'));
+    // Exactly the limit, plus one for each export that finished (freeing its place) before the last
+    // answer: on a loaded machine one sometimes does, despite the file's size.
+    const finishedDuringBurst = jobs.filter((job) => Date.parse(job.finishedAt ?? '') < answered).length;
+    expect(accepted).toBe(limit + finishedDuringBurst);
     expect(await runningExports(user.username)).toBe(0);
     expect(await testBucket().listOpenUploads(`exports/${user.username}/`)).toEqual([]);
   }, 120_000);
