@@ -1,9 +1,9 @@
+import { backoffDelay } from '../common/backoff.ts';
 import { AbortedError } from './errors.ts';
 
-/**
- * Exponential backoff with full jitter (AWS's recommendation): before retry n (0-based) wait a random
- * time in [0, min(maxDelayMs, baseDelayMs * 2^n)), so that many clients retrying at once spread out.
- */
+export { backoffDelay };
+
+/** The client's retries: exponential backoff with full jitter (common/backoff.ts). */
 export interface RetryPolicy {
   /** Retries after the first attempt. */
   retries: number;
@@ -72,15 +72,6 @@ export function retryPolicy(overrides: Partial<RetryPolicy> = {}): RetryPolicy {
     if (value !== undefined) (policy as Record<string, unknown>)[key] = value;
   }
   return policy;
-}
-
-/** The wait before retry `attempt` (0 for the first retry). */
-export function backoffDelay(
-  attempt: number,
-  policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs' | 'random'>,
-) {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
-  return Math.floor(policy.random() * ceiling);
 }
 
 /**

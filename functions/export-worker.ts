@@ -6,7 +6,7 @@ import { config } from '../lib/config.ts';
 import { recoverOwnFailureOffline } from '../lib/exports/dead-workers.ts';
 import type { WorkerEvent } from '../lib/exports/exports.ts';
 import { workerEventSchema } from '../lib/exports/schemas.ts';
-import { runExport } from '../lib/exports/worker.ts';
+import { bookkeepingDeadline, runExport } from '../lib/exports/worker.ts';
 import { logger } from '../lib/log.ts';
 import { flushMetrics } from '../lib/metrics.ts';
 
@@ -41,6 +41,7 @@ export const handler = middy<WorkerEvent, unknown, Error, Context>()
     } catch (error) {
       // In Lambda the failed invocation goes to the on-failure destination (exportWorkerFailed).
       if (process.env.IS_OFFLINE !== 'true') throw error;
-      return { result: await recoverOwnFailureOffline(context.awsRequestId, parsed.data, error) };
+      const until = bookkeepingDeadline({ remainingMs: () => context.getRemainingTimeInMillis() });
+      return { result: await recoverOwnFailureOffline(context.awsRequestId, parsed.data, error, until) };
     }
   });

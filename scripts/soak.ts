@@ -143,7 +143,10 @@ try {
   console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
   exitCode = report.violations.length === 0 ? 0 : 1;
 } catch (error) {
-  console.error(`soak failed: ${(error as Error).stack ?? error}`);
+  const cause = (error as Error).cause;
+  console.error(
+    `soak failed: ${(error as Error).stack ?? error}${cause ? `\ncaused by: ${(cause as Error).stack ?? cause}` : ''}`,
+  );
 } finally {
   await stop();
 }

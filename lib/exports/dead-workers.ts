@@ -3,6 +3,7 @@ import { jobStore, workerLeases } from '../jobs/index.ts';
 import { logger } from '../log.ts';
 import type * as z from '../schema.ts';
 import type { WorkerEvent } from './exports.ts';
+import { persistently } from './persistently.ts';
 import { invokeExportWorker, type Revival, reviveExport, type StartExportWorker } from './revive.ts';
 import type { failedWorkerRecordSchema } from './schemas.ts';
 
@@ -40,17 +41,23 @@ export async function recoverFailedWorker(
  * serverless-offline has no on-failure destinations, and an asynchronous invocation that fails there
  * is an unhandled rejection that ends its whole process (every handler of `npm start` or a test
  * stack); the chaos soak met it when a worker's claim lost DynamoDB. Under serverless-offline the
- * worker therefore reports its own failure to the recovery Lambda's destination would run. If that
- * fails too, the janitor is left.
+ * worker runs on its own failure the recovery that Lambda's on-failure destination would run, and
+ * retries it until `until`. If that fails too, the janitor is left.
  */
 export async function recoverOwnFailureOffline(
   requestId: string,
   event: WorkerEvent,
   error: unknown,
+  until: number,
 ): Promise<Revival | 'not held by it' | 'not recovered'> {
   logger.error('export worker invocation failed', { error: error as Error });
   try {
-    return await recoverFailedWorker({ requestContext: { requestId }, requestPayload: event });
+    // As Lambda would retry the destination's invocation, the recovery waits out an outage.
+    return await persistently(
+      'recovering the failed invocation',
+      () => recoverFailedWorker({ requestContext: { requestId }, requestPayload: event }),
+      until,
+    );
   } catch (recoveryError) {
     logger.error('could not recover the failed invocation; the janitor will', {
       error: recoveryError as Error,

@@ -20,6 +20,7 @@ import {
 } from './exports.ts';
 import { gzip, gzipMembers } from './gzip-members.ts';
 import { PartWindow } from './part-window.ts';
+import { persistently } from './persistently.ts';
 
 /**
  * The export worker. It reads the source in steps of `partSize` bytes from a checkpoint, writes the
@@ -43,7 +44,9 @@ import { PartWindow } from './part-window.ts';
  * the first time since its last finished part it restarts itself from its checkpoint after a short
  * pause (EXPORT_RESTART_DELAY_SECONDS), so a passing fault costs seconds; if it stops again before
  * finishing a part, it gives its lease up and the janitor restarts it on its own schedule, until
- * JANITOR_MAX_EXPORT_RESTARTS stops in a row fail the job.
+ * JANITOR_MAX_EXPORT_RESTARTS stops in a row fail the job. The writes and calls of those endings (and
+ * the claim) are retried through an outage that outlasts the SDK's retries (persistently.ts), so a
+ * fault of a few seconds never leaves a job waiting for its lease to run out.
  */
 
 export type RunResult =
@@ -102,27 +105,49 @@ function isPermanent(error: unknown): boolean {
   );
 }
 
+/** Kept back from the invocation's time when its bookkeeping is retried, for the last attempt itself. */
+const BOOKKEEPING_MARGIN_MS = 10_000;
+
+/**
+ * Until when the worker retries its bookkeeping (persistently.ts): at most one lease from now, after
+ * which the janitor may restart the job anyway, and never past the invocation's end.
+ */
+export function bookkeepingDeadline(options: Pick<RunOptions, 'remainingMs'>): number {
+  const { leaseSeconds } = config().exports;
+  const remaining = options.remainingMs
+    ? options.remainingMs() - BOOKKEEPING_MARGIN_MS
+    : Number.POSITIVE_INFINITY;
+  return Date.now() + Math.min(leaseSeconds * 1000, remaining);
+}
+
 export async function runExport(event: WorkerEvent, options: RunOptions): Promise<RunResult> {
   const token = randomUUID();
   const { leaseSeconds } = config().exports;
   let job: JobRecord;
   try {
-    job = await workerLeases().claim(event.username, event.jobId, {
-      token: event.token,
-      newToken: token,
-      leaseSeconds,
-      requestId: options.requestId,
-    });
+    job = await persistently(
+      'claiming the export',
+      () =>
+        workerLeases().claim(event.username, event.jobId, {
+          token: event.token,
+          newToken: token,
+          leaseSeconds,
+          requestId: options.requestId,
+        }),
+      bookkeepingDeadline(options),
+    );
   } catch (error) {
     if (!(error instanceof TransitionRejected)) throw error;
-    if (error.current?.status === 'CANCELLING') {
-      await finishCancel(error.current);
-      return 'cancelled';
+    const current = error.current;
+    // An earlier attempt of this claim landed and only its answer was lost: the job is ours.
+    if (current?.status === 'RUNNING' && current.workerToken === token) job = current;
+    else if (current?.status === 'CANCELLING') return stopped(current, options);
+    else {
+      logger.info('export not claimable; another worker has it or it is finished', {
+        status: current?.status,
+      });
+      return 'skipped';
     }
-    logger.info('export not claimable; another worker has it or it is finished', {
-      status: error.current?.status,
-    });
-    return 'skipped';
   }
   logger.appendKeys({ jobId: job.jobId, username: job.username });
 
@@ -135,15 +160,15 @@ export async function runExport(event: WorkerEvent, options: RunOptions): Promis
   try {
     return await work(job, token, options, recorded);
   } catch (error) {
-    if (error instanceof Stop) return stopped(error.current);
-    if (isPermanent(error)) return fail(job, token, error);
+    if (error instanceof Stop) return stopped(error.current, options);
+    if (isPermanent(error)) return fail(job, token, error, options);
     return interrupt(job, token, recorded, error, options);
   }
 }
 
-async function stopped(current: JobRecord | undefined): Promise<RunResult> {
+async function stopped(current: JobRecord | undefined, options: RunOptions): Promise<RunResult> {
   if (current?.status === 'CANCELLING') {
-    await finishCancel(current);
+    await persistently('finishing the cancel', () => finishCancel(current), bookkeepingDeadline(options));
     logger.info('export cancelled');
     return 'cancelled';
   }
@@ -164,24 +189,34 @@ const describe = (error: unknown) => {
 };
 
 /** FAILED first, and only while the job is still ours; then, as the winner, the cleanup. */
-async function fail(job: JobRecord, token: string, error: unknown): Promise<RunResult> {
+async function fail(job: JobRecord, token: string, error: unknown, options: RunOptions): Promise<RunResult> {
+  const deadline = bookkeepingDeadline(options);
   try {
-    await jobStore().transition(job.username, job.jobId, {
-      from: ['RUNNING'],
-      to: 'FAILED',
-      set: { error: describe(error) },
-      slot: exportSlot(job),
-      token,
-    });
+    await persistently(
+      'recording the failure',
+      () =>
+        jobStore().transition(job.username, job.jobId, {
+          from: ['RUNNING'],
+          to: 'FAILED',
+          set: { error: describe(error) },
+          slot: exportSlot(job),
+          token,
+        }),
+      deadline,
+    );
   } catch (transitionError) {
     if (!(transitionError instanceof TransitionRejected)) throw transitionError;
-    // Likely a successor's completion removed the upload under us: its job, not our failure.
-    logger.warn('export step failed in a worker that no longer holds the job', { error: error as Error });
-    return stopped(transitionError.current);
+    const current = transitionError.current;
+    // Unless an earlier attempt landed (the job FAILED under this worker's token), likely a
+    // successor's completion removed the upload under us: its job, not our failure.
+    if (current?.status !== 'FAILED' || current.workerToken !== token) {
+      logger.warn('export step failed in a worker that no longer holds the job', { error: error as Error });
+      return stopped(current, options);
+    }
   }
   logger.error('export failed', { error: error as Error });
   recordJobMetric('ExportsFailed');
-  await cleanUpOutput(job);
+  await persistently('cleaning up the failed export', () => cleanUpOutput(job), deadline);
   return 'failed';
 }
 
@@ -214,7 +249,7 @@ async function interrupt(
     return restartItself(job, token, recorded, pause, options);
   }
   logger.error('export interrupted; the janitor will restart it', { error: error as Error });
-  return giveUpLease(job, token, recorded);
+  return giveUpLease(job, token, recorded, options);
 }
 
 /**
@@ -232,38 +267,63 @@ async function restartItself(
   const next = randomUUID();
   const { leaseSeconds } = config().exports;
   try {
-    await workerLeases().heartbeat(job.username, job.jobId, token, {
-      ...positionOf(recorded),
-      leaseSeconds: Math.ceil(pause / 1000) + leaseSeconds,
-      handOffTo: next,
-      restart: true,
-    });
+    await persistently(
+      'recording the restart',
+      () =>
+        workerLeases().heartbeat(job.username, job.jobId, token, {
+          ...positionOf(recorded),
+          leaseSeconds: Math.ceil(pause / 1000) + leaseSeconds,
+          handOffTo: next,
+          restart: true,
+        }),
+      bookkeepingDeadline(options),
+    );
   } catch (error) {
-    if (error instanceof TransitionRejected) return stopped(error.current);
-    // DynamoDB itself may be what failed: the lease then runs out by itself, and the janitor acts.
-    logger.warn('could not record the restart', { error: error as Error });
-    return 'interrupted';
+    if (!(error instanceof TransitionRejected)) {
+      // DynamoDB stayed away for as long as the worker could wait: the lease then runs out by
+      // itself, and the janitor acts.
+      logger.error('could not record the restart', { error: error as Error });
+      return 'interrupted';
+    }
+    // Unless an earlier attempt landed and only its answer was lost (the job is handed to `next`).
+    if (error.current?.status !== 'RUNNING' || error.current.workerToken !== next)
+      return stopped(error.current, options);
   }
   recordJobMetric('ExportsRestarted');
   await new Promise((resolve) => setTimeout(resolve, pause));
   try {
-    await options.continueWith({ username: job.username, jobId: job.jobId, token: next });
+    // A duplicate invocation (an invoke whose answer was lost) is harmless: only one claim of `next` wins.
+    await persistently(
+      'starting the restarted worker',
+      () => options.continueWith({ username: job.username, jobId: job.jobId, token: next }),
+      bookkeepingDeadline(options),
+    );
   } catch (error) {
     logger.error('could not start the restarted worker; the janitor will', { error: error as Error });
-    return giveUpLease(job, next, recorded);
+    return giveUpLease(job, next, recorded, options);
   }
   return 'restarted';
 }
 
 /** RUNNING at the checkpoint with no lease: the janitor's next run restarts the worker. */
-async function giveUpLease(job: JobRecord, token: string, recorded: Recorded): Promise<RunResult> {
+async function giveUpLease(
+  job: JobRecord,
+  token: string,
+  recorded: Recorded,
+  options: RunOptions,
+): Promise<RunResult> {
   try {
-    await workerLeases().heartbeat(job.username, job.jobId, token, {
-      ...positionOf(recorded),
-      leaseSeconds: -1,
-    });
+    await persistently(
+      'giving up the lease',
+      () =>
+        workerLeases().heartbeat(job.username, job.jobId, token, {
+          ...positionOf(recorded),
+          leaseSeconds: -1,
+        }),
+      bookkeepingDeadline(options),
+    );
   } catch (releaseError) {
-    if (releaseError instanceof TransitionRejected) return stopped(releaseError.current);
+    if (releaseError instanceof TransitionRejected) return stopped(releaseError.current, options);
     // The lease then runs out by itself; the restart only comes later.
     logger.warn('could not give up the lease', { error: releaseError as Error });
   }
@@ -310,7 +370,7 @@ async function work(
       value: await checksumOf('CRC32', empty),
     });
     const output = await store.head(job.key, { checksum: true });
-    return succeed(job, token, details, { size: empty.length, checksum: output?.checksum });
+    return succeed(job, token, details, options, { size: empty.length, checksum: output?.checksum });
   }
 
   // The job says whether its output upload is (or was) created with an algorithm, so a worker that
@@ -378,7 +438,11 @@ async function work(
     });
     token = next;
     try {
-      await options.continueWith({ username: job.username, jobId: job.jobId, token: next });
+      await persistently(
+        'starting the next invocation',
+        () => options.continueWith({ username: job.username, jobId: job.jobId, token: next }),
+        bookkeepingDeadline(options),
+      );
     } catch (error) {
       // The export is resumable from this checkpoint: an interruption, not a failure.
       logger.error('could not start the next invocation', { error: error as Error });
@@ -455,7 +519,7 @@ async function work(
     throw error;
   }
 
-  return succeed(job, token, details, await completeOutput(job, uploadId, partNumber - 1));
+  return succeed(job, token, details, options, await completeOutput(job, uploadId, partNumber - 1));
 }
 
 const multipartParts = (etag: string) => Number(/-(\d+)"?$/.exec(etag)?.[1] ?? 0);
@@ -508,6 +572,7 @@ async function succeed(
   job: JobRecord,
   token: string,
   details: ExportDetails,
+  options: RunOptions,
   output: Output,
 ): Promise<RunResult> {
   const outputSize = output.size;
@@ -535,7 +600,7 @@ async function succeed(
     }
     // A kill after the last part (the output goes: a cancelled export leaves nothing), or another
     // worker holds the job (it will record this output itself) or has already recorded it.
-    return stopped(error.current);
+    return stopped(error.current, options);
   }
   recordJobMetric('ExportsSucceeded', job.size);
   logger.info('export succeeded', { outputSize });

@@ -346,7 +346,7 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
             steps,
           });
         }
-        const problem = await verifyDownload(user, job.jobId, record, recorder);
+        const problem = await downloadProblem(user, job.jobId, record, recorder);
         if (problem) violations.push({ ...base, rule: 'export-bytes', detail: problem, steps });
         else exportsVerified++;
         if (open.length > 0) {
@@ -483,6 +483,34 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
     unansweredExports,
     dependencyUnavailable: dependencyUnavailable.length,
   };
+}
+
+const describeError = (error: unknown): string => {
+  const cause = (error as Error)?.cause;
+  return `${(error as Error)?.name}: ${(error as Error)?.message}${cause ? ` (cause: ${describeError(cause)})` : ''}`;
+};
+
+/**
+ * verifyDownload, tried up to three times: the checks run after the faults stopped, but a request
+ * that still fails to get an answer or a whole body is a finding to report, not a reason to stop
+ * checking the rest.
+ */
+async function downloadProblem(
+  user: SoakUser,
+  jobId: string,
+  record: ExportRecord,
+  recorder: Recorder,
+): Promise<string | undefined> {
+  const errors: string[] = [];
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    try {
+      return await verifyDownload(user, jobId, record, recorder);
+    } catch (error) {
+      errors.push(`attempt ${attempt} at ${new Date().toISOString()}: ${describeError(error)}`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+  return `the download could not be fetched: ${errors.join('; ')}`;
 }
 
 /** The export's download, fetched through its downloadUrl from GET /jobs/{id}, against its source. */

@@ -226,38 +226,75 @@ it('a first invocation that died before it claimed the job: the queued export is
   expect((await runToTheEnd(started[0]!)).result).toBe('succeeded');
 });
 
-describe('a worker invocation that fails', () => {
-  const claimFailsOnce = () => {
+describe('a worker invocation whose claim fails', () => {
+  const reset = () => Object.assign(new Error('connect ECONNRESET 127.0.0.1:8000'), { code: 'ECONNRESET' });
+  /** The claim fails `times` times in this process (every time if undefined), then works. */
+  const claimFails = (times?: number) => {
     const leases = workerLeases();
     const claim = leases.claim.bind(leases);
-    jest
-      .spyOn(leases, 'claim')
-      .mockImplementationOnce(async () => {
-        throw Object.assign(new Error('connect ECONNRESET 127.0.0.1:8000'), { code: 'ECONNRESET' });
-      })
-      .mockImplementation(claim);
+    let failures = 0;
+    return jest.spyOn(leases, 'claim').mockImplementation(async (...args) => {
+      if (times === undefined || failures < times) {
+        failures++;
+        throw reset();
+      }
+      return claim(...args);
+    });
   };
+  // 10.5 s left: the worker keeps trying its claim for about half a second (bookkeepingDeadline).
+  const shortOfTime = () => lambdaContext({ getRemainingTimeInMillis: () => 10_500 });
 
-  it('fails the invocation in Lambda, for its destination to see', async () => {
+  it('tries the claim again through a passing fault, and the export goes on', async () => {
+    const { username, jobId, bytes } = await newExport();
+    const claim = claimFails(2);
+    // 30 s left, less than the worker's safety margin: it hands off after its first part, through
+    // serverless-offline's invoke API.
+    expect(await worker({ username, jobId }, lambdaContext())).toEqual({ result: 'continued' });
+    expect(claim).toHaveBeenCalledTimes(3);
+    const done = await waitForStatus(username, jobId, 'SUCCEEDED');
+    expect(done.restarts ?? 0).toBe(0);
+    expectSameBytes(Buffer.from((await testBucket().getObjectBytes(done.key))!), bytes);
+  });
+
+  it('fails the invocation in Lambda once it can wait no longer, for its destination to see', async () => {
     const { username, jobId } = await newExport();
-    claimFailsOnce();
-    await expect(worker({ username, jobId }, lambdaContext())).rejects.toThrow(/ECONNRESET/);
+    const claim = claimFails();
+    await expect(worker({ username, jobId }, shortOfTime())).rejects.toThrow(/ECONNRESET/);
+    expect(claim.mock.calls.length).toBeGreaterThan(1);
     expect((await jobStore().get(username, jobId))!.status).toBe('QUEUED');
   });
 
   it('under serverless-offline, which has no destinations, reports itself and the export goes on', async () => {
     const { username, jobId, bytes } = await newExport();
-    claimFailsOnce();
+    claimFails();
     process.env.IS_OFFLINE = 'true';
     try {
       // A rejected asynchronous invocation would end serverless-offline's whole process.
-      expect(await worker({ username, jobId }, lambdaContext())).toEqual({ result: 'restarted' });
+      expect(await worker({ username, jobId }, shortOfTime())).toEqual({ result: 'restarted' });
     } finally {
       delete process.env.IS_OFFLINE;
     }
-    // The restart was started through serverless-offline's invoke API.
+    // The restart was started through serverless-offline's invoke API (whose claim works).
     const done = await waitForStatus(username, jobId, 'SUCCEEDED');
     expect(done).toMatchObject({ status: 'SUCCEEDED', restarts: 1 });
+    expectSameBytes(Buffer.from((await testBucket().getObjectBytes(done.key))!), bytes);
+  });
+
+  it('takes the job when an earlier attempt of its claim landed and only the answer was lost', async () => {
+    const { username, jobId, bytes } = await newExport();
+    const leases = workerLeases();
+    const claim = leases.claim.bind(leases);
+    jest.spyOn(leases, 'claim').mockImplementationOnce(async (...args) => {
+      await claim(...args);
+      throw reset();
+    });
+    const result = await runExport(
+      { username, jobId },
+      { deadline: Number.POSITIVE_INFINITY, continueWith: async () => {} },
+    );
+    expect(result).toBe('succeeded');
+    const done = (await jobStore().get(username, jobId))!;
+    expect(done).toMatchObject({ status: 'SUCCEEDED' });
     expectSameBytes(Buffer.from((await testBucket().getObjectBytes(done.key))!), bytes);
   });
 });

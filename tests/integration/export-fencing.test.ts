@@ -185,6 +185,8 @@ describe('fencing of the final transitions', () => {
         continueWith: async () => {
           throw Object.assign(new Error('Rate exceeded'), { name: 'TooManyRequestsException' });
         },
+        // Time for a restart (its pause and margin), and for trying each invoke for 6.5 s.
+        remainingMs: () => 16_500,
       },
     );
     expect(result).toBe('interrupted');

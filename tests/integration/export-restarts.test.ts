@@ -4,10 +4,10 @@ import { jest } from '@jest/globals';
 import { config } from '../../lib/config.ts';
 import { cancelExport, type WorkerEvent } from '../../lib/exports/exports.ts';
 import { runExport } from '../../lib/exports/worker.ts';
-import { jobStore } from '../../lib/jobs/index.ts';
+import { jobStore, workerLeases } from '../../lib/jobs/index.ts';
 import { metrics } from '../../lib/metrics.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
-import { transferFileStore } from '../../lib/storage/index.ts';
+import { fileStore, transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { createExportJob, exportLeftovers, janitorFor, runToTheEnd } from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
@@ -239,4 +239,93 @@ it('with too little time left for the pause, the worker gives up its lease to th
   const { started } = await janitorFor(username, { maxExportRestarts: 3 });
   expect((await runToTheEnd(started[0]!)).result).toBe('succeeded');
   expect((await expectExported(job)).restarts).toBe(1);
+});
+
+/**
+ * The worker's bookkeeping around a stop meets an outage longer than the SDK's own retries (about
+ * 6 s): it is tried again with backoff (lib/exports/persistently.ts) instead of leaving the job to
+ * wait for its lease to run out and for the janitor.
+ */
+describe('bookkeeping through an outage', () => {
+  const refused = () =>
+    Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8000'), { code: 'ECONNREFUSED' });
+
+  /**
+   * Spies on `object[method]`: calls for which `when` holds fail `times` times, then reach the
+   * emulator. Returns the calls' arguments.
+   */
+  function failing<T extends object>(
+    object: T,
+    method: keyof T & string,
+    when: (...args: unknown[]) => boolean,
+    times: number,
+    landFirst = false,
+  ) {
+    const real = (object[method] as (...args: unknown[]) => Promise<unknown>).bind(object);
+    let failures = 0;
+    const calls: unknown[][] = [];
+    jest.spyOn(object, method as never).mockImplementation((async (...args: unknown[]) => {
+      calls.push(args);
+      if (failures < times && when(...args)) {
+        failures++;
+        // landFirst: the write lands, and only its answer is lost.
+        if (landFirst) await real(...args);
+        throw refused();
+      }
+      return real(...args);
+    }) as never);
+    return calls;
+  }
+
+  const isRestart = (...args: unknown[]) => (args[3] as { restart?: boolean }).restart === true;
+
+  it('records its restart once DynamoDB answers again, and the export finishes', async () => {
+    const job = await newExport('raw');
+    partFaults('raw', (partNumber, tries) => partNumber === 2 && tries === 0);
+    const heartbeat = failing(workerLeases(), 'heartbeat', isRestart, 3);
+    const { result } = await runToTheEnd({ username: job.username, jobId: job.jobId });
+    expect(result).toBe('succeeded');
+    expect(heartbeat.filter((call) => isRestart(...call))).toHaveLength(4);
+    expect((await expectExported(job)).restarts).toBe(1);
+  });
+
+  it('goes on with its restart when the write landed and only its answer was lost', async () => {
+    const job = await newExport('raw');
+    partFaults('raw', (partNumber, tries) => partNumber === 2 && tries === 0);
+    failing(workerLeases(), 'heartbeat', isRestart, 1, true);
+    const { result } = await runToTheEnd({ username: job.username, jobId: job.jobId });
+    expect(result).toBe('succeeded');
+    expect((await expectExported(job)).restarts).toBe(1);
+  });
+
+  it('finishes a cancel whose cleanup meets an S3 outage', async () => {
+    const { username, jobId } = await newExport('raw');
+    const abort = failing(fileStore(), 'abortMultipartUpload', () => true, 2);
+    const { result } = await runToTheEnd({ username, jobId }, async (invocation) => {
+      // Invocation 1 handed off under a live lease: the cancel is the next invocation's to finish.
+      if (invocation === 2) expect((await cancelExport(username, jobId)).job.status).toBe('CANCELLING');
+    });
+    expect(result).toBe('cancelled');
+    expect(abort.length).toBeGreaterThanOrEqual(3);
+    expect((await jobStore().get(username, jobId))!.status).toBe('CANCELLED');
+    expect(await exportLeftovers(username, jobId)).toEqual({ objects: [], openUploads: [] });
+  });
+
+  it('records a failure once DynamoDB answers again, and leaves nothing behind', async () => {
+    const { username, jobId } = await newExport('raw');
+    const store = transferFileStore() as FileStore;
+    jest.spyOn(store, 'uploadPartCopy').mockImplementation(async () => {
+      throw Object.assign(new Error('The specified key does not exist.'), { name: 'NoSuchKey' });
+    });
+    const toFailed = (...args: unknown[]) => (args[2] as { to: string }).to === 'FAILED';
+    const transition = failing(jobStore(), 'transition', toFailed, 2);
+    const { result } = await runToTheEnd({ username, jobId });
+    expect(result).toBe('failed');
+    expect(transition.filter((call) => toFailed(...call))).toHaveLength(3);
+    expect((await jobStore().get(username, jobId))!).toMatchObject({
+      status: 'FAILED',
+      error: 'the source file was deleted during the export',
+    });
+    expect(await exportLeftovers(username, jobId)).toEqual({ objects: [], openUploads: [] });
+  });
 });
