@@ -140,10 +140,23 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     upstream.setNoDelay(true);
     connection.upstream = upstream;
     upstream.on('error', () => kill(connection));
-    upstream.on('close', () => kill(connection));
+    let upstreamEnded = false;
+    upstream.on('close', () => {
+      if (!upstreamEnded) return kill(connection);
+      // The target closed after its answer (moto does, after some): the client still gets every
+      // byte written to it, then the close. A reset here would throw away what its socket had not
+      // sent yet, and the client would see an answer cut short ("aborted") that no fault caused.
+      if (connection.closed) return;
+      connection.closed = true;
+      connections.delete(connection);
+      client.end();
+    });
     upstream.on('end', () => {
+      upstreamEnded = true;
       if (!connection.closed) client.end();
     });
+    // Backpressure: the target's answer waits while the client is slower than the target.
+    client.on('drain', () => upstream.resume());
     client.on('end', () => {
       connection.queue = connection.queue.then(() => {
         if (!connection.closed) upstream.end();
@@ -165,6 +178,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           return forwardRequest(connection, chunk);
       }
     });
+    const answer = (chunk: Buffer) => {
+      if (!client.write(chunk)) upstream.pause();
+    };
     upstream.on('data', (chunk: Buffer) => {
       if (connection.closed) return;
       switch (mode) {
@@ -173,18 +189,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           return kill(connection);
         case 'blackhole':
           if (faulty()) return;
-          client.write(chunk);
-          return;
+          return answer(chunk);
         case 'cut': {
-          if (!faulty()) {
-            client.write(chunk);
-            return;
-          }
+          if (!faulty()) return answer(chunk);
           const room = (options.cutAfterBytes ?? 0) - connection.answered;
           if (room >= chunk.length) {
             connection.answered += chunk.length;
-            client.write(chunk);
-            return;
+            return answer(chunk);
           }
           if (room > 0) {
             connection.answered += room;
@@ -195,7 +206,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           return kill(connection);
         }
         default:
-          client.write(chunk);
+          return answer(chunk);
       }
     });
   };
