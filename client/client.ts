@@ -1,4 +1,5 @@
 import { ErrorCode } from '../common/error-codes.ts';
+import { IDEMPOTENCY_KEY_HEADER } from '../common/idempotency.ts';
 import { MAX_PARTS_PER_REQUEST } from '../common/part-plan.ts';
 import { ApiError, FileJobsError } from './errors.ts';
 import {
@@ -41,6 +42,11 @@ import {
   type UploadOptions,
   type UploadResult,
 } from './upload.ts';
+
+/** A request's Idempotency-Key header: the caller's key, or a fresh random one. */
+const idempotencyHeader = (key: string | undefined): Record<string, string> => ({
+  [IDEMPOTENCY_KEY_HEADER]: key ?? globalThis.crypto.randomUUID(),
+});
 
 export interface ClientOptions {
   /** The API's base URL, e.g. `http://127.0.0.1:3000` or the HTTP API's invoke URL. */
@@ -123,9 +129,20 @@ export class FileJobsClient implements UploadApi, ExportApi {
 
   // --- uploads ----------------------------------------------------------------------------------
 
-  /** `POST /upload` (JSON): opens a multipart upload; the first 100 part URLs come with it. */
-  createUpload(input: CreateUploadInput, options: { retry?: RetryMode } = {}): Promise<CreatedUpload> {
-    return this.transport.call('POST', '/upload', { body: input, retry: options.retry ?? 'unsent' });
+  /**
+   * `POST /upload` (JSON): opens a multipart upload; the first 100 part URLs come with it. Sent with
+   * an Idempotency-Key (a fresh one unless given), so it is retried like any idempotent call: a
+   * retry after a lost answer gets the job the first attempt made, not a second one.
+   */
+  createUpload(
+    input: CreateUploadInput,
+    options: { retry?: RetryMode; idempotencyKey?: string } = {},
+  ): Promise<CreatedUpload> {
+    return this.transport.call('POST', '/upload', {
+      body: input,
+      retry: options.retry ?? 'idempotent',
+      headers: idempotencyHeader(options.idempotencyKey),
+    });
   }
 
   /**
@@ -275,12 +292,19 @@ export class FileJobsClient implements UploadApi, ExportApi {
 
   // --- exports ----------------------------------------------------------------------------------
 
-  /** `POST /export`: starts an export (QUEUED); the worker runs on its own. */
-  async startExport(filename: string, format: ExportFormat = 'raw'): Promise<ExportJob> {
+  /**
+   * `POST /export`: starts an export (QUEUED); the worker runs on its own. Sent with an
+   * Idempotency-Key (a fresh one unless given), so a retry never starts a second export.
+   */
+  async startExport(
+    filename: string,
+    format: ExportFormat = 'raw',
+    options: { idempotencyKey?: string } = {},
+  ): Promise<ExportJob> {
     return this.jobCall<ExportJob>('POST', '/export', {
       body: { filename, format },
-      // Not idempotent: only repeated when the request surely did nothing.
-      retry: 'unsent',
+      retry: 'idempotent',
+      headers: idempotencyHeader(options.idempotencyKey),
     });
   }
 

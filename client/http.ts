@@ -21,6 +21,8 @@ export interface CallOptions {
   signal?: AbortSignal | undefined;
   retry?: RetryMode;
   timeoutMs?: number;
+  /** Sent with every attempt (an Idempotency-Key must be the same in each). */
+  headers?: Record<string, string>;
 }
 
 const REASONS: Record<string, string> = {
@@ -169,7 +171,7 @@ export class Transport {
 
   async call<T>(method: string, path: string, options: CallOptions = {}): Promise<T> {
     const url = this.url(path, options.query);
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
     if (this.options.userAgent) headers['user-agent'] = this.options.userAgent;
     if (options.auth !== false) {
       const token = this.options.token();

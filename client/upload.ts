@@ -343,8 +343,8 @@ async function openSession(api: UploadApi, size: number, options: UploadOptions)
         ...(options.overwrite ? { overwrite: true } : {}),
         ...(wanted ? { checksumAlgorithm: wanted } : {}),
       },
-      // A lost answer to a retried create comes back as 409 UploadInProgress naming our job.
-      { retry: options.resume ? 'idempotent' : 'unsent' },
+      // Retried under one Idempotency-Key: a lost answer comes back as the job it made.
+      {},
     );
   } catch (error) {
     const holder =

@@ -20,6 +20,8 @@ export const ErrorCode = {
   FileExists: 'FileExists',
   /** 404: no such file in the caller's uploads folder. */
   FileNotFound: 'FileNotFound',
+  /** 422: this Idempotency-Key was sent before with another request (common/idempotency.ts). */
+  IdempotencyKeyReused: 'IdempotencyKeyReused',
   /** 429: a limit; see Retry-After. */
   TooManyRequests: 'TooManyRequests',
   /** 503: a dependency (S3, DynamoDB…) is down or too slow; see Retry-After (the soak counts these apart). */

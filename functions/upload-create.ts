@@ -1,3 +1,6 @@
+import { IDEMPOTENCY_KEY_HEADER } from '../common/idempotency.ts';
+import { badRequest } from '../lib/http/errors.ts';
+import { idempotencyOf, replayHeaders } from '../lib/http/idempotency-key.ts';
 import { httpRoute } from '../lib/http/route.ts';
 import { parseRequest } from '../lib/http/validation.ts';
 import { createUploadBody, createUploadForm } from '../lib/uploads/schemas.ts';
@@ -9,7 +12,8 @@ const FORM_MAX_BYTES = 4 * 1024 * 1024;
 /**
  * POST /upload
  * - JSON {filename, size, contentType?, partSize?, overwrite?} -> 201 {job, uploadId, key, partSize,
- *   partCount, parts: [{partNumber, url, expiresAt}]}; the client PUTs each part to its URL.
+ *   partCount, parts: [{partNumber, url, expiresAt}]}; the client PUTs each part to its URL. With an
+ *   Idempotency-Key header, a repeat gets the first request's job (Idempotent-Replayed: true).
  * - multipart/form-data with a `file` field (the seed's form, small files) -> 201 {job, file}.
  */
 export const handler = httpRoute(
@@ -21,8 +25,15 @@ export const handler = httpRoute(
         'form uploads are limited to 4 MiB; for larger files POST /upload with JSON {"filename", "size"} and PUT the parts to the presigned URLs it returns',
     },
   },
-  async ({ caller, body, form }) => {
+  async ({ caller, body, form, event }) => {
     if (form) {
+      // The form stores the file in the request itself: nothing a repeat could find again.
+      if (idempotencyOf(event, {})) {
+        throw badRequest(
+          'ValidationError',
+          `invalid request: the ${IDEMPOTENCY_KEY_HEADER} header applies to JSON uploads, not to forms`,
+        );
+      }
       const { form: fields } = parseRequest({ form: [createUploadForm, form] }) as {
         form: {
           file: { filename: string; mimetype?: string; content: Buffer };
@@ -39,6 +50,7 @@ export const handler = httpRoute(
         body: await createFormUpload(caller.username, file, fields.overwrite === 'true'),
       };
     }
-    return { status: 201, body: await createUpload(caller.username, body) };
+    const { replayed, ...created } = await createUpload(caller.username, body, idempotencyOf(event, body));
+    return { status: 201, body: created, headers: replayHeaders(replayed) };
   },
 );

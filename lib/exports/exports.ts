@@ -5,10 +5,17 @@ import type { ExportFormat } from '../../common/statuses.ts';
 import { invokeAsync } from '../aws/clients.ts';
 import { config } from '../config.ts';
 import { conflict, notFound, serviceUnavailable } from '../http/errors.ts';
+import { findJobOfEarlierRequest, jobOfEarlierRequest } from '../jobs/idempotency.ts';
 import { jobStore } from '../jobs/index.ts';
 import { newJobId } from '../jobs/job-ids.ts';
 import { type JobView, jobView } from '../jobs/job-view.ts';
-import { type JobRecord, LimitReached, TransitionRejected } from '../jobs/jobs-table.ts';
+import {
+  IdempotencyKeyUsed,
+  type IdempotencyRecord,
+  type JobRecord,
+  LimitReached,
+  TransitionRejected,
+} from '../jobs/jobs-table.ts';
 import { exportQuota, limitRefusal } from '../jobs/limits.ts';
 import { logger } from '../log.ts';
 import { recordJobMetric } from '../metrics.ts';
@@ -84,8 +91,20 @@ export function exportStepSize(sourceSize: number, configured: number): number {
   return Math.max(1, Math.min(Math.max(configured, fitting), sourceSize));
 }
 
-/** POST /export: the job (QUEUED) and an asynchronous start of the worker. */
-export async function startExport(username: string, filename: string, format: ExportFormat) {
+/**
+ * POST /export: the job (QUEUED) and an asynchronous start of the worker. With an Idempotency-Key,
+ * a repeat of the request gets the job the first one made (`replayed`), started again if it is
+ * still QUEUED (the first request may have died before starting it; a second start is harmless: only
+ * one claim of a QUEUED job wins).
+ */
+export async function startExport(
+  username: string,
+  filename: string,
+  format: ExportFormat,
+  idempotency?: IdempotencyRecord,
+): Promise<{ job: Awaited<ReturnType<typeof exportView>>; replayed: boolean }> {
+  const earlier = await findJobOfEarlierRequest(username, idempotency);
+  if (earlier) return replayExport(earlier);
   const store = fileStore();
   const sourceKey = uploadKey(username, filename);
   const source = await store.head(sourceKey);
@@ -119,8 +138,11 @@ export async function startExport(username: string, filename: string, format: Ex
     } satisfies ExportDetails,
   };
   try {
-    await jobStore().create(job, jobId, exportQuota());
+    await jobStore().create(job, jobId, exportQuota(), Date.now(), idempotency);
   } catch (error) {
+    // A repeat that raced the first request (or followed a write whose answer was lost).
+    if (error instanceof IdempotencyKeyUsed && idempotency)
+      return replayExport(await jobOfEarlierRequest(username, idempotency, error));
     throw error instanceof LimitReached ? limitRefusal(error) : error;
   }
   logger.appendKeys({ jobId });
@@ -142,15 +164,32 @@ export async function startExport(username: string, filename: string, format: Ex
       });
     } catch (transitionError) {
       if (transitionError instanceof TransitionRejected && transitionError.current)
-        return { job: await exportView(transitionError.current) };
+        return { job: await exportView(transitionError.current), replayed: false };
       logger.error('could not record the failed start; the janitor will start the export', {
         error: transitionError as Error,
       });
-      return { job: await exportView(job) };
+      return { job: await exportView(job), replayed: false };
     }
     throw serviceUnavailable('the export could not be started; try again later', 5);
   }
-  return { job: await exportView(job) };
+  return { job: await exportView(job), replayed: false };
+}
+
+async function replayExport(job: JobRecord) {
+  if (job.status === 'QUEUED') {
+    try {
+      await invokeAsync(config().exports.workerFunction, {
+        username: job.username,
+        jobId: job.jobId,
+      } satisfies WorkerEvent);
+    } catch (error) {
+      // The janitor starts a job left QUEUED; the answer is the job either way.
+      logger.warn('could not start the export worker again for a repeated request', {
+        error: error as Error,
+      });
+    }
+  }
+  return { job: await exportView(job), replayed: true };
 }
 
 /** The statuses whose output goes; every other one has a worker's upload or a finished output. */

@@ -51,6 +51,8 @@ export interface Route {
   bodyOptional?: boolean;
   /** Also accepts the seed's multipart form. */
   form?: boolean;
+  /** Takes an Idempotency-Key header (common/idempotency.ts): a repeat gets the first request's job. */
+  idempotencyKey?: boolean;
   summary: string;
   /** Success responses; every operation also documents its error statuses with the error shape. */
   ok: Record<number, { description: string; schema?: Schema; contentType?: string; links?: Links }>;
@@ -196,6 +198,7 @@ export const ROUTES = {
     iam: [...TOKEN, 'jobsWrite', 'uploadsRead', 'uploadsWrite', 'uploadsAbort'],
     body: createUploadBody,
     form: true,
+    idempotencyKey: true,
     summary:
       'Start a multipart upload (JSON) and get presigned part URLs; or store a small file from the seed’s form (multipart/form-data, field `file`, up to 4 MiB)',
     ok: {
@@ -205,7 +208,7 @@ export const ROUTES = {
         links: uploadJobLinks('$response.body#/job/jobId'),
       },
     },
-    errors: [400, 401, 409, 413, 415, 429],
+    errors: [400, 401, 409, 413, 415, 422, 429],
   },
   killUploads: {
     route: 'DELETE /upload/kill',
@@ -262,6 +265,7 @@ export const ROUTES = {
     handler: 'functions/export-create.ts',
     iam: [...TOKEN, 'jobsWrite', 'uploadsRead', 'invokeWorker'],
     body: startExportBody,
+    idempotencyKey: true,
     summary: 'Start an export of a file in the caller’s uploads folder',
     ok: {
       202: {
@@ -281,7 +285,7 @@ export const ROUTES = {
         },
       },
     },
-    errors: [400, 401, 404, 415, 429],
+    errors: [400, 401, 404, 415, 422, 429],
   },
   killExports: {
     route: 'POST /export/kill',

@@ -13,6 +13,9 @@ import {
   counterSk,
   createdSk,
   hasExpired,
+  IdempotencyKeyUsed,
+  type IdempotencyRecord,
+  idempotencySk,
   itemOf,
   type JobHolds,
   type JobRecord,
@@ -34,6 +37,12 @@ import {
   userPk,
   withConflictRetry,
 } from './jobs-table.ts';
+
+/**
+ * How long an Idempotency-Key keeps answering with the job it made: a day, as Stripe keeps its keys;
+ * long enough for any client's retries, short enough that the records do not pile up.
+ */
+export const IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600;
 
 /**
  * A job's life in the jobs table (see jobs-table.ts for the items): created with its active slot,
@@ -124,7 +133,13 @@ export class JobStore extends JobsTableAdapter {
    * the job does not fit; either way nothing is written. The job records what it added (`holds`),
    * which its terminal transition gives back.
    */
-  async create(job: JobRecord, slotName: string, quota: Quota = {}, nowMs = Date.now()): Promise<void> {
+  async create(
+    job: JobRecord,
+    slotName: string,
+    quota: Quota = {},
+    nowMs = Date.now(),
+    idempotency?: IdempotencyRecord,
+  ): Promise<void> {
     const pk = userPk(job.username);
     const counted = quota.maxRunning !== undefined || quota.maxBytes !== undefined;
     const holds: JobHolds = counted
@@ -206,10 +221,41 @@ export class JobStore extends JobsTableAdapter {
           },
         }) - 1;
     }
+    let keyAt = -1;
+    if (idempotency) {
+      keyAt =
+        items.push({
+          Put: {
+            TableName: this.table,
+            Item: {
+              pk,
+              sk: idempotencySk(idempotency.key),
+              jobId: job.jobId,
+              type: job.type,
+              fingerprint: idempotency.fingerprint,
+              createdAt: job.createdAt,
+              expiresAt: Math.floor(nowMs / 1000) + IDEMPOTENCY_KEY_TTL_SECONDS,
+            },
+            // An expired record that DynamoDB's TTL has not removed yet no longer counts.
+            ConditionExpression: 'attribute_not_exists(pk) OR expiresAt < :now',
+            ExpressionAttributeValues: { ':now': Math.floor(nowMs / 1000) },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          },
+        }) - 1;
+    }
     try {
       await withConflictRetry(() => this.db.send(new TransactWriteCommand({ TransactItems: items })));
     } catch (error) {
       const reasons = reasonsOf(error);
+      // First: a repeat of a request whose job exists is answered with that job, whatever else
+      // (its slot, the limits) the repeat would also have run into.
+      const earlier = keyAt >= 0 ? itemOf(reasons[keyAt]) : undefined;
+      if (earlier) {
+        throw new IdempotencyKeyUsed({
+          jobId: String(earlier.jobId),
+          fingerprint: String(earlier.fingerprint),
+        });
+      }
       const holder = itemOf(reasons[1]);
       if (holder) throw new SlotTaken({ jobId: holder.jobId, type: holder.type, name: holder.name });
       const failed = (index: number) => index >= 0 && reasons[index]?.Code === 'ConditionalCheckFailed';
@@ -268,6 +314,23 @@ export class JobStore extends JobsTableAdapter {
   }
 
   /** One job; an expired one reads as gone unless `includeExpired` (the janitor's cleanup needs it). */
+  /** The job an Idempotency-Key made, while the key lives (IDEMPOTENCY_KEY_TTL_SECONDS). */
+  async findByIdempotencyKey(
+    username: string,
+    key: string,
+    nowMs = Date.now(),
+  ): Promise<{ jobId: string; fingerprint: string } | undefined> {
+    const { Item } = await this.db.send(
+      new GetCommand({
+        TableName: this.table,
+        Key: { pk: userPk(username), sk: idempotencySk(key) },
+        ConsistentRead: true,
+      }),
+    );
+    if (!Item || Number(Item.expiresAt) < Math.floor(nowMs / 1000)) return undefined;
+    return { jobId: String(Item.jobId), fingerprint: String(Item.fingerprint) };
+  }
+
   async get(
     username: string,
     jobId: string,

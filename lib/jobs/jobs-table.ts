@@ -139,6 +139,7 @@ export const partPk = (jobId: string) => `JOB#${jobId}`;
 export const partSk = (partNumber: number) => `PART#${String(partNumber).padStart(5, '0')}`;
 export const counterSk = (type: JobType) => `RUNNING#${type}`;
 export const createdSk = (epochMinute: number) => `CREATED#${epochMinute}`;
+export const idempotencySk = (key: string) => `IDEMPOTENCY#${key}`;
 export const FILE_SK_PREFIX = 'FILE#';
 export const fileSk = (name: string) => `${FILE_SK_PREFIX}${name}`;
 export const ownerType = (username: string, type: JobType) => `${type}#${username}`;
@@ -186,6 +187,27 @@ export class SlotTaken extends Error {
   constructor(holder: ActiveSlot) {
     super(`${holder.type} ${holder.jobId} is active for ${holder.name}`);
     this.holder = holder;
+  }
+}
+
+/**
+ * A job's creation under a client's Idempotency-Key: which job the key made, and a fingerprint of
+ * the request that made it (so that the key sent with another request is told apart).
+ */
+export interface IdempotencyRecord {
+  key: string;
+  fingerprint: string;
+}
+
+/** The Idempotency-Key was used before, within its lifetime: `jobId` is the job it made. */
+export class IdempotencyKeyUsed extends Error {
+  override name = 'IdempotencyKeyUsed';
+  readonly jobId: string;
+  readonly fingerprint: string;
+  constructor(earlier: { jobId: string; fingerprint: string }) {
+    super(`the idempotency key made job ${earlier.jobId}`);
+    this.jobId = earlier.jobId;
+    this.fingerprint = earlier.fingerprint;
   }
 }
 

@@ -1,3 +1,8 @@
+import {
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENCY_KEY_PATTERN,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
+} from '../../common/idempotency.ts';
 import { ROUTES, type Route } from '../http/routes.ts';
 import * as z from '../schema.ts';
 import {
@@ -34,7 +39,17 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   409: 'the job is not in a state that allows this',
   413: 'the form upload is over 4 MiB; or a Companion upload’s file is over the bytes one user may have uploading (limit uploadBytesInFlight)',
   415: 'the body is not JSON',
+  422: 'the Idempotency-Key was sent before with another request, or the job it made is gone (`IdempotencyKeyReused`, the job in `details.jobId`)',
   429: 'a limit: sign-in attempts, or a per-user limit on new jobs (uploads or bytes in flight, jobs per minute, running exports) named in the message and in `details.limit`; see Retry-After',
+};
+
+const IDEMPOTENCY_KEY_PARAMETER = {
+  name: IDEMPOTENCY_KEY_HEADER,
+  in: 'header',
+  required: false,
+  description:
+    'A key of the client’s choosing (a UUID, say) that makes the request safe to repeat: for a day, a repeat with the same key and body is answered with the job the first request made (with `Idempotent-Replayed: true`) instead of making another; the same key with another body is refused with 422',
+  schema: { type: 'string', maxLength: MAX_IDEMPOTENCY_KEY_LENGTH, pattern: IDEMPOTENCY_KEY_PATTERN.source },
 };
 
 const NO_PROTO_KEY = { not: { const: '__proto__' } };
@@ -116,7 +131,11 @@ function operationObject(operation: Operation) {
     operationId: operation.operationId,
     summary: operation.summary,
     ...(operation.auth === 'none' ? { security: [] } : {}),
-    parameters: [...parameters(operation.path, 'path'), ...parameters(operation.query, 'query')],
+    parameters: [
+      ...parameters(operation.path, 'path'),
+      ...parameters(operation.query, 'query'),
+      ...(operation.idempotencyKey ? [IDEMPOTENCY_KEY_PARAMETER] : []),
+    ],
     ...body,
     responses,
   };

@@ -20,11 +20,14 @@ import {
 import { config } from '../config.ts';
 import { fileRecordItem } from '../files/file-records.ts';
 import { conflict, HttpError, notFound } from '../http/errors.ts';
+import { findJobOfEarlierRequest, jobOfEarlierRequest } from '../jobs/idempotency.ts';
 import { jobStore, partRecords } from '../jobs/index.ts';
 import { newJobId } from '../jobs/job-ids.ts';
 import type { Quota } from '../jobs/job-store.ts';
 import { type JobView, jobView } from '../jobs/job-view.ts';
 import {
+  IdempotencyKeyUsed,
+  type IdempotencyRecord,
   type JobRecord,
   LimitReached,
   type PartRecord,
@@ -130,9 +133,9 @@ function newJob(
 }
 
 /** Writes the job, its slot and its share of the user's limits (nothing is written when refused). */
-async function claimSlot(job: JobRecord, quota: Quota) {
+async function claimSlot(job: JobRecord, quota: Quota, idempotency?: IdempotencyRecord) {
   try {
-    await jobStore().create(job, job.filename, quota);
+    await jobStore().create(job, job.filename, quota, Date.now(), idempotency);
   } catch (error) {
     if (error instanceof LimitReached) throw limitRefusal(error);
     if (!(error instanceof SlotTaken)) throw error;
@@ -178,8 +181,18 @@ export async function signParts(job: JobRecord, requests: PartRequest[]): Promis
   }));
 }
 
-/** POST /upload (JSON): plans the parts, opens the multipart upload and the job, signs a first batch. */
-export async function createUpload(username: string, input: CreateUploadInput) {
+/**
+ * POST /upload (JSON): plans the parts, opens the multipart upload and the job, signs a first batch.
+ * With an Idempotency-Key, a repeat of the request gets the job the first one made (`replayed`), with
+ * fresh part URLs while it is UPLOADING, and nothing new is opened.
+ */
+export async function createUpload(
+  username: string,
+  input: CreateUploadInput,
+  idempotency?: IdempotencyRecord,
+) {
+  const earlier = await findJobOfEarlierRequest(username, idempotency);
+  if (earlier) return { ...(await createdUploadView(earlier)), replayed: true };
   let plan: PartPlan;
   try {
     plan = planParts(input.size, input.partSize);
@@ -187,20 +200,37 @@ export async function createUpload(username: string, input: CreateUploadInput) {
     if (error instanceof PartPlanError) throw new HttpError(400, 'ValidationError', error.message);
     throw error;
   }
-  const job = await openUpload(username, input, plan);
+  let job: JobRecord;
+  try {
+    job = await openUpload(username, input, plan, undefined, idempotency);
+  } catch (error) {
+    // A repeat that raced the first request (or followed a write whose answer was lost); the
+    // multipart upload this request opened is aborted already (openUpload).
+    if (error instanceof IdempotencyKeyUsed && idempotency) {
+      const earlierJob = await jobOfEarlierRequest(username, idempotency, error);
+      return { ...(await createdUploadView(earlierJob)), replayed: true };
+    }
+    throw error;
+  }
+  return { ...(await createdUploadView(job)), replayed: false };
+}
+
+/** POST /upload's answer for a job: its multipart upload, its plan, and a first batch of part URLs. */
+async function createdUploadView(job: JobRecord) {
   // A part URL of an upload with a checksum algorithm binds the part's checksum, which only the
-  // client can say (POST /upload/{jobId}/parts): none is signed here.
-  const first = job.checksumAlgorithm
-    ? []
-    : Array.from({ length: Math.min(plan.partCount, FIRST_URL_BATCH) }, (_, index) => ({
-        partNumber: index + 1,
-      }));
+  // client can say (POST /upload/{jobId}/parts): none is signed here. Nor for a job already ended.
+  const first =
+    job.checksumAlgorithm || job.status !== 'UPLOADING'
+      ? []
+      : Array.from({ length: Math.min(job.partCount, FIRST_URL_BATCH) }, (_, index) => ({
+          partNumber: index + 1,
+        }));
   return {
     job: jobView(job),
     uploadId: job.uploadId!,
     key: job.key,
-    partSize: plan.partSize,
-    partCount: plan.partCount,
+    partSize: job.partSize,
+    partCount: job.partCount,
     ...(job.checksumAlgorithm ? { checksumAlgorithm: job.checksumAlgorithm } : {}),
     parts: await signParts(job, first),
   };
@@ -246,6 +276,7 @@ async function openUpload(
   input: Pick<CreateUploadInput, 'filename' | 'contentType' | 'overwrite' | 'checksumAlgorithm'>,
   plan: PartPlan,
   details?: PlanFromParts,
+  idempotency?: IdempotencyRecord,
 ): Promise<JobRecord> {
   refuseOversizedUpload(plan.size);
   const quota = uploadQuota();
@@ -261,7 +292,7 @@ async function openUpload(
 
   job.uploadId = await fileStore().createMultipartUpload(job.key, input.contentType, input.checksumAlgorithm);
   try {
-    await claimSlot(job, quota);
+    await claimSlot(job, quota, idempotency);
   } catch (error) {
     // Until the job records the upload, only this request knows it: abort it, unless the job write
     // may have landed (a timeout or a lost answer), which the job's retry would then find aborted.

@@ -152,9 +152,37 @@ describe('API calls', () => {
   });
 
   it('does not repeat a non-idempotent POST whose connection broke mid-way', async () => {
-    const { fetch, calls } = scriptedFetch(reset(), json(202, { job: {} }));
-    await expect(client(fetch).startExport('a.bin')).rejects.toBeInstanceOf(NetworkError);
+    const { fetch, calls } = scriptedFetch(reset(), json(200, { token: 't' }));
+    await expect(client(fetch).signIn('ann', 'pw')).rejects.toBeInstanceOf(NetworkError);
     expect(calls).toHaveLength(1);
+  });
+
+  it('repeats POST /export and POST /upload under one Idempotency-Key, a fresh one per call', async () => {
+    const { fetch, calls } = scriptedFetch(
+      reset(),
+      serviceError(503, 'ServiceUnavailable', 'try again', { 'retry-after': '1' }),
+      json(202, { job: { jobId: 'j1' } }),
+      json(202, { job: { jobId: 'j2' } }),
+      reset(),
+      json(201, { job: { jobId: 'u1' }, parts: [] }),
+    );
+    const api = client(fetch);
+    expect((await api.startExport('a.bin')).jobId).toBe('j1');
+    expect((await api.startExport('a.bin')).jobId).toBe('j2');
+    await api.createUpload({ filename: 'b.bin', size: 10 });
+    const keys = calls.map((call) => new Headers(call.init.headers).get('idempotency-key'));
+    expect(keys.every((key) => key && /^[0-9a-f-]{36}$/.test(key))).toBe(true);
+    expect(keys[0]).toBe(keys[1]);
+    expect(keys[1]).toBe(keys[2]);
+    expect(keys[3]).not.toBe(keys[2]);
+    expect(keys[4]).toBe(keys[5]);
+    expect(keys[4]).not.toBe(keys[3]);
+  });
+
+  it('sends the Idempotency-Key the caller chose', async () => {
+    const { fetch, calls } = scriptedFetch(json(202, { job: { jobId: 'j1' } }));
+    await client(fetch).startExport('a.bin', 'gzip', { idempotencyKey: 'order-42' });
+    expect(new Headers(calls[0]!.init.headers).get('idempotency-key')).toBe('order-42');
   });
 
   it('reports a server that is down as a NetworkError naming it, after a short retry', async () => {
