@@ -195,14 +195,21 @@ async function interruptedUpload(ctx: OpContext, how: Interruption, fraction?: n
 }
 
 /** PUTs one part to its presigned URL; the ETag, or undefined when S3 refused it. */
+/** One part PUT to its presigned URL: its ETag, or undefined when S3 refused it or the connection broke. */
 async function putPart(ctx: OpContext, url: string, body: Uint8Array): Promise<string | undefined> {
-  const response = await ctx.recorder.fetch(url, {
-    method: 'PUT',
-    headers: { 'content-length': String(body.byteLength) },
-    body: body as Uint8Array<ArrayBuffer>,
-  });
-  await response.text();
-  return response.ok ? (response.headers.get('etag') ?? undefined) : undefined;
+  try {
+    const response = await ctx.recorder.fetch(url, {
+      method: 'PUT',
+      headers: { 'content-length': String(body.byteLength) },
+      body: body as Uint8Array<ArrayBuffer>,
+    });
+    await response.text();
+    return response.ok ? (response.headers.get('etag') ?? undefined) : undefined;
+  } catch {
+    // A fault on the way to S3 (the recorder counted it): the part is missing, and the completion
+    // that follows has to say so.
+    return undefined;
+  }
 }
 
 /**
