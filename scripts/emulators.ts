@@ -71,7 +71,7 @@ export function spawnGroup(
   command: string,
   args: string[],
   options: { env?: NodeJS.ProcessEnv; cwd?: string; log?: (line: string) => void } = {},
-): ChildProcess & { stopGroup(): Promise<void> } {
+): ChildProcess & { stopGroup(): Promise<void>; crashGroup(): Promise<void> } {
   const child = spawn(command, args, {
     cwd: options.cwd ?? projectRoot,
     env: options.env ?? process.env,
@@ -113,6 +113,12 @@ export function spawnGroup(
       // Java and Python may leave helpers behind in the group: make sure none outlives us.
       signalGroup('SIGKILL');
       if (!killed) await exited;
+    },
+    /** A crash: SIGKILL to the whole group at once, so that nothing of it cleans up or answers. */
+    async crashGroup() {
+      processes.delete(signalGroup);
+      signalGroup('SIGKILL');
+      await exited;
     },
   });
 }

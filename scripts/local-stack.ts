@@ -327,6 +327,11 @@ export interface LocalStack {
   handlerEnv: Record<string, string>;
   /** With `faultProxies`: the proxies in front of S3 and DynamoDB. */
   proxies?: { s3: FaultProxy; dynamodb: FaultProxy };
+  /**
+   * With `withApi`: kills serverless-offline at once (every handler and export worker in it dies
+   * mid-call, as when Lambda's containers all crash), then starts it again on the same ports.
+   */
+  crashApi?(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -377,13 +382,18 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
       tables: { jobs: environment.JOBS_TABLE!, users: environment.USERS_TABLE! },
       emulator: emulators.kinds,
     };
+    let crashApi: (() => Promise<void>) | undefined;
     if (options.withApi) {
-      const api = await startOffline(stage, handlerEnv, { ...options, lambdaPort }, log);
-      stops.push(api.stop);
+      let api = await startOffline(stage, handlerEnv, { ...options, lambdaPort }, log);
+      stops.push(() => api.stop());
       info.apiUrl = api.apiUrl;
       info.lambdaEndpoint = api.lambdaEndpoint;
+      crashApi = async () => {
+        await api.crash();
+        api = await startOffline(stage, handlerEnv, { ...options, lambdaPort, httpPort: api.httpPort }, log);
+      };
     }
-    return { info, handlerEnv, ...(proxies ? { proxies } : {}), stop };
+    return { info, handlerEnv, ...(proxies ? { proxies } : {}), ...(crashApi ? { crashApi } : {}), stop };
   } catch (error) {
     await stop();
     throw error;
@@ -433,9 +443,15 @@ export async function startOffline(
   );
   const apiUrl = `http://127.0.0.1:${httpPort}`;
   await waitForHttp(`${apiUrl}/health`, child, 'serverless-offline', 120_000);
+  const removeBundles = () =>
+    rmSync(join(options.servicePath ?? projectRoot, workFolder), { recursive: true, force: true });
   const stop = async () => {
     await child.stopGroup();
-    rmSync(join(options.servicePath ?? projectRoot, workFolder), { recursive: true, force: true });
+    removeBundles();
   };
-  return { apiUrl, lambdaEndpoint: `http://127.0.0.1:${lambdaPort}`, stop };
+  const crash = async () => {
+    await child.crashGroup();
+    removeBundles();
+  };
+  return { apiUrl, httpPort, lambdaEndpoint: `http://127.0.0.1:${lambdaPort}`, stop, crash };
 }

@@ -13,6 +13,8 @@
  *   --faults           the handlers reach S3 and DynamoDB (and clients the presigned URLs) through
  *                      TCP fault proxies, one of which breaks for a moment every few seconds
  *                      (refusing, swallowing or cutting connections): a fresh stack only
+ *   --crashes          kill the API (serverless-offline and its export workers) every 20-40 s and
+ *                      start it again, mid-request and mid-export: a fresh stack only
  *   --json             print the report as JSON
  *   --verbose          show the stack's output
  */
@@ -42,6 +44,7 @@ try {
       settle: { type: 'string', default: '60' },
       'stack-file': { type: 'string' },
       faults: { type: 'boolean', default: false },
+      crashes: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
     },
@@ -70,7 +73,9 @@ let stack: LocalStack | undefined;
 let target: SoakTarget;
 const stackFile = values['stack-file'] as string | undefined;
 const faults = values.faults === true;
-if (stackFile && faults) usage('--faults needs a fresh stack: leave out --stack-file');
+const crashes = values.crashes === true;
+if (stackFile && (faults || crashes))
+  usage('--faults and --crashes need a fresh stack: leave out --stack-file');
 if (stackFile) {
   if (!existsSync(stackFile)) usage(`${stackFile} not found: run \`npm start\` first`);
   const info = JSON.parse(readFileSync(stackFile, 'utf8')) as StackInfo;
@@ -96,7 +101,8 @@ if (stackFile) {
       withApi: true,
       keysFile: join(tmpdir(), `file-jobs-soak-keys-${process.pid}.json`),
       // Exports in 5 MiB steps, so a cancel can land between the steps of a small file.
-      env: { EXPORT_PART_SIZE_MIB: '5' },
+      // With crashes, a dead worker's lease must run out before the janitor can restart its export.
+      env: { EXPORT_PART_SIZE_MIB: '5', ...(crashes ? { EXPORT_LEASE_SECONDS: '20' } : {}) },
       faultProxies: faults,
       log: (line) => {
         if (values.verbose) console.error(`  | ${line}`);
@@ -138,6 +144,7 @@ try {
     // A fresh stack is the soak's alone: every open multipart upload in it counts.
     wholeBucket: !stackFile,
     ...(stack?.proxies ? { faults: stack.proxies } : {}),
+    ...(crashes && stack?.crashApi ? { crashApi: stack.crashApi } : {}),
     log,
   });
   console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));

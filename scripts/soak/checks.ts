@@ -312,7 +312,8 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
         };
         unansweredExports++;
         // Which unanswered POST /export of this user made it: one that answered 5xx ("not started")
-        // within a few seconds of the job's creation, or one the client gave up on (28 s timeout).
+        // within a few seconds of the job's creation, or one whose outcome the client cannot know
+        // (no answer within its 28 s timeout, or a connection that failed).
         const created = Date.parse(job.createdAt);
         const near = (at: string, before: number, after: number) =>
           Date.parse(at) >= created - before && Date.parse(at) <= created + after;
@@ -320,11 +321,11 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
           (error) =>
             error.call === 'POST /export' && error.username === user.username && near(error.at, 1000, 30_000),
         );
-        const gaveUp = recorder.timeouts.some(
-          (timeout) =>
-            timeout.call === 'POST /export' &&
-            timeout.username === user.username &&
-            near(timeout.at, 1000, 30_000),
+        const gaveUp = [...recorder.timeouts, ...recorder.connectionFailures].some(
+          (failure) =>
+            failure.call === 'POST /export' &&
+            failure.username === user.username &&
+            near(failure.at, 1000, 30_000),
         );
         const ranAnyway = !(job.status === 'FAILED' && (job.partsDone ?? 0) === 0);
         if (ranAnyway && (answered5xx || !gaveUp)) {

@@ -47,6 +47,8 @@ export class Recorder {
   networkErrors = 0;
   /** Requests that got no answer within the client's own timeout. */
   readonly timeouts: { at: string; call: string; username?: string }[] = [];
+  /** Requests whose connection failed (refused, reset, cut): their outcome is unknown to the client. */
+  readonly connectionFailures: { at: string; call: string; username?: string }[] = [];
   /** Bearer token -> username, so that a fault can be laid at the right user's jobs. */
   readonly owners = new Map<string, string>();
   bytesUp = 0;
@@ -88,6 +90,7 @@ export class Recorder {
       const signal = init.signal as AbortSignal | undefined;
       if (!signal?.aborted) {
         this.networkErrors++;
+        this.connectionFailures.push({ at: new Date().toISOString(), call, ...who });
         this.count(call, 'network-error');
       } else if ((signal.reason as Error | undefined)?.name === 'TimeoutError') {
         this.timeouts.push({ at: new Date().toISOString(), call, ...who });

@@ -57,6 +57,12 @@ export interface SoakOptions {
    * out, since a worker that lost DynamoDB cannot give its lease up.
    */
   faults?: Record<string, FaultProxy>;
+  /**
+   * Kills the API (serverless-offline, its export workers with it) and starts it again: while
+   * operations run, every 20-40 s. Requests in flight and running workers die at whatever point they
+   * were; the janitor then runs as if every lease had run out, as with `faults`.
+   */
+  crashApi?: () => Promise<void>;
   log?: (line: string) => void;
 }
 
@@ -81,6 +87,8 @@ export interface SoakReport {
   timeouts: number;
   /** Faults injected, by dependency and mode (with `faults`). */
   faultsInjected?: Record<string, number>;
+  /** How many times the API was killed and started again (with `crashApi`), and how long it was down. */
+  apiCrashes?: { count: number; downMs: number[] };
   /** Jobs by type and status in DynamoDB at the end. */
   finalStates: Record<string, Record<string, number>>;
   uploadsVerified: number;
@@ -177,6 +185,28 @@ async function breakNowAndThen(
   }
 }
 
+/** Until `over()`: every 20-40 s (seeded), the API crashes and starts again; each restart's time in `crashes`. */
+async function crashNowAndThen(
+  crashApi: () => Promise<void>,
+  seed: number,
+  crashes: { count: number; downMs: number[] },
+  over: () => boolean,
+  log: (line: string) => void,
+) {
+  const rng = new Prng(seed, 'crashes');
+  while (!over()) {
+    const wait = rng.int(20_000, 40_000);
+    const until = Date.now() + wait;
+    while (!over() && Date.now() < until) await sleep(250);
+    if (over()) break;
+    const started = Date.now();
+    await crashApi();
+    crashes.count++;
+    crashes.downMs.push(Date.now() - started);
+    log(`API crashed and started again (down ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  }
+}
+
 export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const log = options.log ?? (() => {});
   const started = Date.now();
@@ -254,13 +284,17 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const chaos = options.faults
     ? breakNowAndThen(options.faults, options.seed, faultsInjected, () => lanesDone)
     : undefined;
+  const apiCrashes = { count: 0, downMs: [] as number[] };
+  const crashes = options.crashApi
+    ? crashNowAndThen(options.crashApi, options.seed, apiCrashes, () => lanesDone, log)
+    : undefined;
   await Promise.all(
     users.flatMap((user, userIndex) =>
       Array.from({ length: lanes }, (_, laneIndex) => lane(user, userIndex, laneIndex)),
     ),
   );
   lanesDone = true;
-  await chaos;
+  await Promise.all([chaos, crashes]);
   const outside = new Outside({ ...target, jobsTable: target.tables.jobs });
   try {
     if (options.janitor !== false) {
@@ -303,8 +337,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const unownedBeforeJanitor: string[] = [];
     if (options.janitor !== false) {
       const stale = options.janitorStaleSeconds ?? 0;
+      const { config } = await import('../../lib/config.ts');
+      const { leaseSeconds } = config().exports;
       // A job must have been idle for longer than the limit: wait out the limit from the last op.
-      const wait = opsEnded + stale * 1000 + 1000 - Date.now();
+      // After crashes, the dead workers' leases too (the restarted worker's claim reads the real
+      // clock, so the janitor's clock cannot be set ahead for them as for faults).
+      const idle = Math.max(stale, options.crashApi ? leaseSeconds : 0);
+      const wait = opsEnded + idle * 1000 + 1000 - Date.now();
       if (wait > 0) await sleep(wait);
       // Multipart uploads no unfinished job owns, other than the planted ones: left by a request
       // that failed halfway. The janitor should abort them; the report names them.
@@ -336,8 +375,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       };
       // After faults, a worker may hold a lease it could not give up (DynamoDB was gone): the janitor
       // runs as if every lease had run out, as it would once they had.
-      const { config } = await import('../../lib/config.ts');
-      const ahead = options.faults ? (config().exports.leaseSeconds + 60) * 1000 : 0;
+      const ahead = options.faults ? (leaseSeconds + 60) * 1000 : 0;
       janitor = await runJanitor(settings, Date.now() + ahead);
       log(`janitor: ${JSON.stringify(janitor)}`);
       // Exports the janitor restarted or whose cancel it finished need a moment to end.
@@ -378,6 +416,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       unansweredExports: checks.unansweredExports,
       unownedBeforeJanitor,
       ...(options.faults ? { faultsInjected } : {}),
+      ...(options.crashApi ? { apiCrashes } : {}),
       ...(janitor ? { janitor } : {}),
       timings: {
         ops: opsEnded - started,
@@ -450,6 +489,11 @@ export function formatReport(report: SoakReport): string {
       `faults injected: ${Object.entries(report.faultsInjected)
         .map(([fault, count]) => `${fault} x${count}`)
         .join(', ')}`,
+    );
+  }
+  if (report.apiCrashes) {
+    lines.push(
+      `API crashes: ${report.apiCrashes.count} (down ${report.apiCrashes.downMs.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(', ') || 'never'})`,
     );
   }
   if (report.janitor) lines.push(`janitor: ${JSON.stringify(report.janitor)}`);
