@@ -167,23 +167,27 @@ export async function runJanitor(
 /**
  * Deletes the folders (exports/<user>/<jobId>/) of outputs whose job has expired. An output is
  * written just before its job finishes and the job expires a retention after it finished, so an
- * output younger than the retention always has a live job: only older ones cost a lookup.
+ * output younger than the retention always has a live job: only older ones cost a lookup. The area
+ * is read a page at a time (S3 lists keys in order, so a folder's objects are adjacent), so that
+ * every export kept for the retention is never held in memory at once.
  */
 async function deleteExpiredOutputs(prefix: string, retentionSeconds: number, now: number) {
-  const folders = new Set<string>();
-  for (const object of await fileStore().list(prefix)) {
-    if ((now - object.lastModified.getTime()) / 1000 < retentionSeconds) continue;
-    const [area, username, jobId] = object.key.split('/');
-    if (area === 'exports' && username && jobId) folders.add(`${area}/${username}/${jobId}/`);
-  }
+  const seen = new Set<string>();
   let deleted = 0;
-  for (const folder of folders) {
-    const [, username, jobId] = folder.split('/') as [string, string, string];
-    const job = await jobStore().get(username, jobId, { includeExpired: true });
-    if (job && !hasExpired(job, now)) continue;
-    if ((await fileStore().deletePrefix(folder)) > 0) {
-      recordJobMetric('ExportOutputsExpired');
-      deleted++;
+  for await (const page of fileStore().listPages(prefix)) {
+    for (const object of page) {
+      if ((now - object.lastModified.getTime()) / 1000 < retentionSeconds) continue;
+      const [area, username, jobId] = object.key.split('/');
+      if (area !== 'exports' || !username || !jobId) continue;
+      const folder = `${area}/${username}/${jobId}/`;
+      if (seen.has(folder)) continue;
+      seen.add(folder);
+      const job = await jobStore().get(username, jobId, { includeExpired: true });
+      if (job && !hasExpired(job, now)) continue;
+      if ((await fileStore().deletePrefix(folder)) > 0) {
+        recordJobMetric('ExportOutputsExpired');
+        deleted++;
+      }
     }
   }
   return deleted;

@@ -205,20 +205,23 @@ export class FileStore {
   /** Every object under `prefix`, in key order, across all pages. */
   async list(prefix: string): Promise<StoredObject[]> {
     const objects: StoredObject[] = [];
+    for await (const page of this.listPages(prefix)) objects.push(...page);
+    return objects;
+  }
+
+  /** The objects under `prefix` a page (up to 1,000) at a time: a whole area is never held at once. */
+  async *listPages(prefix: string): AsyncGenerator<StoredObject[]> {
     for await (const page of paginateListObjectsV2(
       { client: this.s3 },
       { Bucket: this.bucket, Prefix: prefix },
     )) {
-      for (const item of page.Contents ?? []) {
-        objects.push({
-          key: item.Key!,
-          size: item.Size ?? 0,
-          lastModified: item.LastModified ?? new Date(0),
-          etag: item.ETag ?? '',
-        });
-      }
+      yield (page.Contents ?? []).map((item) => ({
+        key: item.Key!,
+        size: item.Size ?? 0,
+        lastModified: item.LastModified ?? new Date(0),
+        etag: item.ETag ?? '',
+      }));
     }
-    return objects;
   }
 
   /**
