@@ -13,23 +13,15 @@ export async function jobOfEarlierRequest(
   idempotency: IdempotencyRecord,
   earlier: { jobId: string; fingerprint: string },
 ): Promise<JobRecord> {
+  const refuse = (why: string) =>
+    new HttpError(422, ErrorCode.IdempotencyKeyReused, `${why}; use a new key for a new request`, {
+      details: { jobId: earlier.jobId },
+    });
   if (earlier.fingerprint !== idempotency.fingerprint) {
-    throw new HttpError(
-      422,
-      ErrorCode.IdempotencyKeyReused,
-      `this Idempotency-Key was sent before with another request (it made job ${earlier.jobId}); use a new key for a new request`,
-      { details: { jobId: earlier.jobId } },
-    );
+    throw refuse(`this Idempotency-Key was sent before with another request (it made job ${earlier.jobId})`);
   }
   const job = await jobStore().get(username, earlier.jobId);
-  if (!job) {
-    throw new HttpError(
-      422,
-      ErrorCode.IdempotencyKeyReused,
-      `the job this Idempotency-Key made (${earlier.jobId}) is gone; use a new key for a new request`,
-      { details: { jobId: earlier.jobId } },
-    );
-  }
+  if (!job) throw refuse(`the job this Idempotency-Key made (${earlier.jobId}) is gone`);
   return job;
 }
 

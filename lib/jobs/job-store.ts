@@ -313,7 +313,6 @@ export class JobStore extends JobsTableAdapter {
     if (broken) throw broken;
   }
 
-  /** One job; an expired one reads as gone unless `includeExpired` (the janitor's cleanup needs it). */
   /** The job an Idempotency-Key made, while the key lives (IDEMPOTENCY_KEY_TTL_SECONDS). */
   async findByIdempotencyKey(
     username: string,
@@ -331,6 +330,7 @@ export class JobStore extends JobsTableAdapter {
     return { jobId: String(Item.jobId), fingerprint: String(Item.fingerprint) };
   }
 
+  /** One job; an expired one reads as gone unless `includeExpired` (the janitor's cleanup needs it). */
   async get(
     username: string,
     jobId: string,

@@ -153,8 +153,8 @@ async function claimSlot(job: JobRecord, quota: Quota, idempotency?: Idempotency
 
 /** After a failed create: whether the job may exist all the same (read it, or assume so if that fails too). */
 async function mayHaveBeenWritten(job: JobRecord, error: unknown): Promise<boolean> {
-  // Refused on purpose (the name is taken): surely not written.
-  if (error instanceof HttpError) return false;
+  // Refused on purpose (the name is taken, or the Idempotency-Key made another job): surely not written.
+  if (error instanceof HttpError || error instanceof IdempotencyKeyUsed) return false;
   return jobStore()
     .get(job.username, job.jobId)
     .then(
