@@ -7,6 +7,11 @@
  * (422 IdempotencyKeyReused). The client library sends a fresh key with each of those calls.
  */
 export const IDEMPOTENCY_KEY_HEADER = 'Idempotency-Key';
+/**
+ * Where Companion's create (POST /s3/multipart) also takes the key: Uppy's file meta, which it sends
+ * as `metadata` (its Companion requests carry no headers of the app's).
+ */
+export const IDEMPOTENCY_KEY_METADATA_FIELD = 'idempotencyKey';
 /** The answer's header that says it repeats an earlier request's job. */
 export const IDEMPOTENT_REPLAYED_HEADER = 'Idempotent-Replayed';
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;

@@ -11,6 +11,7 @@
 import AwsS3 from '@uppy/aws-s3';
 import Uppy, { type UppyFile } from '@uppy/core';
 import Dashboard from '@uppy/dashboard';
+import { IDEMPOTENCY_KEY_METADATA_FIELD } from '../common/idempotency.ts';
 
 const API = window.location.origin;
 const POLL_MS = 1500;
@@ -150,6 +151,10 @@ function startUppy() {
     })
     // Companion's S3 routes on this origin; every file as a multipart upload job (small ones too).
     .use(AwsS3, { companionEndpoint: API, shouldUseMultipart: true });
+  // A key per file (as the README's snippet): a retry after a lost create answer resumes that upload.
+  uppy.on('file-added', (file) =>
+    uppy?.setFileMeta(file.id, { [IDEMPOTENCY_KEY_METADATA_FIELD]: crypto.randomUUID() }),
+  );
   uppy.on('upload-success', () => {
     void refreshFiles();
     void refreshJobs();

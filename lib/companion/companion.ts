@@ -2,10 +2,11 @@ import { ErrorCode } from '../../common/error-codes.ts';
 import { describeRanges, MAX_OBJECT_SIZE } from '../../common/part-plan.ts';
 import { config } from '../config.ts';
 import { conflict, HttpError, notFound } from '../http/errors.ts';
+import { createOncePerKey } from '../jobs/idempotency.ts';
 import { jobStore, partRecords } from '../jobs/index.ts';
 import { JOB_ID_PATTERN } from '../jobs/job-ids.ts';
 import type { JobView } from '../jobs/job-view.ts';
-import type { JobRecord } from '../jobs/jobs-table.ts';
+import type { IdempotencyRecord, JobRecord } from '../jobs/jobs-table.ts';
 import { TransitionRejected } from '../jobs/jobs-table.ts';
 import { logger } from '../log.ts';
 import { fileStore } from '../storage/index.ts';
@@ -67,19 +68,40 @@ function declaredSize(metadata: Record<string, unknown> | undefined): number | u
   return size;
 }
 
-/** POST /s3/multipart: a new upload job whose plan comes from S3's parts at completion. */
-export async function createMultipart(
-  username: string,
-  input: CreateMultipartInput,
-): Promise<CreatedMultipart> {
-  const job = await createUploadOfUnknownPlan(username, {
+/** What a create asks for: its file, and the two things an app may say in Uppy's `meta`. */
+export function multipartRequest(input: CreateMultipartInput) {
+  return {
     filename: input.filename,
     contentType: input.type,
     // As POST /upload: an existing file is replaced only when asked (Uppy: `meta: {overwrite: true}`).
     overwrite: truthy(input.metadata?.overwrite),
     declaredSize: declaredSize(input.metadata),
-  });
-  return { key: job.key, uploadId: job.jobId };
+  };
+}
+
+/**
+ * POST /s3/multipart: a new upload job whose plan comes from S3's parts at completion.
+ *
+ * With an idempotency key (the Idempotency-Key header, or `metadata.idempotencyKey`, which Uppy can
+ * send: its Companion requests carry no headers of the app's), a repeat gets the upload the first
+ * create opened (`replayed`). The case: a create whose answer was lost (a dropped connection, a 503
+ * after the job was written) leaves a job holding the file's name that Uppy never learned of, and
+ * Uppy's retry would meet 409 UploadInProgress until the janitor ends the idle job, hours later.
+ * Here the key names the upload in flight rather than one request: once its job has ended (killed,
+ * expired), a repeat opens a new upload under the same key, so a retry of that Uppy file works.
+ */
+export async function createMultipart(
+  username: string,
+  request: ReturnType<typeof multipartRequest>,
+  idempotency?: IdempotencyRecord,
+): Promise<{ created: CreatedMultipart; replayed: boolean }> {
+  const { job, replayed } = await createOncePerKey(
+    username,
+    idempotency,
+    (record) => createUploadOfUnknownPlan(username, request, record),
+    { renewAfterEnd: true },
+  );
+  return { created: { key: job.key, uploadId: job.jobId }, replayed };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_METADATA_FIELD } from '../../common/idempotency.ts';
 import { MAX_PARTS } from '../../common/part-plan.ts';
 import * as z from '../schema.ts';
 import { pickedFilenameSchema } from '../storage/keys.ts';
@@ -9,7 +10,13 @@ import { mediaTypeSchema } from '../uploads/schemas.ts';
  */
 
 /** Uppy sends file.meta (name, type, and whatever the app set) as strings, numbers or null. */
-const metadata = z.record(z.string().check(z.maxLength(128)), z.unknown());
+const metadata = z
+  .record(z.string().check(z.maxLength(128)), z.unknown())
+  .check(
+    z.describe(
+      `Uppy's file meta. The service reads three fields: \`size\` (the file's size in bytes, when the app knows it: counted toward the bytes in flight from the start, and S3 must hold exactly that at completion), \`overwrite\` (true to replace an existing file) and \`${IDEMPOTENCY_KEY_METADATA_FIELD}\` (the ${IDEMPOTENCY_KEY_HEADER} header's key, for Uppy, whose requests carry no headers of the app's: while the upload it opened is in flight, a repeat gets that upload; once it has ended, a repeat opens a new one)`,
+    ),
+  );
 
 export const createMultipartBody = z.object({
   // The name of the file picked in the browser: a decomposed one (macOS) is composed, not refused.

@@ -5,12 +5,11 @@ import type { ExportFormat } from '../../common/statuses.ts';
 import { invokeAsync } from '../aws/clients.ts';
 import { config } from '../config.ts';
 import { conflict, notFound, serviceUnavailable } from '../http/errors.ts';
-import { findJobOfEarlierRequest, jobOfEarlierRequest } from '../jobs/idempotency.ts';
+import { createOncePerKey } from '../jobs/idempotency.ts';
 import { jobStore } from '../jobs/index.ts';
 import { newJobId } from '../jobs/job-ids.ts';
 import { type JobView, jobView } from '../jobs/job-view.ts';
 import {
-  IdempotencyKeyUsed,
   type IdempotencyRecord,
   type JobRecord,
   LimitReached,
@@ -91,23 +90,15 @@ export function exportStepSize(sourceSize: number, configured: number): number {
   return Math.max(1, Math.min(Math.max(configured, fitting), sourceSize));
 }
 
-/**
- * POST /export: the job (QUEUED) and an asynchronous start of the worker. With an Idempotency-Key,
- * a repeat of the request gets the job the first one made (`replayed`), started again if it is
- * still QUEUED (the first request may have died before starting it; a second start is harmless: only
- * one claim of a QUEUED job wins).
- */
-export async function startExport(
+/** The export's job (QUEUED) with its slot and its share of the user's limits. */
+async function createExportJob(
   username: string,
   filename: string,
   format: ExportFormat,
-  idempotency?: IdempotencyRecord,
-): Promise<{ job: Awaited<ReturnType<typeof exportView>>; replayed: boolean }> {
-  const earlier = await findJobOfEarlierRequest(username, idempotency);
-  if (earlier) return replayExport(earlier);
-  const store = fileStore();
+  idempotency: IdempotencyRecord | undefined,
+): Promise<JobRecord> {
   const sourceKey = uploadKey(username, filename);
-  const source = await store.head(sourceKey);
+  const source = await fileStore().head(sourceKey);
   if (!source) throw notFound(ErrorCode.FileNotFound, `no file ${filename} in your uploads folder`);
 
   const { exports: settings } = config();
@@ -140,11 +131,29 @@ export async function startExport(
   try {
     await jobStore().create(job, jobId, exportQuota(), Date.now(), idempotency);
   } catch (error) {
-    // A repeat that raced the first request (or followed a write whose answer was lost).
-    if (error instanceof IdempotencyKeyUsed && idempotency)
-      return replayExport(await jobOfEarlierRequest(username, idempotency, error));
     throw error instanceof LimitReached ? limitRefusal(error) : error;
   }
+  return job;
+}
+
+/**
+ * POST /export: the job (QUEUED) and an asynchronous start of the worker. With an Idempotency-Key,
+ * a repeat of the request gets the job the first one made (`replayed`), started again if it is
+ * still QUEUED (the first request may have died before starting it; a second start is harmless: only
+ * one claim of a QUEUED job wins).
+ */
+export async function startExport(
+  username: string,
+  filename: string,
+  format: ExportFormat,
+  idempotency?: IdempotencyRecord,
+): Promise<{ job: Awaited<ReturnType<typeof exportView>>; replayed: boolean }> {
+  const { job, replayed } = await createOncePerKey(username, idempotency, (record) =>
+    createExportJob(username, filename, format, record),
+  );
+  if (replayed) return replayExport(job);
+  const { jobId } = job;
+  const { exports: settings } = config();
   logger.appendKeys({ jobId });
   recordJobMetric('ExportsStarted');
   try {

@@ -346,7 +346,8 @@ export const ROUTES = {
         links: companionUploadLinks,
       },
     },
-    errors: [400, 401, 409, 415, 429],
+    idempotencyKey: true,
+    errors: [400, 401, 409, 415, 422, 429],
   },
   signMultipartPart: {
     route: 'GET /s3/multipart/{uploadId}/{partNumber}',

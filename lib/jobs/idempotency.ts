@@ -1,7 +1,12 @@
 import { ErrorCode } from '../../common/error-codes.ts';
 import { HttpError } from '../http/errors.ts';
 import { jobStore } from './index.ts';
-import type { IdempotencyRecord, JobRecord } from './jobs-table.ts';
+import {
+  IdempotencyKeyUsed,
+  type IdempotencyRecord,
+  type JobRecord,
+  TERMINAL_STATUSES,
+} from './jobs-table.ts';
 
 /**
  * The job an earlier request with the same Idempotency-Key made (jobStore().create records the key
@@ -33,4 +38,31 @@ export async function findJobOfEarlierRequest(
   if (!idempotency) return undefined;
   const earlier = await jobStore().findByIdempotencyKey(username, idempotency.key);
   return earlier ? jobOfEarlierRequest(username, idempotency, earlier) : undefined;
+}
+
+/**
+ * `create` run once per Idempotency-Key: a repeat gets the job the first request made (`replayed`),
+ * also when it raced the first, or followed a write of its own whose answer was lost (the job's
+ * creation transaction refuses a key that names a job already). Without a key, `create` just runs.
+ *
+ * `renewAfterEnd`: the key names an upload in flight, not one request. Once the job it made has
+ * ended, a repeat makes a new job and takes the key over (Uppy's retry of a create whose job the
+ * kill routes or the janitor ended meanwhile: lib/companion/companion.ts).
+ */
+export async function createOncePerKey(
+  username: string,
+  idempotency: IdempotencyRecord | undefined,
+  create: (idempotency: IdempotencyRecord | undefined) => Promise<JobRecord>,
+  options: { renewAfterEnd?: boolean } = {},
+): Promise<{ job: JobRecord; replayed: boolean }> {
+  const earlier = await findJobOfEarlierRequest(username, idempotency);
+  const renew = earlier && options.renewAfterEnd && TERMINAL_STATUSES.has(earlier.status);
+  if (earlier && !renew) return { job: earlier, replayed: true };
+  try {
+    const record = idempotency && earlier ? { ...idempotency, supersedes: earlier.jobId } : idempotency;
+    return { job: await create(record), replayed: false };
+  } catch (error) {
+    if (!(error instanceof IdempotencyKeyUsed && idempotency)) throw error;
+    return { job: await jobOfEarlierRequest(username, idempotency, error), replayed: true };
+  }
 }

@@ -237,8 +237,11 @@ export class JobStore extends JobsTableAdapter {
               expiresAt: Math.floor(nowMs / 1000) + IDEMPOTENCY_KEY_TTL_SECONDS,
             },
             // An expired record that DynamoDB's TTL has not removed yet no longer counts.
-            ConditionExpression: 'attribute_not_exists(pk) OR expiresAt < :now',
-            ExpressionAttributeValues: { ':now': Math.floor(nowMs / 1000) },
+            ConditionExpression: `attribute_not_exists(pk) OR expiresAt < :now${idempotency.supersedes ? ' OR jobId = :superseded' : ''}`,
+            ExpressionAttributeValues: {
+              ':now': Math.floor(nowMs / 1000),
+              ...(idempotency.supersedes ? { ':superseded': idempotency.supersedes } : {}),
+            },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           },
         }) - 1;

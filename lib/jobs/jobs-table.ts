@@ -197,6 +197,12 @@ export class SlotTaken extends Error {
 export interface IdempotencyRecord {
   key: string;
   fingerprint: string;
+  /**
+   * The ended job the key made before, from which this creation takes the key over (only where a
+   * key names an upload in flight rather than one request: lib/companion/companion.ts). The take-over
+   * is conditional on the key still naming that job, so two repeats racing for it make one new job.
+   */
+  supersedes?: string;
 }
 
 /** The Idempotency-Key was used before, within its lifetime: `jobId` is the job it made. */

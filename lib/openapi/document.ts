@@ -48,7 +48,7 @@ const IDEMPOTENCY_KEY_PARAMETER = {
   in: 'header',
   required: false,
   description:
-    'A key of the client’s choosing (a UUID, say) that makes the request safe to repeat: for a day, a repeat with the same key and body is answered with the job the first request made (with `Idempotent-Replayed: true`) instead of making another; the same key with another body is refused with 422. JSON bodies only: the seed’s form refuses a key (400)',
+    'A key of the client’s choosing (a UUID, say) that makes the request safe to repeat: for a day, a repeat with the same key and body is answered with the job the first request made (with `Idempotent-Replayed: true`) instead of making another; the same key with another body is refused with 422. JSON bodies only: the seed’s form refuses a key (400). Companion’s create (POST /s3/multipart) also takes the key as `metadata.idempotencyKey`, and its key names the upload in flight: once that upload has ended, a repeat opens a new one',
   schema: { type: 'string', maxLength: MAX_IDEMPOTENCY_KEY_LENGTH, pattern: IDEMPOTENCY_KEY_PATTERN.source },
 };
 

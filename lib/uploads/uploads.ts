@@ -20,7 +20,7 @@ import {
 import { config } from '../config.ts';
 import { fileRecordItem } from '../files/file-records.ts';
 import { conflict, HttpError, notFound } from '../http/errors.ts';
-import { findJobOfEarlierRequest, jobOfEarlierRequest } from '../jobs/idempotency.ts';
+import { createOncePerKey } from '../jobs/idempotency.ts';
 import { jobStore, partRecords } from '../jobs/index.ts';
 import { newJobId } from '../jobs/job-ids.ts';
 import type { Quota } from '../jobs/job-store.ts';
@@ -191,28 +191,18 @@ export async function createUpload(
   input: CreateUploadInput,
   idempotency?: IdempotencyRecord,
 ) {
-  const earlier = await findJobOfEarlierRequest(username, idempotency);
-  if (earlier) return { ...(await createdUploadView(earlier)), replayed: true };
-  let plan: PartPlan;
-  try {
-    plan = planParts(input.size, input.partSize);
-  } catch (error) {
-    if (error instanceof PartPlanError) throw new HttpError(400, 'ValidationError', error.message);
-    throw error;
-  }
-  let job: JobRecord;
-  try {
-    job = await openUpload(username, input, plan, undefined, idempotency);
-  } catch (error) {
-    // A repeat that raced the first request (or followed a write whose answer was lost); the
-    // multipart upload this request opened is aborted already (openUpload).
-    if (error instanceof IdempotencyKeyUsed && idempotency) {
-      const earlierJob = await jobOfEarlierRequest(username, idempotency, error);
-      return { ...(await createdUploadView(earlierJob)), replayed: true };
+  const { job, replayed } = await createOncePerKey(username, idempotency, (record) => {
+    let plan: PartPlan;
+    try {
+      plan = planParts(input.size, input.partSize);
+    } catch (error) {
+      if (error instanceof PartPlanError) throw new HttpError(400, 'ValidationError', error.message);
+      throw error;
     }
-    throw error;
-  }
-  return { ...(await createdUploadView(job)), replayed: false };
+    // A repeat refused by its key finds the multipart upload it opened aborted already (openUpload).
+    return openUpload(username, input, plan, undefined, record);
+  });
+  return { ...(await createdUploadView(job)), replayed };
 }
 
 /** POST /upload's answer for a job: its multipart upload, its plan, and a first batch of part URLs. */
@@ -262,12 +252,19 @@ export const planFromParts = (job: JobRecord): boolean =>
 export async function createUploadOfUnknownPlan(
   username: string,
   input: Omit<CreateUploadInput, 'size' | 'partSize'> & { declaredSize?: number | undefined },
+  idempotency?: IdempotencyRecord,
 ): Promise<JobRecord> {
   const details: PlanFromParts = {
     planFrom: 'parts',
     ...(input.declaredSize !== undefined ? { declaredSize: input.declaredSize } : {}),
   };
-  return openUpload(username, input, { size: input.declaredSize ?? 0, partSize: 0, partCount: 0 }, details);
+  return openUpload(
+    username,
+    input,
+    { size: input.declaredSize ?? 0, partSize: 0, partCount: 0 },
+    details,
+    idempotency,
+  );
 }
 
 /** Checks the limits, opens the S3 multipart upload and writes the job with its slot and holds. */

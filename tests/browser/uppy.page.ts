@@ -79,5 +79,11 @@ Object.assign(window, {
       record('resumed');
     },
     isPaused: (fileId: string) => uppy.getFile(fileId)?.isPaused === true,
+    /** Uppy's retry of a failed file; resolves as upload() does. */
+    retry: (fileId: string) =>
+      uppy.retryUpload(fileId).then((result) => ({
+        successful: result?.successful?.length ?? 0,
+        failed: result?.failed?.length ?? 0,
+      })),
   },
 });

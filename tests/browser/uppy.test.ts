@@ -166,6 +166,37 @@ describeWithChromium(title, () => {
     await page.close();
   });
 
+  it('a create whose answer is lost: Uppy’s retry gets the upload the service opened (the snippet’s key per file)', async () => {
+    const { page, user, requests } = await openPage();
+    const name = `lost-${randomUUID().slice(0, 8)}.bin`;
+    const createUrl = `${testStack().apiUrl}/s3/multipart`;
+    // The first create reaches the service, which opens the upload; its answer never reaches Uppy.
+    let creates = 0;
+    await page.route(createUrl, async (route) => {
+      if (route.request().method() !== 'POST' || ++creates > 1) return route.fallback();
+      await route.fetch();
+      await route.abort('connectionreset');
+    });
+    const fileId = await page.evaluate((n) => (globalThis as any).harness.add(n), name);
+    expect(await page.evaluate(() => (globalThis as any).harness.upload())).toEqual({
+      successful: 0,
+      failed: 1,
+    });
+    const held = (await api('/jobs?type=upload', { token: user.jwt })).body.jobs;
+    expect(held.map((job: any) => [job.filename, job.status])).toEqual([[name, 'UPLOADING']]);
+
+    expect(await page.evaluate((id) => (globalThis as any).harness.retry(id), fileId)).toEqual({
+      successful: 1,
+      failed: 0,
+    });
+    await shot(page, '3-retried-after-lost-create');
+    expect(requests.filter((line) => line === `POST ${createUrl}`)).toHaveLength(2);
+    const jobs = (await api('/jobs?type=upload', { token: user.jwt })).body.jobs;
+    expect(jobs.map((job: any) => [job.jobId, job.status])).toEqual([[held[0].jobId, 'COMPLETED']]);
+    expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, file);
+    await page.close();
+  });
+
   it('cancel: Uppy aborts through the service, the job is ABORTED and S3 holds no multipart upload', async () => {
     const { page, user, requests } = await openPage();
     const name = `cancel-${randomUUID().slice(0, 8)}.bin`;
@@ -176,7 +207,7 @@ describeWithChromium(title, () => {
     const part = await waitForEvent(page, 'part-uploaded');
     const { uploadId, key } = part.detail.upload;
     await waitForEvent(page, 'cancelled');
-    await shot(page, '3-cancelled');
+    await shot(page, '4-cancelled');
 
     expect(
       await eventually(

@@ -2,7 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { MiB } from '../../common/part-plan.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
-import { completeMultipart, createMultipart, listParts, signPart } from '../../lib/companion/companion.ts';
+import {
+  type CreateMultipartInput,
+  completeMultipart,
+  createMultipart,
+  listParts,
+  multipartRequest,
+  signPart,
+} from '../../lib/companion/companion.ts';
 import { config } from '../../lib/config.ts';
 import { HttpError } from '../../lib/http/errors.ts';
 import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
@@ -21,6 +28,10 @@ import { createTestUser } from '../support/users.ts';
 const limits = config().limits;
 const defaults = { ...limits };
 afterEach(() => Object.assign(limits, defaults));
+
+/** POST /s3/multipart's body in, Uppy's {key, uploadId} out. */
+const create = async (username: string, input: CreateMultipartInput) =>
+  (await createMultipart(username, multipartRequest(input))).created;
 
 const newUser = async () => (await createTestUser('climit')).username;
 
@@ -55,7 +66,7 @@ describe('Companion uploads under the per-user limits', () => {
   it('a file over the whole bytes limit is refused at completion: 413, parts deleted, job FAILED, share back', async () => {
     limits.uploadBytesInFlight = 8 * MiB;
     const username = await newUser();
-    const up = await createMultipart(username, { filename: 'big.bin', type: 'application/octet-stream' });
+    const up = await create(username, { filename: 'big.bin', type: 'application/octet-stream' });
     expect(await counters(username)).toEqual({ running: 1, bytes: 0, slots: 1 });
     const parts = await sendParts(username, up, [5 * MiB, 5 * MiB]);
 
@@ -74,7 +85,7 @@ describe('Companion uploads under the per-user limits', () => {
     limits.uploadBytesInFlight = 16 * MiB;
     const username = await newUser();
     const other = await createUpload(username, { filename: 'other.bin', size: 8 * MiB });
-    const up = await createMultipart(username, { filename: 'uppy.bin' });
+    const up = await create(username, { filename: 'uppy.bin' });
     const parts = await sendParts(username, up, [5 * MiB, 5 * MiB]);
 
     expect(await refusal(completeMultipart(username, up.uploadId, up.key, parts, undefined))).toMatchObject({
@@ -101,21 +112,19 @@ describe('Companion uploads under the per-user limits', () => {
   it('a declared size counts from the start: a user at the limit is refused at creation', async () => {
     limits.uploadBytesInFlight = 16 * MiB;
     const username = await newUser();
-    await createMultipart(username, { filename: 'a.bin', metadata: { size: '10485760' } });
+    await create(username, { filename: 'a.bin', metadata: { size: '10485760' } });
     expect(await counters(username)).toMatchObject({ running: 1, bytes: 10 * MiB });
     expect(
-      await refusal(createMultipart(username, { filename: 'b.bin', metadata: { size: 10 * MiB } })),
+      await refusal(create(username, { filename: 'b.bin', metadata: { size: 10 * MiB } })),
     ).toMatchObject({ status: 429, details: { limit: 'uploadBytesInFlight' } });
-    expect(
-      await refusal(createMultipart(username, { filename: 'c.bin', metadata: { size: 'lots' } })),
-    ).toMatchObject({
+    expect(await refusal(create(username, { filename: 'c.bin', metadata: { size: 'lots' } }))).toMatchObject({
       status: 400,
     });
   });
 
   it('the janitor expires an idle Companion upload and gives its share back', async () => {
     const username = await newUser();
-    const up = await createMultipart(username, { filename: 'idle.bin' });
+    const up = await create(username, { filename: 'idle.bin' });
     await documentClient().send(
       new UpdateCommand({
         TableName: config().jobsTable,

@@ -1,6 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { jest } from '@jest/globals';
 import { handler as startExportHandler } from '../../functions/export-create.ts';
+import { handler as abortMultipartHandler } from '../../functions/s3-multipart-abort.ts';
+import { handler as createMultipartHandler } from '../../functions/s3-multipart-create.ts';
 import { handler as createUploadHandler } from '../../functions/upload-create.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
@@ -36,6 +38,7 @@ const post =
       body,
     });
 const createUpload = post(createUploadHandler, '/upload');
+const createMultipart = post(createMultipartHandler, '/s3/multipart');
 const startExport = post(startExportHandler, '/export');
 
 /** jobStore().create writes (the job, its slot, its key) and then its answer is lost. */
@@ -195,5 +198,133 @@ describe('POST /export with an Idempotency-Key', () => {
     const response = await startExport(token, key, { filename: 'src.bin' });
     expect(response.status).toBe(422);
     expect(response.body.error.code).toBe('IdempotencyKeyReused');
+  });
+});
+
+describe('POST /s3/multipart (Companion, Uppy) with an idempotency key', () => {
+  /** Uppy's create: its file meta, with the key the README's snippet sets on each file. */
+  const uppyCreate = (
+    token: string,
+    key: unknown,
+    filename = 'uppy.bin',
+    meta: Record<string, unknown> = {},
+  ) =>
+    createMultipart(token, undefined, {
+      filename,
+      type: 'application/octet-stream',
+      metadata: { name: filename, type: 'application/octet-stream', ...meta, idempotencyKey: key },
+    });
+
+  async function abortThroughUppy(token: string, created: { key: string; uploadId: string }) {
+    const response = await invoke(abortMultipartHandler, {
+      method: 'DELETE',
+      path: `/s3/multipart/${created.uploadId}`,
+      routeKey: 'DELETE /s3/multipart/{uploadId}',
+      pathParameters: { uploadId: created.uploadId },
+      query: { key: created.key },
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(response.status).toBe(200);
+  }
+
+  it('without a key, a retry after a lost answer meets 409 UploadInProgress (the case the key is for)', async () => {
+    const { token } = await signedIn();
+    createAnswerLost();
+    expect((await uppyCreate(token, undefined)).status).toBe(503);
+    const retry = await uppyCreate(token, undefined);
+    expect(retry.status).toBe(409);
+    expect(retry.body.error.code).toBe('UploadInProgress');
+  });
+
+  it('with metadata.idempotencyKey, the retry after a lost answer gets the upload the lost create opened', async () => {
+    const { username, token } = await signedIn();
+    const key = randomUUID();
+    createAnswerLost();
+    expect((await uppyCreate(token, key)).status).toBe(503);
+    const retry = await uppyCreate(token, key);
+    expect(retry.status).toBe(200);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    const jobs = (await jobStore().list(username, { type: 'upload', limit: 10 })).jobs;
+    expect(jobs.map((job) => [job.jobId, job.key, job.status])).toEqual([
+      [retry.body.uploadId, retry.body.key, 'UPLOADING'],
+    ]);
+    expect(await openUploadsOf(username)).toHaveLength(1);
+    // Uppy's other metadata may differ between tries; what the create asks for may not.
+    const renamed = await uppyCreate(token, key, 'other.bin');
+    expect(renamed.status).toBe(422);
+    expect(renamed.body.error).toMatchObject({
+      code: 'IdempotencyKeyReused',
+      details: { jobId: retry.body.uploadId },
+    });
+  });
+
+  it('takes the header as the same key, and refuses a malformed key or two different ones (400)', async () => {
+    const { username, token } = await signedIn();
+    const key = randomUUID();
+    const first = await uppyCreate(token, key, 'h.bin');
+    const byHeader = await createMultipart(token, key, {
+      filename: 'h.bin',
+      type: 'application/octet-stream',
+    });
+    expect(byHeader.status).toBe(200);
+    expect(byHeader.body.uploadId).toBe(first.body.uploadId);
+    for (const bad of ['has space', 'x'.repeat(256), '', 42, true, { key }]) {
+      const response = await uppyCreate(token, bad, 'bad.bin');
+      expect([bad, response.status, response.body.error?.code]).toEqual([bad, 400, 'ValidationError']);
+      expect(response.body.error.details.issues).toEqual([
+        { path: 'body.metadata.idempotencyKey', message: 'malformed' },
+      ]);
+    }
+    const both = await createMultipart(token, randomUUID(), {
+      filename: 'both.bin',
+      metadata: { idempotencyKey: randomUUID() },
+    });
+    expect(both.status).toBe(400);
+    expect(both.body.error.message).toContain('two keys');
+    // A refused request opened nothing (Uppy's uploadId is the job's id, not S3's).
+    const job = await jobStore().get(username, first.body.uploadId);
+    expect((await openUploadsOf(username)).map((open) => open.uploadId)).toEqual([job!.uploadId]);
+  });
+
+  it('once the upload has ended, a retry with the key opens a new one (the key names the upload in flight)', async () => {
+    const { username, token } = await signedIn();
+    const key = randomUUID();
+    const first = (await uppyCreate(token, key, 'again.bin')).body;
+    await abortThroughUppy(token, first);
+    const renewed = await uppyCreate(token, key, 'again.bin');
+    expect(renewed.status).toBe(200);
+    expect(renewed.headers['idempotent-replayed']).toBeUndefined();
+    expect(renewed.body.uploadId).not.toBe(first.uploadId);
+    const repeat = await uppyCreate(token, key, 'again.bin');
+    expect(repeat.headers['idempotent-replayed']).toBe('true');
+    expect(repeat.body.uploadId).toBe(renewed.body.uploadId);
+    const statuses = (await jobStore().list(username, { type: 'upload', limit: 10 })).jobs
+      .map((job) => [job.jobId, job.status])
+      .sort();
+    expect(statuses).toEqual(
+      [
+        [first.uploadId, 'ABORTED'],
+        [renewed.body.uploadId, 'UPLOADING'],
+      ].sort(),
+    );
+  });
+
+  it('answers concurrent retries after the end with one new upload', async () => {
+    const { username, token } = await signedIn();
+    const key = randomUUID();
+    const first = (await uppyCreate(token, key, 'race.bin')).body;
+    await abortThroughUppy(token, first);
+    const answers = await Promise.all(Array.from({ length: 5 }, () => uppyCreate(token, key, 'race.bin')));
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200, 200, 200]);
+    const uploadIds = new Set(answers.map((answer) => answer.body.uploadId));
+    expect(uploadIds.size).toBe(1);
+    expect(uploadIds.has(first.uploadId)).toBe(false);
+    expect(answers.filter((answer) => answer.headers['idempotent-replayed'] === 'true')).toHaveLength(4);
+    const open = await openUploadsOf(username);
+    expect(open).toHaveLength(1);
+    const active = (await jobStore().list(username, { type: 'upload', limit: 10 })).jobs.filter(
+      (job) => job.status === 'UPLOADING',
+    );
+    expect(active.map((job) => job.jobId)).toEqual([...uploadIds]);
   });
 });
