@@ -10,13 +10,8 @@ import { jobStore } from '../../lib/jobs/index.ts';
 import type { JobRecord } from '../../lib/jobs/jobs-table.ts';
 import { transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
-import {
-  createExportJob,
-  expireLease,
-  exportLeftovers,
-  janitorFor,
-  runToTheEnd,
-} from '../support/exports.ts';
+import { createExportJob, expireLease, exportLeftovers, runToTheEnd } from '../support/exports.ts';
+import { janitorFor } from '../support/janitor.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**

@@ -9,7 +9,8 @@ import { metrics } from '../../lib/metrics.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
 import { fileStore, transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
-import { createExportJob, exportLeftovers, janitorFor, runToTheEnd } from '../support/exports.ts';
+import { createExportJob, exportLeftovers, runToTheEnd } from '../support/exports.ts';
+import { janitorFor } from '../support/janitor.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**

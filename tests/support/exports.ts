@@ -1,10 +1,8 @@
 import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { jest } from '@jest/globals';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import type { WorkerEvent } from '../../lib/exports/exports.ts';
 import { type RunResult, runExport } from '../../lib/exports/worker.ts';
-import { type JanitorSettings, janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { newJobId } from '../../lib/jobs/job-ids.ts';
 import { exportQuota } from '../../lib/jobs/limits.ts';
@@ -107,31 +105,6 @@ export async function runningExports(username: string): Promise<number> {
     }),
   );
   return Number(Item?.running ?? 0);
-}
-
-/**
- * The janitor, limited to one user's jobs and to no bucket prefix, with the workers it starts handed
- * to the test (which runs them in-process) instead of invoked.
- */
-export async function janitorFor(username: string, overrides: Partial<JanitorSettings> = {}) {
-  const store = jobStore();
-  const allActive = store.allActive.bind(store);
-  const spy = jest
-    .spyOn(store, 'allActive')
-    .mockImplementation(async () => (await allActive()).filter((job) => job.username === username));
-  const started: WorkerEvent[] = [];
-  try {
-    const report = await runJanitor(
-      { ...janitorSettings(), prefixes: [], ...overrides },
-      Date.now(),
-      async (event) => {
-        started.push(event);
-      },
-    );
-    return { report, started };
-  } finally {
-    spy.mockRestore();
-  }
 }
 
 /** Polls the job until it has `status` (its worker runs elsewhere, in serverless-offline) or 30 s pass; the job as last read. */
