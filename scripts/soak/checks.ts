@@ -424,6 +424,16 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
     }
   }
 
+  // A retried Uppy create carries its key: the name it met held must have been another upload's.
+  for (const record of input.uploads.filter((upload) => upload.keyRefused)) {
+    violations.push({
+      rule: 'idempotent-retry-refused',
+      username: record.username,
+      detail: `Uppy's create of ${record.filename}, retried with its idempotency key, met 409 UploadInProgress from the upload an earlier try opened`,
+      steps: record.steps,
+    });
+  }
+
   for (const prefix of input.orphanPrefixes) {
     const open = await outside.openUploads(prefix);
     if (open.length > 0) {

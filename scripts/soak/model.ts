@@ -9,6 +9,7 @@ export const OP_KINDS = [
   'complete-race',
   'form-upload',
   'upload-burst',
+  'uppy-upload',
   'export',
   'export-cancel',
   'export-kill',
@@ -29,6 +30,11 @@ export interface UploadRecord {
   completedAck: boolean;
   /** A kill or abort answered that it aborted this job. */
   killAck: boolean;
+  /**
+   * Uppy's create, retried with its idempotency key, met 409 UploadInProgress: the name was held by
+   * the upload an earlier try had opened, which the key should have found (the op's name is its own).
+   */
+  keyRefused?: boolean;
   /** What happened, in order, for the violation report. */
   steps: string[];
 }

@@ -506,6 +506,141 @@ async function uploadBurst(ctx: OpContext): Promise<string> {
   return outcomes.sort().join(' | ');
 }
 
+/** An answer of the Companion routes, or `network-error` when none came. */
+interface CompanionBody {
+  uploadId?: string;
+  key?: string;
+  url?: string;
+  error?: { code?: string };
+}
+type CompanionAnswer =
+  | { status: number; body?: CompanionBody }
+  | { status: 'network-error'; body?: undefined };
+
+/**
+ * One call of Uppy's to the Companion routes, as `@uppy/aws-s3` 6 makes it (plain fetch, JSON, the
+ * README snippet's Bearer token), tried again after a network error or a 5xx as long as `tries`
+ * lasts: Uppy's user pressing retry, spread over about 30 s so that a crashed API is back (the
+ * crash soak's restarts take 12-22 s).
+ */
+async function companionCall(
+  ctx: OpContext,
+  method: string,
+  path: string,
+  body?: unknown,
+  tries = 10,
+): Promise<CompanionAnswer> {
+  let answer: CompanionAnswer = { status: 'network-error' };
+  for (let attempt = 0; attempt < tries; attempt++) {
+    if (attempt > 0) await sleep(Math.min(4000, 500 * 2 ** (attempt - 1)));
+    try {
+      const response = await ctx.recorder.fetch(`${ctx.apiUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${ctx.user.token}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      answer = {
+        status: response.status,
+        body: (await response.json().catch(() => undefined)) as CompanionBody | undefined,
+      };
+    } catch {
+      answer = { status: 'network-error' };
+    }
+    if (answer.status !== 'network-error' && answer.status < 500) return answer;
+  }
+  return answer;
+}
+
+const answered = (answer: CompanionAnswer) =>
+  `${answer.status}${answer.body?.error?.code ? ` ${answer.body.error.code}` : ''}`;
+
+/**
+ * An upload as Uppy makes it through the Companion routes (`POST /s3/multipart` with the README
+ * snippet's `metadata.idempotencyKey`, one part URL at a time, 5 MiB chunks, complete), with Uppy's
+ * retries after faults; sometimes paused and resumed through the list-parts route, sometimes
+ * cancelled (DELETE /s3/multipart/{uploadId}). Its file name is its own, so a retried create that
+ * meets 409 UploadInProgress means the key did not find the upload the lost create had opened.
+ */
+async function uppyUpload(ctx: OpContext): Promise<string> {
+  const { rng } = ctx;
+  const size = pickSize(rng, { tiny: 2, small: 2, 'one-part': 1, multi: 3, 'multi-odd': 1 });
+  const { record, bytes } = newUploadRecord(ctx, size);
+  const partCount = Math.max(1, Math.ceil(size / PART));
+  // Paused after this many parts and resumed (a file of several parts only).
+  const resumeAfter = partCount > 1 && rng.chance(0.4) ? rng.int(1, partCount - 1) : undefined;
+  const cancelAfter = rng.chance(0.2) ? rng.int(0, partCount) : undefined;
+  const created = await companionCall(ctx, 'POST', '/s3/multipart', {
+    filename: record.filename,
+    type: 'application/octet-stream',
+    metadata: {
+      name: record.filename,
+      type: 'application/octet-stream',
+      idempotencyKey: `${ctx.opId}-${rng.word()}`,
+    },
+  });
+  record.steps.push(`uppy create: ${answered(created)}`);
+  if (created.status !== 200) {
+    if (created.status === 409 && created.body?.error?.code === 'UploadInProgress') record.keyRefused = true;
+    return `create ${answered(created)}`;
+  }
+  const { uploadId, key } = created.body as { uploadId: string; key: string };
+  record.jobId = uploadId;
+  const where = `${encodeURIComponent(uploadId)}?${new URLSearchParams({ key })}`;
+  const cancel = async () => {
+    const aborted = await companionCall(ctx, 'DELETE', `/s3/multipart/${where}`);
+    if (aborted.status === 200) record.killAck = true;
+    record.steps.push(`uppy cancel: ${answered(aborted)}`);
+    return `cancelled: ${answered(aborted)}`;
+  };
+  const etags = new Map<number, string>();
+  for (let partNumber = 1; partNumber <= partCount; partNumber++) {
+    if (partNumber - 1 === cancelAfter) return cancel();
+    if (partNumber - 1 === resumeAfter) {
+      // Paused and resumed: Uppy asks which parts S3 holds and sends only the others.
+      const listed = await companionCall(ctx, 'GET', `/s3/multipart/${where}`);
+      record.steps.push(`uppy resume: list ${answered(listed)}`);
+      if (listed.status !== 200) return `resume: ${answered(listed)}`;
+      for (const part of listed.body as unknown as { PartNumber: number; ETag: string }[])
+        etags.set(part.PartNumber, part.ETag);
+    }
+    if (etags.has(partNumber)) continue;
+    const body = bytes.subarray((partNumber - 1) * PART, Math.min(size, partNumber * PART));
+    for (let attempt = 0; attempt < 3 && !etags.has(partNumber); attempt++) {
+      const signed = await companionCall(
+        ctx,
+        'GET',
+        `/s3/multipart/${encodeURIComponent(uploadId)}/${partNumber}?${new URLSearchParams({ key })}`,
+      );
+      if (signed.status !== 200) {
+        record.steps.push(`uppy sign part ${partNumber}: ${answered(signed)}`);
+        return `sign: ${answered(signed)}`;
+      }
+      const etag = await putPart(ctx, String(signed.body?.url), body);
+      if (etag) etags.set(partNumber, etag);
+    }
+    if (!etags.has(partNumber)) {
+      record.steps.push(`uppy part ${partNumber}: not sent`);
+      return `part ${partNumber} not sent`;
+    }
+  }
+  if (cancelAfter === partCount) return cancel();
+  const parts = [...etags].map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
+  const completed = await companionCall(
+    ctx,
+    'POST',
+    `/s3/multipart/${encodeURIComponent(uploadId)}/complete?${new URLSearchParams({ key })}`,
+    { parts },
+  );
+  record.steps.push(`uppy complete: ${answered(completed)}`);
+  if (completed.status !== 200) return `complete: ${answered(completed)}`;
+  record.completedAck = true;
+  stored(ctx, record);
+  return `completed${resumeAfter === undefined ? '' : ' (resumed)'}`;
+}
+
 /** A small first file for a user (one part, a few KiB to 2 MiB), uploaded through the client. */
 export async function seedFile(ctx: OpContext): Promise<string> {
   const size = ctx.rng.int(1, 2 * MiB);
@@ -559,6 +694,7 @@ export const OP_WEIGHTS: Record<OpKind, number> = {
   'complete-race': 9,
   'form-upload': 5,
   'upload-burst': 5,
+  'uppy-upload': 8,
   export: 16,
   'export-cancel': 10,
   'export-kill': 9,
@@ -583,6 +719,8 @@ export function runOp(kind: OpKind, ctx: OpContext): Promise<string> {
       return formUpload(ctx);
     case 'upload-burst':
       return uploadBurst(ctx);
+    case 'uppy-upload':
+      return uppyUpload(ctx);
     case 'export-burst':
       return exportBurst(ctx);
     case 'export':

@@ -62,7 +62,9 @@ export class Recorder {
   /** `POST /upload/{id}/complete` for API calls; `S3 PUT part` / `S3 GET object` for presigned ones. */
   describe(method: string, url: string): string {
     if (url.startsWith(this.apiUrl)) {
-      const path = new URL(url).pathname.replace(/\/[0-9A-HJKMNP-TV-Z]{26}(?=\/|$)/g, '/{id}');
+      const path = new URL(url).pathname
+        .replace(/\/[0-9A-HJKMNP-TV-Z]{26}(?=\/|$)/g, '/{id}')
+        .replace(/^(\/s3\/multipart\/\{id\})\/\d+$/, '$1/{partNumber}');
       return `${method} ${path}`;
     }
     const query = new URL(url).searchParams;
