@@ -45,16 +45,46 @@ function csrfToken(): string {
   return '';
 }
 
+/**
+ * Why the service refused Uppy's last create of each file name (409), by name: Uppy keeps only the
+ * status text of a Companion answer, and the refusal names what holds the name.
+ */
+const createRefusals = new Map<string, { code?: string; jobId?: string }>();
+
+async function rememberCreateRefusal(answer: Response, body: BodyInit | null | undefined) {
+  const filename = (() => {
+    try {
+      return (JSON.parse(String(body)) as { filename?: unknown }).filename;
+    } catch {
+      return undefined;
+    }
+  })();
+  if (typeof filename !== 'string') return;
+  if (answer.status !== 409) {
+    createRefusals.delete(filename);
+    return;
+  }
+  const error = (
+    (await answer
+      .clone()
+      .json()
+      .catch(() => undefined)) as { error?: { code?: string; details?: { jobId?: string } } } | undefined
+  )?.error;
+  createRefusals.set(filename, { code: error?.code, jobId: error?.details?.jobId });
+}
+
 // Every same-origin request that changes something carries the CSRF token: the page's own calls and
 // Uppy's (which uses the global fetch and cannot be given headers).
 const plainFetch = globalThis.fetch.bind(globalThis);
-globalThis.fetch = (input: RequestInfo | URL, init?: RequestInit) => {
+globalThis.fetch = async (input: RequestInfo | URL, init?: RequestInit) => {
   const url = new URL(input instanceof Request ? input.url : String(input), window.location.href);
   const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
   if (url.origin !== API || method === 'GET' || method === 'HEAD') return plainFetch(input, init);
   const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
   headers.set('x-csrf-token', csrfToken());
-  return plainFetch(input, { ...init, headers });
+  const answer = await plainFetch(input, { ...init, headers });
+  if (method === 'POST' && url.pathname === '/s3/multipart') await rememberCreateRefusal(answer, init?.body);
+  return answer;
 };
 
 class ApiError extends Error {
@@ -159,7 +189,18 @@ function startUppy() {
     void refreshFiles();
     void refreshJobs();
   });
-  uppy.on('upload-error', (file, error) => notify(`${file?.name ?? 'a file'}: ${error.message}`, true));
+  uppy.on('upload-error', (file, error) => {
+    const refusal = file?.name ? createRefusals.get(file.name) : undefined;
+    if (refusal?.code === 'UploadInProgress') {
+      // Most often an upload of the same file from a page closed mid-way, which nothing will finish.
+      notify(
+        `${file?.name} is already being uploaded by another upload${refusal.jobId ? ` (job ${refusal.jobId})` : ''}, perhaps from a page closed mid-way: cancel it in the jobs list, then retry this file`,
+        true,
+      );
+      return;
+    }
+    notify(`${file?.name ?? 'a file'}: ${error.message}`, true);
+  });
   uppy.on('s3-multipart:part-uploaded', () => void refreshJobs());
   // Uppy does not tell the service how far a part has gone (Companion's routes sign parts and learn
   // the sizes at completion), so the page's own uploads show Uppy's progress in the jobs list.
