@@ -51,19 +51,20 @@ function csrfToken(): string {
  */
 const createRefusals = new Map<string, { code?: string; jobId?: string }>();
 
-async function rememberCreateRefusal(answer: Response, body: BodyInit | null | undefined) {
-  const filename = (() => {
-    try {
-      return (JSON.parse(String(body)) as { filename?: unknown }).filename;
-    } catch {
-      return undefined;
-    }
-  })();
-  if (typeof filename !== 'string') return;
-  if (answer.status !== 409) {
-    createRefusals.delete(filename);
-    return;
+/** The file name of Uppy's create request (its JSON body), if it is one. */
+function createdName(body: BodyInit | null | undefined): string | undefined {
+  try {
+    const filename = (JSON.parse(String(body)) as { filename?: unknown }).filename;
+    return typeof filename === 'string' ? filename : undefined;
+  } catch {
+    return undefined;
   }
+}
+
+/** Keeps the service's 409 for this name; any other outcome (an answer, no answer) forgets it. */
+async function rememberCreateRefusal(filename: string, answer: Response | undefined) {
+  createRefusals.delete(filename);
+  if (answer?.status !== 409) return;
   const error = (
     (await answer
       .clone()
@@ -82,9 +83,16 @@ globalThis.fetch = async (input: RequestInfo | URL, init?: RequestInit) => {
   if (url.origin !== API || method === 'GET' || method === 'HEAD') return plainFetch(input, init);
   const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
   headers.set('x-csrf-token', csrfToken());
-  const answer = await plainFetch(input, { ...init, headers });
-  if (method === 'POST' && url.pathname === '/s3/multipart') await rememberCreateRefusal(answer, init?.body);
-  return answer;
+  const created = method === 'POST' && url.pathname === '/s3/multipart' ? createdName(init?.body) : undefined;
+  if (created === undefined) return plainFetch(input, { ...init, headers });
+  try {
+    const answer = await plainFetch(input, { ...init, headers });
+    await rememberCreateRefusal(created, answer);
+    return answer;
+  } catch (error) {
+    await rememberCreateRefusal(created, undefined);
+    throw error;
+  }
 };
 
 class ApiError extends Error {
