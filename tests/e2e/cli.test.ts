@@ -9,7 +9,7 @@ import { importJWK, SignJWT } from 'jose';
 import { MiB } from '../../common/part-plan.ts';
 import type { Keyset } from '../../lib/auth/keys.ts';
 import { projectRoot } from '../../scripts/local-stack.ts';
-import { expectSameBytes } from '../support/bytes.ts';
+import { expectSameBytes, slowToGzip } from '../support/bytes.ts';
 import { api } from '../support/http.ts';
 import { testBucket } from '../support/s3.ts';
 import { testStack } from '../support/stack-env.ts';
@@ -353,7 +353,7 @@ describe('file-jobs CLI', () => {
 
   it('Ctrl-C mid-export cancels it on the server', async () => {
     const user = await signedInUser();
-    await testBucket().putObject(`uploads/${user.username}/big.bin`, randomBytes(60 * MiB));
+    await testBucket().putObject(`uploads/${user.username}/big.bin`, slowToGzip(60 * MiB));
     const run = start(['--json', 'export', 'big.bin', '--gzip']);
     const started = JSON.parse(await run.line((line) => line.includes('"event":"started"')));
     await run.line((line) => line.includes('"status":"RUNNING"'));

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { MiB } from '../../common/part-plan.ts';
 import { config } from '../../lib/config.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
+import { slowToGzip } from '../support/bytes.ts';
 import { runningExports } from '../support/exports.ts';
 import { type ApiResponse, api } from '../support/http.ts';
 import { testBucket } from '../support/s3.ts';
@@ -53,7 +54,7 @@ describe('export starts and finishes of one user at once', () => {
     const user = await newUser();
     const limit = config().exports.maxRunning;
     // Big enough, in gzip, that none of the accepted exports finishes while the burst is answered.
-    await testBucket().putObject(`uploads/${user.username}/slow.bin`, randomBytes(40 * MiB));
+    await testBucket().putObject(`uploads/${user.username}/slow.bin`, slowToGzip(64 * MiB));
 
     const responses = await Promise.all(
       Array.from({ length: 12 }, () => startExport(user, 'slow.bin', 'gzip')),

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { MiB } from '../../common/part-plan.ts';
-import { expectSameBytes } from '../support/bytes.ts';
+import { expectSameBytes, slowToGzip } from '../support/bytes.ts';
 import { api, expectError } from '../support/http.ts';
 import { testBucket } from '../support/s3.ts';
 import { createTestUser } from '../support/users.ts';
@@ -74,7 +74,7 @@ describe('exports over HTTP', () => {
 
   it('kills a running export: CANCELLED, nothing left under its prefix, the source intact', async () => {
     const user = await newUser();
-    const bytes = randomBytes(60 * MiB);
+    const bytes = slowToGzip(60 * MiB);
     await testBucket().putObject(`uploads/${user.username}/big.bin`, bytes);
     const started = await api('/export', {
       method: 'POST',

@@ -13,6 +13,7 @@ import { killExports } from '../../lib/exports/exports.ts';
 import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { createFormUpload } from '../../lib/uploads/uploads.ts';
+import { slowToGzip } from '../support/bytes.ts';
 import { invoke } from '../support/events.ts';
 import { userPartition } from '../support/partition.ts';
 import { putPart, testBucket } from '../support/s3.ts';
@@ -224,7 +225,7 @@ describe('per-user limits on new jobs', () => {
 
   it('running exports: the same 429 shape, naming exportsRunning', async () => {
     const user = await newUser();
-    await testBucket().putObject(`uploads/${user.username}/src.bin`, randomBytes(40 * MiB));
+    await testBucket().putObject(`uploads/${user.username}/src.bin`, slowToGzip(64 * MiB));
     const start = () =>
       invoke(createExportHandler, {
         method: 'POST',

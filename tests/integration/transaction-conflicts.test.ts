@@ -11,6 +11,7 @@ import { killExports } from '../../lib/exports/exports.ts';
 import { runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { completeUpload, createUpload, signParts } from '../../lib/uploads/uploads.ts';
+import { slowToGzip } from '../support/bytes.ts';
 import { invoke, type ParsedResponse } from '../support/events.ts';
 import { runningExports } from '../support/exports.ts';
 import { putPart, testBucket } from '../support/s3.ts';
@@ -106,7 +107,7 @@ describe('transaction conflicts', () => {
     const token = await user.token();
     const limit = config().exports.maxRunning;
     // Big enough, in gzip, that no accepted export finishes (and frees a place) during the burst.
-    await testBucket().putObject(`uploads/${user.username}/slow.bin`, randomBytes(40 * MiB));
+    await testBucket().putObject(`uploads/${user.username}/slow.bin`, slowToGzip(64 * MiB));
     emulator = emulateTransactionConflicts();
 
     const responses = await Promise.all(
