@@ -30,11 +30,12 @@ export const gzip = (bytes: Uint8Array): Promise<Buffer> => gzipAsync(bytes, GZI
 const PROBES = 4;
 const PROBE_BYTES = 64 * 1024;
 const STORE_BELOW_SAVING = 0.01;
+/** Below this a slice is compressed whatever it holds: sampling would cost more than it saves. */
+const MIN_SAMPLED_SLICE = 4 * PROBES * PROBE_BYTES;
 
 /** Whether deflate would leave `bytes` about as large as they are (see above). */
 export async function incompressible(bytes: Uint8Array): Promise<boolean> {
-  // A small slice costs little to compress whatever it holds.
-  if (bytes.length < 4 * PROBES * PROBE_BYTES) return false;
+  if (bytes.length < MIN_SAMPLED_SLICE) return false;
   const stride = Math.floor((bytes.length - PROBE_BYTES) / (PROBES - 1));
   const sample = Buffer.allocUnsafe(PROBES * PROBE_BYTES);
   for (let probe = 0; probe < PROBES; probe++) {
