@@ -168,7 +168,7 @@ export async function completeMultipart(
   uploadId: string,
   key: string,
   clientParts: { PartNumber: number; ETag: string }[],
-  apiOrigin: string | undefined,
+  options: { apiOrigin?: string | undefined; awaitInFlightMs?: number } = {},
 ): Promise<{ location: string; key: string; job: JobView }> {
   const job = await findMultipart(username, uploadId, key);
   if (job.status === 'UPLOADING') {
@@ -186,10 +186,10 @@ export async function completeMultipart(
       );
     }
   }
-  const done = await completeUpload(username, job.jobId);
+  const done = await completeUpload(username, job.jobId, { awaitInFlightMs: options.awaitInFlightMs ?? 0 });
   // The bucket is private, so an S3 URL would not open: the location is the job, in this API.
   const path = `/jobs/${job.jobId}`;
-  return { location: apiOrigin ? `${apiOrigin}${path}` : path, key: job.key, job: done };
+  return { location: options.apiOrigin ? `${options.apiOrigin}${path}` : path, key: job.key, job: done };
 }
 
 /** DELETE /s3/multipart/{uploadId}?key=: aborts the job and its parts (409 for a completed file). */

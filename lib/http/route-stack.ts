@@ -57,6 +57,19 @@ export interface RouteRequest<B extends Schema, Q extends Schema, P extends Sche
 
 const anonymous: Caller = { username: '', tokenId: '' };
 
+/** What a route keeps of its Lambda time to finish the work it waited for and answer. */
+const ANSWER_MARGIN_MS = 5000;
+
+/**
+ * How long a route may wait on work in flight elsewhere (another request's completion) before it
+ * answers "ask again": what is left of its Lambda time, less the time to answer.
+ */
+export function waitBudgetMs(context: Context): number {
+  const remaining =
+    typeof context.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : 0;
+  return Math.max(0, remaining - ANSWER_MARGIN_MS);
+}
+
 export const jsonResponse = (requestId: string, result: RouteResult): HttpResponse => ({
   statusCode: result.status,
   headers: { 'content-type': 'application/json', 'x-request-id': requestId, ...result.headers },

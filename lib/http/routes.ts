@@ -247,7 +247,7 @@ export const ROUTES = {
     body: completeUploadBody,
     bodyOptional: true,
     summary:
-      'Complete the upload from S3’s own part list. With a CRC checksumAlgorithm, {checksum} (the whole file’s CRC in base64) has S3 verify the object: 409 ChecksumMismatch when it differs, and the upload stays open',
+      'Complete the upload from S3’s own part list. With a CRC checksumAlgorithm, {checksum} (the whole file’s CRC in base64) has S3 verify the object: 409 ChecksumMismatch when it differs, and the upload stays open. A completion already in flight (a retry whose first answer was lost) is waited for, up to about 24 s, before 409 CompletionInProgress',
     ok: { 200: { description: 'the completed job', schema: responses.jobResponse } },
     errors: [400, 401, 404, 409],
   },
@@ -376,7 +376,8 @@ export const ROUTES = {
     path: uploadPath,
     query: keyQuery,
     body: completeMultipartBody,
-    summary: 'Companion: complete the upload from S3’s part list',
+    summary:
+      'Companion: complete the upload from S3’s part list. A completion already in flight (Uppy’s retry of one whose answer was lost) is waited for, up to about 24 s, before 409 CompletionInProgress',
     ok: {
       200: { description: 'where the job is, and the job', schema: companion.completeMultipartResponse },
     },

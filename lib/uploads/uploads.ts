@@ -32,6 +32,7 @@ import {
   LimitReached,
   type PartRecord,
   SlotTaken,
+  sleep,
   TransitionRejected,
 } from '../jobs/jobs-table.ts';
 import { limitRefusal, refuseOversizedUpload, uploadQuota } from '../jobs/limits.ts';
@@ -565,17 +566,50 @@ async function markFailed(job: JobRecord, from: JobRecord['status'], reason: str
   }
 }
 
+/** How a completion is asked for. */
+export interface CompleteUploadOptions {
+  /** The whole-file CRC the client computed (jobs with a CRC checksumAlgorithm). */
+  checksum?: string | undefined;
+  /**
+   * How long to wait for a completion already in flight (another request's, or this client's
+   * earlier try whose answer was lost) before answering 409 CompletionInProgress. The routes wait:
+   * Uppy does not retry a failed completion, so a 409 there is a failed file although it completes.
+   */
+  awaitInFlightMs?: number;
+}
+
+/** The first pause, and the longest, between looks at a completion in flight. */
+const IN_FLIGHT_POLL_MS = { first: 200, longest: 2000 };
+
 /**
  * POST /upload/{jobId}/complete. The part list comes from S3 (ListParts), never from the client.
- * Re-entrant: a job left in COMPLETING by a crash completes on the next call.
+ * Re-entrant: a job left in COMPLETING by a crash completes on the next call, so waiting for a
+ * completion in flight is asking again until it has ended or the time is up.
  */
 export async function completeUpload(
   username: string,
   jobId: string,
-  options: { checksum?: string | undefined } = {},
+  options: CompleteUploadOptions = {},
+): Promise<JobView> {
+  const deadline = Date.now() + (options.awaitInFlightMs ?? 0);
+  for (let pause = IN_FLIGHT_POLL_MS.first; ; pause = Math.min(pause * 2, IN_FLIGHT_POLL_MS.longest)) {
+    try {
+      return await completeUploadOnce(username, jobId, options.checksum);
+    } catch (error) {
+      const inFlight = error instanceof HttpError && error.code === ErrorCode.CompletionInProgress;
+      if (!inFlight || Date.now() + pause > deadline) throw error;
+      await sleep(pause);
+    }
+  }
+}
+
+async function completeUploadOnce(
+  username: string,
+  jobId: string,
+  checksum: string | undefined,
 ): Promise<JobView> {
   let job = await findUpload(username, jobId);
-  checkWholeFileChecksum(job, options.checksum);
+  checkWholeFileChecksum(job, checksum);
   if (job.status === 'COMPLETED') return jobView(job);
   if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
   // Form uploads have no multipart upload to complete; their one object is there or not.
@@ -628,7 +662,7 @@ export async function completeUpload(
   try {
     completed = await store.completeMultipartUpload(job.key, job.uploadId!, complete, {
       algorithm: job.checksumAlgorithm,
-      checksum: options.checksum,
+      checksum: checksum,
     });
   } catch (error) {
     if (error instanceof NoSuchUpload) return settleVanishedUpload(job);
@@ -642,7 +676,7 @@ export async function completeUpload(
       throw conflict(
         ErrorCode.ChecksumMismatch,
         `S3 computed another ${job.checksumAlgorithm} for the parts it holds than the whole-file checksum sent: a part differs from the file; the upload stays open to send it again`,
-        { algorithm: job.checksumAlgorithm, checksum: options.checksum },
+        { algorithm: job.checksumAlgorithm, checksum: checksum },
       );
     }
     if (!PART_LIST_REFUSALS.has(refusal)) throw error;

@@ -228,6 +228,27 @@ describe('an upload through presigned part URLs', () => {
   });
 });
 
+describe('completions that meet', () => {
+  it('two completions sent at once both answer the COMPLETED job: the later waits for the one in flight', async () => {
+    const user = await newUser();
+    for (let round = 0; round < 8; round++) {
+      const bytes = randomBytes(64 * 1024);
+      const created = await startUpload(user, { filename: name('twice'), size: bytes.length });
+      await putPart(created.parts[0].url, bytes);
+      const path = `/upload/${created.job.jobId}/complete`;
+      const answers = await Promise.all([
+        api(path, { method: 'POST', token: user.jwt }),
+        api(path, { method: 'POST', token: user.jwt }),
+      ]);
+      for (const answer of answers) {
+        expect({ status: answer.status, code: answer.body?.code }).toEqual({ status: 200, code: undefined });
+        expect(answer.body.job).toMatchObject({ jobId: created.job.jobId, status: 'COMPLETED' });
+      }
+      expectSameBytes(Buffer.from((await testBucket().getObjectBytes(created.key))!), bytes);
+    }
+  });
+});
+
 describe('killing uploads', () => {
   it('aborts every in-flight upload of the caller and leaves nothing in S3', async () => {
     const user = await newUser();

@@ -70,7 +70,7 @@ describe('Companion uploads under the per-user limits', () => {
     expect(await counters(username)).toEqual({ running: 1, bytes: 0, slots: 1 });
     const parts = await sendParts(username, up, [5 * MiB, 5 * MiB]);
 
-    expect(await refusal(completeMultipart(username, up.uploadId, up.key, parts, undefined))).toMatchObject({
+    expect(await refusal(completeMultipart(username, up.uploadId, up.key, parts))).toMatchObject({
       status: 413,
       code: 'PayloadTooLarge',
       details: { limit: 'uploadBytesInFlight', max: 8 * MiB },
@@ -88,7 +88,7 @@ describe('Companion uploads under the per-user limits', () => {
     const up = await create(username, { filename: 'uppy.bin' });
     const parts = await sendParts(username, up, [5 * MiB, 5 * MiB]);
 
-    expect(await refusal(completeMultipart(username, up.uploadId, up.key, parts, undefined))).toMatchObject({
+    expect(await refusal(completeMultipart(username, up.uploadId, up.key, parts))).toMatchObject({
       status: 429,
       code: 'TooManyRequests',
       details: { limit: 'uploadBytesInFlight' },
@@ -101,7 +101,9 @@ describe('Companion uploads under the per-user limits', () => {
     ]);
 
     await abortUpload(username, other.job.jobId);
-    const done = await completeMultipart(username, up.uploadId, up.key, parts, 'https://api.example.com');
+    const done = await completeMultipart(username, up.uploadId, up.key, parts, {
+      apiOrigin: 'https://api.example.com',
+    });
     expect(done).toMatchObject({
       location: `https://api.example.com/jobs/${up.uploadId}`,
       job: { status: 'COMPLETED', size: 10 * MiB, partSize: 5 * MiB, partCount: 2 },
