@@ -11,6 +11,7 @@
 import AwsS3 from '@uppy/aws-s3';
 import Uppy, { type UppyFile } from '@uppy/core';
 import Dashboard from '@uppy/dashboard';
+import GoldenRetriever from '@uppy/golden-retriever';
 import { IDEMPOTENCY_KEY_METADATA_FIELD } from '../common/idempotency.ts';
 
 const API = window.location.origin;
@@ -74,12 +75,28 @@ async function rememberCreateRefusal(filename: string, answer: Response | undefi
   createRefusals.set(filename, { code: error?.code, jobId: error?.details?.jobId });
 }
 
+/**
+ * Uploads whose resume found nothing: Uppy asked for the parts of an upload restored from an earlier
+ * page (Golden Retriever) and the service answered 404, because that job has ended since (expired,
+ * killed from elsewhere). Such a file is sent again from the start.
+ */
+const endedUploads = new Set<string>();
+
+/** The upload id of Uppy's part-list request (GET /s3/multipart/{uploadId}?key=), if it is one. */
+const listedUpload = (url: URL) => /^\/s3\/multipart\/([^/]+)$/.exec(url.pathname)?.[1];
+
 // Every same-origin request that changes something carries the CSRF token: the page's own calls and
 // Uppy's (which uses the global fetch and cannot be given headers).
 const plainFetch = globalThis.fetch.bind(globalThis);
 globalThis.fetch = async (input: RequestInfo | URL, init?: RequestInit) => {
   const url = new URL(input instanceof Request ? input.url : String(input), window.location.href);
   const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
+  const listed = url.origin === API && method === 'GET' ? listedUpload(url) : undefined;
+  if (listed !== undefined) {
+    const answer = await plainFetch(input, init);
+    if (answer.status === 404) endedUploads.add(decodeURIComponent(listed));
+    return answer;
+  }
   if (url.origin !== API || method === 'GET' || method === 'HEAD') return plainFetch(input, init);
   const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
   headers.set('x-csrf-token', csrfToken());
@@ -174,10 +191,20 @@ function button(label: string, onClick: () => Promise<unknown>, accessibleName =
 // ---- uploads: Uppy's Dashboard through the Companion routes ----------------------------------
 
 let uppy: Uppy | undefined;
+/** Whose uploads the Dashboard holds: each user's Uppy (and what Golden Retriever keeps) is their own. */
+let uppyOwner: string | undefined;
 
-function startUppy() {
-  if (uppy) return;
-  uppy = new Uppy({ autoProceed: false })
+function startUppy(username: string) {
+  if (uppy && uppyOwner === username) return;
+  if (uppy) {
+    // Another user signs in on this page (the last one's session ended without a sign-out): their
+    // unfinished uploads stay restorable in this browser, for when they sign in again.
+    const retriever = uppy.getPlugin('GoldenRetriever');
+    if (retriever) uppy.removePlugin(retriever);
+    uppy.destroy();
+  }
+  uppyOwner = username;
+  uppy = new Uppy({ id: `console-${username}`, autoProceed: false })
     .use(Dashboard, {
       inline: true,
       target: '#uppy',
@@ -188,7 +215,12 @@ function startUppy() {
       note: 'Files of any size: multipart uploads straight to S3, tracked as jobs below.',
     })
     // Companion's S3 routes on this origin; every file as a multipart upload job (small ones too).
-    .use(AwsS3, { companionEndpoint: API, shouldUseMultipart: true });
+    .use(AwsS3, { companionEndpoint: API, shouldUseMultipart: true })
+    // A page closed or crashed mid-upload: opened again, the Dashboard shows its files, and each
+    // resumes its upload job from the parts S3 holds (Uppy keeps the job's key and id per file). Files
+    // up to 10 MiB come back whole (IndexedDB); larger ones must be picked again, and then resume.
+    // Kept as long as the janitor keeps an idle upload (JANITOR_UPLOAD_IDLE_HOURS, 24 by default).
+    .use(GoldenRetriever, { expires: 24 * 60 * 60 * 1000 });
   // A key per file (as the README's snippet): a retry after a lost create answer resumes that upload.
   uppy.on('file-added', (file) =>
     uppy?.setFileMeta(file.id, { [IDEMPOTENCY_KEY_METADATA_FIELD]: crypto.randomUUID() }),
@@ -198,6 +230,14 @@ function startUppy() {
     void refreshJobs();
   });
   uppy.on('upload-error', (file, error) => {
+    const ended = file && uploadIdOf(uppy?.getFile(file.id));
+    if (file && ended && endedUploads.delete(ended)) {
+      // Restored from an earlier page, but its job has ended since: nothing to resume, so start over.
+      notify(`the earlier upload of ${file.name} (job ${ended}) has ended; sending ${file.name} again`);
+      uppy?.setFileState(file.id, { s3Multipart: undefined });
+      uppy?.retryUpload(file.id);
+      return;
+    }
     const refusal = file?.name ? createRefusals.get(file.name) : undefined;
     if (refusal?.code === 'UploadInProgress') {
       // Most often an upload of the same file from a page closed mid-way, which nothing will finish.
@@ -437,7 +477,7 @@ function signedIn(username: string) {
   $('#who').hidden = false;
   $('#signin-view').hidden = true;
   $('#app').hidden = false;
-  startUppy();
+  startUppy(username);
   void refreshJobs().catch(failed);
   void refreshFiles().catch(failed);
   poller ??= setInterval(() => {

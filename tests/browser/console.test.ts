@@ -1,4 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Locator, Page, Route } from 'playwright-core';
@@ -69,14 +71,14 @@ function holdSecondParts(page: Page) {
   };
 }
 
+const fileInput = (page: Page) =>
+  page.locator('input.uppy-Dashboard-input[name="files[]"]:not([webkitdirectory])').first();
+
 async function addFile(page: Page, name: string, buffer: Buffer) {
   // Once the Dashboard lists files, its "Add more" button brings the file inputs back.
   const addMore = page.locator('.uppy-DashboardContent-addMore');
   if (await addMore.isVisible()) await addMore.click();
-  await page
-    .locator('input.uppy-Dashboard-input[name="files[]"]:not([webkitdirectory])')
-    .first()
-    .setInputFiles({ name, mimeType: 'text/plain', buffer });
+  await fileInput(page).setInputFiles({ name, mimeType: 'text/plain', buffer });
   await page.getByRole('button', { name: /^Upload 1 file/ }).click();
 }
 
@@ -99,6 +101,102 @@ async function waitForText(locator: Locator, wanted: string | RegExp, timeout = 
 
 const visible = (locator: Locator, timeout = 15_000) =>
   locator.first().waitFor({ state: 'visible', timeout });
+
+/** Signs in on a fresh page (the browser's earlier session, another test's user, is dropped first). */
+async function signIn(page: Page, user: { username: string; password: string }) {
+  await browser.context.clearCookies();
+  await page.goto(`${testStack().apiUrl}/`);
+  await page.getByLabel('Username').fill(user.username);
+  await page.getByLabel('Password').fill(user.password);
+  await page.getByLabel('Password').press('Enter');
+  await visible(page.getByText(`Signed in as ${user.username}`), 30_000);
+}
+
+/**
+ * Whether Golden Retriever has stored what a reopened page needs to resume this user's upload: the
+ * file's upload id (its metadata record, under the console's per-user Uppy id) and, with `blob`, the
+ * file's bytes. Read from the page's IndexedDB, where the plugin keeps both.
+ */
+const savedForResume = (page: Page, username: string, blob: boolean): Promise<boolean> =>
+  page.evaluate(`(async () => {
+    const db = await new Promise((resolve, reject) => {
+      const request = indexedDB.open('uppy-blobs');
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+    const read = (store, ask) => new Promise((resolve, reject) => {
+      const request = ask(db.transaction([store]).objectStore(store));
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+    const id = ${JSON.stringify(`console-${username}`)};
+    const record = await read('metadata', (store) => store.get(id));
+    const blobs = await read('files', (store) => store.index('store').getAllKeys(IDBKeyRange.only(id)));
+    db.close();
+    const files = record ? Object.values(JSON.parse(record.metadata).files) : [];
+    return files.some((file) => file.s3Multipart && file.s3Multipart.uploadId) && (${blob} ? blobs.length > 0 : true);
+  })()`);
+
+async function waitUntil(check: () => Promise<boolean>, what: string, timeout = 15_000) {
+  const until = Date.now() + timeout;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`waited ${timeout} ms for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The part PUTs (by part number) and the creates a page sends from now on. */
+function countUploadRequests(page: Page) {
+  const seen = { parts: [] as number[], creates: 0 };
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (request.method() === 'PUT' && url.searchParams.has('uploadId'))
+      seen.parts.push(Number(url.searchParams.get('partNumber')));
+    if (request.method() === 'POST' && url.pathname === '/s3/multipart') seen.creates++;
+  });
+  return seen;
+}
+
+/** Resolves once S3 has answered the PUT of part 1. */
+const partOneStored = (page: Page) =>
+  page.waitForResponse(
+    (response) =>
+      response.request().method() === 'PUT' &&
+      new URL(response.url()).searchParams.get('partNumber') === '1' &&
+      response.status() === 200,
+    { timeout: 30_000 },
+  );
+
+/**
+ * Signs in, starts uploading `file` (a path, or bytes) with its part 2 held, and closes the page once
+ * part 1 is in S3 and Golden Retriever has saved the upload (with the file's bytes when `blob`): a
+ * tab closed mid-upload.
+ */
+async function closeMidUpload(
+  user: { username: string; password: string },
+  file: string | { name: string; mimeType: string; buffer: Buffer },
+  blob: boolean,
+) {
+  const page = await browser.context.newPage();
+  await signIn(page, user);
+  const held = holdSecondParts(page);
+  const stored = partOneStored(page);
+  await fileInput(page).setInputFiles(file);
+  await page.getByRole('button', { name: /^Upload 1 file/ }).click();
+  await Promise.all([stored, held.reached()]);
+  await waitUntil(() => savedForResume(page, user.username, blob), 'the upload to be saved for resuming');
+  await page.close();
+}
+
+/** The console opened again in the same browser, with what it sends counted from the start. */
+async function reopen(user: { username: string }) {
+  const page = await browser.context.newPage();
+  const sent = countUploadRequests(page);
+  await page.goto(`${testStack().apiUrl}/`);
+  await visible(page.getByText(`Signed in as ${user.username}`), 30_000);
+  await visible(page.locator('.uppy-Dashboard-Item'));
+  return { page, sent };
+}
 
 const jobRow = (page: Page, filename: string, kind: RegExp) =>
   page.locator('#jobs tbody tr').filter({ hasText: filename }).filter({ hasText: kind });
@@ -230,6 +328,79 @@ describeWithChromium(title, () => {
     expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, small);
     await page.close();
   }, 90_000);
+
+  it('a page closed mid-upload: opened again, its file resumes from the parts S3 holds', async () => {
+    const user = await createTestUser('resume');
+    const name = `resume-${randomUUID().slice(0, 8)}.txt`;
+    const file = text.subarray(0, 9 * MiB); // two parts, and small enough for the browser to keep
+    await closeMidUpload(user, { name, mimeType: 'text/plain', buffer: file }, true);
+
+    const second = await reopen(user);
+    await shot(second.page, '9-restored');
+    await second.page.locator('.uppy-StatusBar-actionBtn--upload').click();
+    await waitForText(
+      jobRow(second.page, name, /upload/).filter({ hasText: 'COMPLETED' }),
+      'COMPLETED',
+      30_000,
+    );
+    // The same job finished it: no new create, and only the part S3 lacked was sent.
+    expect(second.sent).toEqual({ parts: [2], creates: 0 });
+    expect(await jobRow(second.page, name, /upload/).count()).toBe(1);
+    expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, file);
+    await second.page.close();
+  }, 120_000);
+
+  it('a large file from a closed page resumes once picked again', async () => {
+    const user = await createTestUser('regain');
+    const name = `regain-${randomUUID().slice(0, 8)}.txt`;
+    // Over what the browser keeps (10 MiB), so the reopened page asks for it again. From a file on
+    // disk: picked again it is the same file to Uppy (name, size and modification time).
+    const path = join(tmpdir(), name);
+    await writeFile(path, text);
+    try {
+      await closeMidUpload(user, path, false);
+      const second = await reopen(user);
+      await shot(second.page, '10-ghost');
+      // Picked again through the Dashboard's "Add more": the ghost takes the file's bytes back.
+      await second.page.locator('.uppy-DashboardContent-addMore').click();
+      await fileInput(second.page).setInputFiles(path);
+      await second.page.locator('.uppy-StatusBar-actionBtn--upload').click();
+      await waitForText(
+        jobRow(second.page, name, /upload/).filter({ hasText: 'COMPLETED' }),
+        'COMPLETED',
+        30_000,
+      );
+      expect(second.sent).toEqual({ parts: [2, 3], creates: 0 });
+      expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, text);
+      await second.page.close();
+    } finally {
+      await rm(path, { force: true });
+    }
+  }, 120_000);
+
+  it('a file from a closed page whose upload job has ended since is sent again from the start', async () => {
+    const user = await createTestUser('restart');
+    const name = `restart-${randomUUID().slice(0, 8)}.txt`;
+    const file = text.subarray(0, 9 * MiB);
+    await closeMidUpload(user, { name, mimeType: 'text/plain', buffer: file }, true);
+    // Ended while no page was open (here a kill from another client; the janitor's expiry alike).
+    const kill = await fetch(`${testStack().apiUrl}/upload/kill`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${await user.token()}` },
+    });
+    expect(kill.status).toBe(200);
+
+    const second = await reopen(user);
+    await second.page.locator('.uppy-StatusBar-actionBtn--upload').click();
+    expect(await waitForText(second.page.locator('#notice'), 'has ended')).toMatch(
+      new RegExp(`^the earlier upload of ${name} \\(job \\w+\\) has ended; sending ${name} again$`),
+    );
+    const done = jobRow(second.page, name, /upload/).filter({ hasText: 'COMPLETED' });
+    await waitForText(done, 'COMPLETED', 30_000);
+    expect(second.sent).toEqual({ parts: [1, 2], creates: 1 });
+    expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, file);
+    await second.page.close();
+  }, 120_000);
 
   it('works on a phone-sized screen with the keyboard alone', async () => {
     const user = await createTestUser('phone');

@@ -8,7 +8,7 @@ import { buildConsolePage } from '../../scripts/console/build.ts';
  * secret or environment-specific is built in.
  */
 
-const MAX_GZIP_BYTES = 110 * 1024; // README, "The web console": 98 KB gzipped, 344 KB as it is
+const MAX_GZIP_BYTES = 110 * 1024; // README, "The web console": 99 KB gzipped, 348 KB as it is
 const MAX_RAW_BYTES = 400 * 1024;
 
 let page: Awaited<ReturnType<typeof buildConsolePage>>;
