@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { FileJobsClient } from '../client/index.ts';
-import { type ApiChoice, resolveApiUrl, resolveToken } from './config.ts';
+import { type ApiChoice, readConfig, resolveApiUrl, resolveToken, saveSession } from './config.ts';
 import { UsageError } from './errors.ts';
 import { Output } from './output.ts';
 
@@ -40,10 +40,18 @@ export class Context {
   }
 
   client(signedIn = true): FileJobsClient {
+    const stored = signedIn && !process.env.FILE_JOBS_TOKEN ? readConfig().sessions[this.api.url] : undefined;
     return new FileJobsClient({
       apiUrl: this.api.url,
       token: signedIn ? resolveToken(this.api.url) : undefined,
       userAgent: this.userAgent,
+      // A command that outlives its token (an upload of hours) renews it; the stored session keeps
+      // the new one, so the next command starts with it.
+      onTokenRenewed: (renewed) => {
+        if (!stored) return;
+        const expiresAt = new Date(Date.now() + renewed.expiresIn * 1000).toISOString();
+        saveSession(this.api.url, { ...stored, token: renewed.token, expiresAt });
+      },
     });
   }
 }

@@ -60,6 +60,33 @@ export interface ClientOptions {
   /** Timeout of one API request (ms). Default 30 s. */
   requestTimeoutMs?: number;
   userAgent?: string;
+  /**
+   * Renew the token (`POST /auth/renew`) before a call when a third or less of its life is left, so
+   * that an upload or export that runs for hours outlives the token it began with (up to the
+   * sign-in's end, SESSION_MAX_HOURS). Default true.
+   */
+  renewToken?: boolean;
+  /** Told of each renewed token, e.g. to store it (the CLI keeps it for its next run). */
+  onTokenRenewed?: (renewed: SignInResult) => void;
+}
+
+/** The lifetime a JWT states (`iat`, `exp`, Unix seconds), read without checking it; undefined if it is no JWT. */
+function tokenLifetime(token: string): { issuedAt: number; expiresAt: number } | undefined {
+  try {
+    const claims = JSON.parse(new TextDecoder().decode(base64urlBytes(token.split('.')[1] ?? ''))) as {
+      iat?: unknown;
+      exp?: unknown;
+    };
+    if (typeof claims.iat !== 'number' || typeof claims.exp !== 'number') return undefined;
+    return { issuedAt: claims.iat, expiresAt: claims.exp };
+  } catch {
+    return undefined;
+  }
+}
+
+function base64urlBytes(text: string): Uint8Array {
+  const binary = atob(text.replace(/-/g, '+').replace(/_/g, '/'));
+  return Uint8Array.from(binary, (char) => char.charCodeAt(0));
 }
 
 type Signal = { signal?: AbortSignal | undefined };
@@ -82,14 +109,22 @@ export class FileJobsClient implements UploadApi, ExportApi {
   token: string | undefined;
   readonly fetch: FetchLike;
   private readonly transport: Transport;
+  private readonly renewsTokens: boolean;
+  private readonly onTokenRenewed: ((renewed: SignInResult) => void) | undefined;
+  /** The renewal in flight: calls that need it meanwhile wait for the same one. */
+  private renewal: Promise<unknown> | undefined;
+  /** A token whose renewal gave no longer life (its sign-in ends with it): not renewed again. */
+  private lastOfSession: string | undefined;
 
   constructor(options: ClientOptions) {
     this.token = options.token;
+    this.renewsTokens = options.renewToken ?? true;
+    this.onTokenRenewed = options.onTokenRenewed;
     const fetchFn = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
     this.fetch = fetchFn;
     this.transport = new Transport({
       apiUrl: options.apiUrl,
-      token: () => this.token,
+      token: () => this.currentToken(),
       fetch: fetchFn,
       retry: retryPolicy(options.retry),
       timeoutMs: options.requestTimeoutMs ?? 30_000,
@@ -120,6 +155,46 @@ export class FileJobsClient implements UploadApi, ExportApi {
     });
     this.token = result.token;
     return result;
+  }
+
+  /**
+   * `POST /auth/renew`: a new token of the same sign-in for the current one, which must still be
+   * valid; kept for the calls that follow. Calls renew by themselves (`renewToken` option).
+   */
+  async renewToken(options: Signal & { retry?: RetryMode } = {}): Promise<SignInResult> {
+    const token = this.token;
+    if (!token) throw new FileJobsError('NotSignedIn', 'not signed in: sign in first or pass a token');
+    const renewed = await this.transport.call<SignInResult>('POST', '/auth/renew', {
+      auth: false,
+      headers: { authorization: `Bearer ${token}` },
+      retry: options.retry ?? 'idempotent',
+      signal: options.signal,
+    });
+    // Another sign-in (or renewal) may have replaced the token meanwhile: that one stays.
+    if (this.token !== token) return renewed;
+    const before = tokenLifetime(token)?.expiresAt ?? 0;
+    if ((tokenLifetime(renewed.token)?.expiresAt ?? 0) <= before) this.lastOfSession = renewed.token;
+    this.token = renewed.token;
+    this.onTokenRenewed?.(renewed);
+    return renewed;
+  }
+
+  /** The token to send: renewed first once a third or less of its life is left. */
+  private async currentToken(): Promise<string | undefined> {
+    const token = this.token;
+    if (!token || !this.renewsTokens || token === this.lastOfSession) return token;
+    const life = tokenLifetime(token);
+    const now = Date.now() / 1000;
+    // An expired token cannot be renewed: the call goes out with it and gets the service's 401.
+    if (!life || now >= life.expiresAt || life.expiresAt - now > (life.expiresAt - life.issuedAt) / 3)
+      return token;
+    // Not retried: the call itself is, and the next call renews again (a third of the life is long).
+    this.renewal ??= this.renewToken({ retry: 'never' }).finally(() => {
+      this.renewal = undefined;
+    });
+    // A failed renewal leaves the token as it was, still valid for a while: the next call tries again.
+    await this.renewal.catch(() => undefined);
+    return this.token;
   }
 
   /** `GET /health`. */

@@ -132,7 +132,8 @@ export function apiRetryDecision(error: unknown, attempt: number, mode: RetryMod
 
 export interface TransportOptions {
   apiUrl: string;
-  token: () => string | undefined;
+  /** The token to send; may renew it first (FileJobsClient). */
+  token: () => string | undefined | Promise<string | undefined>;
   fetch: FetchLike;
   retry: RetryPolicy;
   timeoutMs: number;
@@ -174,7 +175,7 @@ export class Transport {
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
     if (this.options.userAgent) headers['user-agent'] = this.options.userAgent;
     if (options.auth !== false) {
-      const token = this.options.token();
+      const token = await this.options.token();
       if (!token) throw new FileJobsError('NotSignedIn', 'not signed in: sign in first or pass a token');
       headers.authorization = `Bearer ${token}`;
     }

@@ -147,6 +147,8 @@ export interface SignInResult {
   tokenType: 'Bearer';
   /** Seconds. */
   expiresIn: number;
+  /** When the sign-in ends (ISO 8601): renewals give tokens of it until then, never after. */
+  sessionExpiresAt: string;
 }
 
 /** `DELETE /upload/kill`: the uploads it aborted. */

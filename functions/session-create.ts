@@ -1,12 +1,14 @@
 import { credentialsBody } from '../lib/auth/schemas.ts';
 import { signIn } from '../lib/auth/signin.ts';
 import { httpRoute } from '../lib/http/route.ts';
-import { assertSameOrigin, sessionCookies } from '../lib/session/cookies.ts';
+import { consoleSession } from '../lib/session/console-session.ts';
+import { assertSameOrigin } from '../lib/session/cookies.ts';
 
 /**
- * POST /auth/session {username, password} -> 200 {username, expiresIn} and the console's session
- * cookies (lib/session/cookies.ts): the same check and throttle as POST /auth/signin, whose answer
- * (the token in the body, for other clients) stays as it is. The token never reaches page scripts.
+ * POST /auth/session {username, password} -> 200 {username, expiresIn, sessionExpiresAt} and the
+ * console's session cookies (lib/session/cookies.ts): the same check and throttle as POST /auth/signin,
+ * whose answer (the token in the body, for other clients) stays as it is. The token never reaches
+ * page scripts.
  */
 export const handler = httpRoute(
   { auth: 'none', body: credentialsBody },
@@ -14,11 +16,6 @@ export const handler = httpRoute(
     assertSameOrigin(event.headers);
     const issued = await signIn(body.username, body.password, sourceIp);
     const claims = JSON.parse(Buffer.from(issued.token.split('.')[1] ?? '', 'base64url').toString());
-    return {
-      status: 200,
-      body: { username: String(claims.sub), expiresIn: issued.expiresIn },
-      headers: { 'cache-control': 'no-store' },
-      cookies: sessionCookies(issued.token, issued.expiresIn),
-    };
+    return consoleSession(String(claims.sub), issued);
   },
 );

@@ -45,6 +45,7 @@ const envSchema = z.object({
   JWT_ISSUER: z.optional(z.string().check(z.minLength(1))),
   JWT_AUDIENCE: z._default(z.string().check(z.minLength(1)), 'file-jobs'),
   JWT_TTL_SECONDS: z._default(seconds(60, 24 * 3600), 3600),
+  SESSION_MAX_HOURS: z._default(count(1, 24 * 365), 168),
   JWT_KEYS: z.optional(z.string()),
   JWT_KEYS_FILE: z.optional(z.string()),
   JWT_KEYS_PARAMETER: z.optional(z.string()),
@@ -70,6 +71,11 @@ export interface Config {
   /** How long finished jobs stay readable before their TTL removes them. */
   jobRetentionSeconds: number;
   tokens: { issuer: string; audience: string; ttlSeconds: number };
+  /**
+   * How long one sign-in lasts: its tokens are renewed (POST /auth/renew, POST /auth/session/renew)
+   * up to this long after the password was checked, never past it.
+   */
+  sessionMaxSeconds: number;
   /** Where the JWT signing keys come from; the first one set wins (see lib/auth/keys.ts). */
   keys: {
     inline?: string | undefined;
@@ -163,6 +169,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       audience: e.JWT_AUDIENCE,
       ttlSeconds: e.JWT_TTL_SECONDS,
     },
+    sessionMaxSeconds: e.SESSION_MAX_HOURS * 3600,
     keys: {
       inline: e.JWT_KEYS,
       file: e.JWT_KEYS_FILE,

@@ -472,7 +472,43 @@ async function kill(kind: 'upload' | 'export') {
 
 let poller: ReturnType<typeof setInterval> | undefined;
 
-function signedIn(username: string) {
+/** The session as the service answers it (POST /auth/session, its renewal, GET /auth/session). */
+interface Session {
+  username: string;
+  /** Seconds the token in the cookie has left. */
+  expiresIn: number;
+  /** When the sign-in ends: no renewal goes past it. */
+  sessionExpiresAt: string;
+}
+
+let renewal: ReturnType<typeof setTimeout> | undefined;
+
+/**
+ * Renews the session cookie (POST /auth/session/renew) once two thirds of its token's life have
+ * passed, as long as the page is open, hidden or not: an upload of hours keeps its session, up to the
+ * sign-in's end. A renewal that finds the network down tries again a minute later; a refused one
+ * (401: revoked, or the sign-in's end) signs the page out through call().
+ */
+function scheduleRenewal(session: Session, delayMs = (session.expiresIn * 1000 * 2) / 3) {
+  clearTimeout(renewal);
+  const tokenEnds = Date.now() + session.expiresIn * 1000;
+  // The token already lives as long as the sign-in: renewing would not extend it.
+  if (Date.parse(session.sessionExpiresAt) - tokenEnds < 2000) return;
+  renewal = setTimeout(async () => {
+    try {
+      scheduleRenewal(await call<Session>('POST', '/auth/session/renew'));
+    } catch (error) {
+      // The network or a 5xx, not a refusal: again in a minute, while the token lives.
+      const refused = error instanceof ApiError && error.status < 500;
+      const left = tokenEnds - Date.now();
+      if (!refused && left > 60_000) scheduleRenewal({ ...session, expiresIn: left / 1000 }, 60_000);
+    }
+  }, delayMs);
+}
+
+function signedIn(session: Session) {
+  const { username } = session;
+  scheduleRenewal(session);
   $('#username').textContent = username;
   $('#who').hidden = false;
   $('#signin-view').hidden = true;
@@ -486,6 +522,7 @@ function signedIn(username: string) {
 }
 
 function signedOut(message = '') {
+  clearTimeout(renewal);
   if (poller) clearInterval(poller);
   poller = undefined;
   $('#who').hidden = true;
@@ -514,8 +551,7 @@ $<HTMLFormElement>('#signin').addEventListener('submit', async (event) => {
   $('#signin-error').textContent = '';
   submit.disabled = true;
   try {
-    const session = await call<{ username: string }>('POST', '/auth/session', { username, password });
-    signedIn(session.username);
+    signedIn(await call<Session>('POST', '/auth/session', { username, password }));
   } catch (error) {
     $('#signin-error').textContent = error instanceof Error ? error.message : String(error);
   } finally {
@@ -544,9 +580,9 @@ $('#refresh-files').replaceWith(button('Refresh', () => refreshFiles(), 'Refresh
 // as they are: what was typed meanwhile stays.
 let signinSubmitted = false;
 $<HTMLInputElement>('#username-input').focus();
-call<{ username: string }>('GET', '/auth/session').then(
+call<Session>('GET', '/auth/session').then(
   (session) => {
-    if (!signinSubmitted) signedIn(session.username);
+    if (!signinSubmitted) signedIn(session);
   },
   () => {
     $('#signin-view').hidden = false;

@@ -23,6 +23,6 @@ export async function login(ctx: Context, usernameArg: string | undefined): Prom
   const file = saveSession(ctx.api.url, { username, token: result.token, expiresAt });
   ctx.out.event({ event: 'login', apiUrl: ctx.api.url, username, expiresAt, configFile: file });
   ctx.out.line(
-    `signed in to ${ctx.api.url} (from ${ctx.api.source}) as ${username}; the token is valid for ${formatDuration(result.expiresIn)} (saved in ${file})`,
+    `signed in to ${ctx.api.url} (from ${ctx.api.source}) as ${username}; the token is valid for ${formatDuration(result.expiresIn)}, renewed while commands run until ${result.sessionExpiresAt} (saved in ${file})`,
   );
 }

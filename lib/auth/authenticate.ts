@@ -45,5 +45,10 @@ export async function authenticate(headers: HttpEvent['headers'], session?: Sess
   const current = await currentTokenVersion(claims.sub, version);
   if (current === undefined) throw unauthorized('the user of this token no longer exists');
   if (current !== version) throw unauthorized('the token has been revoked; sign in again');
-  return { username: claims.sub, tokenId: claims.jti };
+  const signedInAt = typeof claims.auth_time === 'number' ? claims.auth_time : (claims.iat as number);
+  return {
+    username: claims.sub,
+    tokenId: claims.jti,
+    session: { signedInAt, tokenVersion: version, expiresAt: claims.exp },
+  };
 }

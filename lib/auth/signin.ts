@@ -1,14 +1,9 @@
-import { config } from '../config.ts';
 import { HttpError, tooManyRequests } from '../http/errors.ts';
-import { signingKeyRing, signinThrottle, userStore } from './index.ts';
+import { signinThrottle, userStore } from './index.ts';
+import { type IssuedToken, issueToken } from './issued-tokens.ts';
 import { DUMMY_HASH, verifyPassword } from './passwords.ts';
-import { signToken } from './token-signer.ts';
 
-export interface IssuedToken {
-  token: string;
-  tokenType: 'Bearer';
-  expiresIn: number;
-}
+export type { IssuedToken } from './issued-tokens.ts';
 
 const badCredentials = () => new HttpError(401, 'InvalidCredentials', 'the username or password is wrong');
 const throttled = (seconds: number) => tooManyRequests('too many failed sign-ins; try again later', seconds);
@@ -38,7 +33,5 @@ export async function signIn(
   }
 
   await throttle.succeeded(reservation.attempt);
-  const { tokens } = config();
-  const token = await signToken(await signingKeyRing(), user.username, tokens, { ver: user.tokenVersion });
-  return { token, tokenType: 'Bearer', expiresIn: tokens.ttlSeconds };
+  return issueToken(user.username, user.tokenVersion, Math.floor(Date.now() / 1000));
 }

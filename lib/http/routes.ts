@@ -110,8 +110,6 @@ const companionUploadLinks: Links = Object.fromEntries(
 /** Every route that checks a token reads the public keys and the caller's token version. */
 const TOKEN = ['verificationKeys', 'tokenVersions'];
 
-const sessionResponse = z.object({ username: z.string(), expiresIn: z.number().check(z.int(), z.gte(0)) });
-
 // In the order of the OpenAPI document's paths.
 export const ROUTES = {
   // The web console (GET /) and its cookie session (lib/session/cookies.ts).
@@ -133,16 +131,25 @@ export const ROUTES = {
     body: credentialsBody,
     summary:
       'Sign in for the web console: the token goes into an HttpOnly session cookie (SameSite=Strict; Secure in AWS), with a readable CSRF cookie whose value requests that change something send as X-CSRF-Token',
-    ok: { 200: { description: 'signed in; the cookies are set', schema: sessionResponse } },
+    ok: { 200: { description: 'signed in; the cookies are set', schema: responses.sessionResponse } },
     errors: [400, 401, 403, 415, 429],
   },
   getSession: {
     route: 'GET /auth/session',
     handler: 'functions/session-get.ts',
     iam: TOKEN,
-    summary: 'Who the session cookie (or a token) signs in',
-    ok: { 200: { description: 'the user', schema: z.object({ username: z.string() }) } },
+    summary: 'Who the session cookie (or a token) signs in, and how long its token and its sign-in last',
+    ok: { 200: { description: 'the user', schema: responses.sessionResponse } },
     errors: [401],
+  },
+  renewSession: {
+    route: 'POST /auth/session/renew',
+    handler: 'functions/session-renew.ts',
+    iam: [...TOKEN, 'signingKeys'],
+    summary:
+      'Renew the web console’s session: a new token of the same sign-in in the cookies (never past SESSION_MAX_HOURS after the password was checked; needs X-CSRF-Token with the cookie)',
+    ok: { 200: { description: 'renewed; the cookies are set', schema: responses.sessionResponse } },
+    errors: [401, 403],
   },
   deleteSession: {
     route: 'DELETE /auth/session',
@@ -164,6 +171,15 @@ export const ROUTES = {
     summary: 'Check a username and password and issue a JWT',
     ok: { 200: { description: 'a bearer token', schema: responses.tokenResponse } },
     errors: [400, 401, 415, 429],
+  },
+  renewToken: {
+    route: 'POST /auth/renew',
+    handler: 'functions/auth-renew.ts',
+    iam: [...TOKEN, 'signingKeys'],
+    summary:
+      'A new token of the same sign-in, for a valid one (a job may outlive a token): it lives JWT_TTL_SECONDS, never past SESSION_MAX_HOURS after the password was checked; a revoked token gets 401',
+    ok: { 200: { description: 'a bearer token', schema: responses.tokenResponse } },
+    errors: [401],
   },
   getJwks: {
     route: 'GET /.well-known/jwks.json',

@@ -18,6 +18,17 @@ export interface RouteResult {
 export interface Caller {
   username: string;
   tokenId: string;
+  /** The token's sign-in, on routes that checked one (what renewing it carries over). */
+  session?: CallerSession;
+}
+
+export interface CallerSession {
+  /** When the password was checked (Unix seconds): the token's `auth_time`, or its `iat` if it has none. */
+  signedInAt: number;
+  /** The user's token version the token carries (`ver`): a revocation changes it. */
+  tokenVersion: number;
+  /** When the token expires (Unix seconds). */
+  expiresAt: number;
 }
 
 /**

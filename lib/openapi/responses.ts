@@ -1,6 +1,6 @@
 import { CHECKSUM_ALGORITHMS } from '../../common/checksums.ts';
 import { EXPORT_FORMATS, JOB_STATUSES, JOB_TYPES } from '../../common/statuses.ts';
-import type { IssuedToken } from '../auth/signin.ts';
+import type { IssuedToken } from '../auth/issued-tokens.ts';
 import type { JobView } from '../jobs/job-view.ts';
 import * as z from '../schema.ts';
 
@@ -25,6 +25,14 @@ export const tokenResponse = z.object({
   token: z.string(),
   tokenType: z.literal('Bearer'),
   expiresIn: count,
+  sessionExpiresAt: isoDate,
+});
+
+/** The console's session (POST /auth/session and its renewal; GET /auth/session). */
+export const sessionResponse = z.object({
+  username: z.string(),
+  expiresIn: count,
+  sessionExpiresAt: isoDate,
 });
 
 export const jwksResponse = z.object({

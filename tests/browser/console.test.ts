@@ -402,6 +402,31 @@ describeWithChromium(title, () => {
     await second.page.close();
   }, 120_000);
 
+  it("renews its session while open: the cookie gets the same sign-in's next token before this one expires", async () => {
+    const user = await createTestUser('renewing');
+    const page = await browser.context.newPage();
+    // The page's own clock, to let the 40 minutes until its renewal pass at once.
+    await page.clock.install();
+    await signIn(page, user);
+    const sessionCookie = async () =>
+      (await browser.context.cookies(testStack().apiUrl)).find((cookie) => cookie.name === 'fj_session')!
+        .value;
+    const before = await sessionCookie();
+    const renewed = page.waitForResponse(
+      (response) => new URL(response.url()).pathname === '/auth/session/renew',
+    );
+    await page.clock.fastForward('41:00');
+    expect((await renewed).status()).toBe(200);
+    const after = await sessionCookie();
+    expect(after).not.toBe(before);
+    const claims = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
+    expect(claims(after)).toMatchObject({ sub: user.username, auth_time: claims(before).auth_time });
+    // The page goes on with the new cookie and its CSRF token: a kill (a POST) still passes.
+    await page.getByRole('button', { name: 'Kill all uploads' }).click();
+    await waitForText(page.locator('#notice'), /no upload/i);
+    await page.close();
+  }, 60_000);
+
   it('works on a phone-sized screen with the keyboard alone', async () => {
     const user = await createTestUser('phone');
     const page = await browser.context.newPage();

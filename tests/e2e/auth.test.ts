@@ -1,13 +1,12 @@
 import { createPublicKey, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { base64url, createRemoteJWKSet, importJWK, jwtVerify, SignJWT } from 'jose';
 import { generateSigningKey } from '../../lib/auth/key-generation.ts';
-import type { Keyset } from '../../lib/auth/keys.ts';
 import { openApiDocument } from '../../lib/openapi/document.ts';
 import { DEMO_USER, resolveService } from '../../scripts/local-stack.ts';
 import { api, expectError, signIn } from '../support/http.ts';
 import { testStack } from '../support/stack-env.ts';
-import { createTestUser } from '../support/users.ts';
+import { serviceKeyset, signWithServiceKey } from '../support/tokens.ts';
+import { createTestUser, testUserStore } from '../support/users.ts';
 
 /** The operations the OpenAPI document declares public (`security: []`); every other one needs a token. */
 const PUBLIC_ROUTES = new Set(
@@ -32,21 +31,7 @@ async function protectedRoutes(): Promise<{ method: string; path: string }[]> {
     .map((route) => ({ method: route.method, path: route.path.replace(/\{[^}]+\}/g, 'some-id') }));
 }
 
-const keyset = (): Keyset => JSON.parse(readFileSync(process.env.JWT_KEYS_FILE!, 'utf8'));
-
-async function signWithServiceKey(
-  claims: Record<string, unknown>,
-  options: { kid?: string; exp?: number } = {},
-) {
-  const set = keyset();
-  const key = set.keys.find((candidate) => candidate.kid === set.current)!;
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ jti: randomUUID(), ...claims })
-    .setProtectedHeader({ alg: 'EdDSA', kid: options.kid ?? key.kid!, typ: 'JWT' })
-    .setIssuedAt(now - 60)
-    .setExpirationTime(options.exp ?? now + 600)
-    .sign(await importJWK(key, 'EdDSA'));
-}
+const keyset = serviceKeyset;
 
 const stack = () => testStack();
 const issuer = () => `file-jobs/${stack().stage}`;
@@ -55,7 +40,12 @@ describe('POST /auth/signin', () => {
   it('issues a bearer token for the demo user', async () => {
     const response = await api('/auth/signin', { method: 'POST', body: DEMO_USER });
     expect(response.status).toBe(200);
-    expect(response.body).toEqual({ token: expect.any(String), tokenType: 'Bearer', expiresIn: 3600 });
+    expect(response.body).toEqual({
+      token: expect.any(String),
+      tokenType: 'Bearer',
+      expiresIn: 3600,
+      sessionExpiresAt: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
+    });
     expect(response.headers.get('cache-control')).toBe('no-store');
   });
 
@@ -140,6 +130,110 @@ describe('POST /auth/signin', () => {
     for (let i = 0; i < 4; i++) expectError(await attempt('wrong'), 401);
     expect((await attempt(user.password)).status).toBe(200);
     for (let i = 0; i < 4; i++) expectError(await attempt('wrong'), 401);
+  });
+});
+
+/** A token's claims, read without checking it (the service has checked it). */
+const claimsOf = (token: string) =>
+  JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+
+const HOUR = 3600;
+/** The test stack's SESSION_MAX_HOURS: the default, 168. */
+const SESSION_MAX_SECONDS = 168 * HOUR;
+
+describe('POST /auth/renew', () => {
+  it('gives a valid token a new one of the same sign-in: same auth_time and version, a new jti, a full life', async () => {
+    const user = await createTestUser('renew');
+    const signedIn = await api('/auth/signin', {
+      method: 'POST',
+      body: { username: user.username, password: user.password },
+    });
+    const first = signedIn.body.token as string;
+    const renewed = await api('/auth/renew', { method: 'POST', token: first });
+    expect(renewed.status).toBe(200);
+    expect(renewed.headers.get('cache-control')).toBe('no-store');
+    expect(renewed.body).toEqual({
+      token: expect.any(String),
+      tokenType: 'Bearer',
+      expiresIn: 3600,
+      sessionExpiresAt: signedIn.body.sessionExpiresAt,
+    });
+    const [before, after] = [claimsOf(first), claimsOf(renewed.body.token)];
+    expect(after).toMatchObject({ sub: user.username, auth_time: before.auth_time, ver: before.ver });
+    expect(after.jti).not.toBe(before.jti);
+    expect(Date.parse(signedIn.body.sessionExpiresAt) / 1000).toBe(
+      (before.auth_time as number) + SESSION_MAX_SECONDS,
+    );
+    // The new token works, and so does renewing it again.
+    expect((await api('/files', { token: renewed.body.token })).status).toBe(200);
+    expect((await api('/auth/renew', { method: 'POST', token: renewed.body.token })).status).toBe(200);
+  });
+
+  it("never goes past the sign-in's end: a token near it gets the time left, one past it 401", async () => {
+    const user = await createTestUser('renew');
+    const { tokenVersion } = (await testUserStore().get(user.username))!;
+    const now = Math.floor(Date.now() / 1000);
+    const token = (signedInAt: number) =>
+      signWithServiceKey({
+        sub: user.username,
+        iss: issuer(),
+        aud: 'file-jobs',
+        ver: tokenVersion,
+        auth_time: signedInAt,
+      });
+
+    const nearEnd = now - SESSION_MAX_SECONDS + 120;
+    const last = await api('/auth/renew', { method: 'POST', token: await token(nearEnd) });
+    expect(last.status).toBe(200);
+    expect(last.body.expiresIn).toBeGreaterThan(60);
+    expect(last.body.expiresIn).toBeLessThanOrEqual(120);
+    expect(Date.parse(last.body.sessionExpiresAt) / 1000).toBe(nearEnd + SESSION_MAX_SECONDS);
+    expect(claimsOf(last.body.token).exp).toBe(nearEnd + SESSION_MAX_SECONDS);
+
+    // Still a valid token (it expires in 10 minutes), but its sign-in has ended.
+    const ended = await api('/auth/renew', {
+      method: 'POST',
+      token: await token(now - SESSION_MAX_SECONDS - 1),
+    });
+    expect(expectError(ended, 401, 'Unauthorized').message).toMatch(/SESSION_MAX_HOURS/);
+  });
+
+  it('a token without auth_time (issued before renewals) counts its sign-in from its iat', async () => {
+    const user = await createTestUser('renew');
+    const { tokenVersion } = (await testUserStore().get(user.username))!;
+    const old = await signWithServiceKey({
+      sub: user.username,
+      iss: issuer(),
+      aud: 'file-jobs',
+      ver: tokenVersion,
+    });
+    const renewed = await api('/auth/renew', { method: 'POST', token: old });
+    expect(renewed.status).toBe(200);
+    expect(claimsOf(renewed.body.token).auth_time).toBe(claimsOf(old).iat);
+  });
+
+  it('refuses what any route refuses: no token, an expired one, a revoked one', async () => {
+    expectError(await api('/auth/renew', { method: 'POST' }), 401, 'Unauthorized');
+    const user = await createTestUser('renew');
+    const { tokenVersion } = (await testUserStore().get(user.username))!;
+    const expired = await signWithServiceKey(
+      { sub: user.username, iss: issuer(), aud: 'file-jobs', ver: tokenVersion },
+      { exp: Math.floor(Date.now() / 1000) - 60 },
+    );
+    expect(expectError(await api('/auth/renew', { method: 'POST', token: expired }), 401).message).toMatch(
+      /expired/,
+    );
+
+    const token = await user.token();
+    await testUserStore().revokeTokens(user.username);
+    // The test stack keeps a user's token version at most AUTH_USER_CACHE_SECONDS=2.
+    const until = Date.now() + 10_000;
+    let answer = await api('/auth/renew', { method: 'POST', token });
+    while (answer.status === 200 && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      answer = await api('/auth/renew', { method: 'POST', token });
+    }
+    expect(expectError(answer, 401).message).toMatch(/revoked/);
   });
 });
 

@@ -1,19 +1,18 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { importJWK, SignJWT } from 'jose';
 import { MiB } from '../../common/part-plan.ts';
-import type { Keyset } from '../../lib/auth/keys.ts';
 import { projectRoot } from '../../scripts/local-stack.ts';
 import { expectSameBytes, slowToGzip } from '../support/bytes.ts';
 import { api } from '../support/http.ts';
 import { testBucket } from '../support/s3.ts';
 import { testStack } from '../support/stack-env.ts';
-import { createTestUser } from '../support/users.ts';
+import { signWithServiceKey, stackIssuer } from '../support/tokens.ts';
+import { createTestUser, testUserStore } from '../support/users.ts';
 
 /**
  * The CLI as a user runs it: a real `node cli/main.ts` process against the test stack, with its own
@@ -393,6 +392,36 @@ describe('file-jobs CLI', () => {
     expect((await cli(['kill', 'export'])).code).toBe(3);
   });
 
+  it('renews a stored token with a third of its life left, and stores the new one for the next command', async () => {
+    const user = await signedInUser();
+    const configFile = join(configHome, 'file-jobs', 'config.json');
+    const stored = JSON.parse(readFileSync(configFile, 'utf8'));
+    // The session as it is 50 minutes after `login`: ten minutes of its token left.
+    const now = Math.floor(Date.now() / 1000);
+    const { tokenVersion } = (await testUserStore().get(user.username))!;
+    const signedInAt = now - 3000;
+    const ageing = await signWithServiceKey(
+      { sub: user.username, iss: stackIssuer(), aud: 'file-jobs', ver: tokenVersion, auth_time: signedInAt },
+      { iat: signedInAt, exp: now + 600 },
+    );
+    stored.sessions[testStack().apiUrl].token = ageing;
+    writeFileSync(configFile, JSON.stringify(stored));
+
+    expect(await cli(['files'])).toMatchObject({ code: 0, stderr: '' });
+    const session = JSON.parse(readFileSync(configFile, 'utf8')).sessions[testStack().apiUrl];
+    expect(session.token).not.toBe(ageing);
+    const claims = JSON.parse(Buffer.from(session.token.split('.')[1], 'base64url').toString());
+    expect(claims).toMatchObject({ sub: user.username, auth_time: signedInAt, ver: tokenVersion });
+    expect(claims.exp).toBeGreaterThanOrEqual(now + 3600);
+    expect(Date.parse(session.expiresAt) / 1000).toBeCloseTo(claims.exp, -1);
+    expect(statSync(configFile).mode & 0o777).toBe(0o600);
+    // The next command goes on with it, and leaves it as it is (most of its life is left).
+    expect(await cli(['jobs'])).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(readFileSync(configFile, 'utf8')).sessions[testStack().apiUrl].token).toBe(
+      session.token,
+    );
+  });
+
   describe('errors: one line, non-zero, no stack trace', () => {
     it('a wrong password', async () => {
       const user = await createTestUser('cli');
@@ -403,17 +432,11 @@ describe('file-jobs CLI', () => {
 
     it('an expired token', async () => {
       const user = await createTestUser('cli');
-      const keyset: Keyset = JSON.parse(readFileSync(process.env.JWT_KEYS_FILE!, 'utf8'));
-      const key = keyset.keys.find((candidate) => candidate.kid === keyset.current)!;
       const now = Math.floor(Date.now() / 1000);
-      const expired = await new SignJWT({ jti: randomUUID() })
-        .setProtectedHeader({ alg: 'EdDSA', kid: key.kid!, typ: 'JWT' })
-        .setSubject(user.username)
-        .setIssuer(`file-jobs/${testStack().stage}`)
-        .setAudience('file-jobs')
-        .setIssuedAt(now - 7200)
-        .setExpirationTime(now - 3600)
-        .sign(await importJWK(key, 'EdDSA'));
+      const expired = await signWithServiceKey(
+        { sub: user.username, iss: stackIssuer(), aud: 'file-jobs' },
+        { iat: now - 7200, exp: now - 3600 },
+      );
       expectOneLineError(
         await cli(['files'], { env: { FILE_JOBS_TOKEN: expired } }),
         /expired.*file-jobs login/,

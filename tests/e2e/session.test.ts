@@ -61,7 +61,11 @@ describe('POST /auth/session', () => {
       body: { username: user.username, password: user.password },
     });
     expect(response.status).toBe(200);
-    expect(response.body).toEqual({ username: user.username, expiresIn: 3600 });
+    expect(response.body).toEqual({
+      username: user.username,
+      expiresIn: 3600,
+      sessionExpiresAt: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
+    });
     expect(response.headers.get('cache-control')).toBe('no-store');
     const [session, csrf] = response.headers.getSetCookie();
     expect(attributesOf(session!)).toEqual(['HttpOnly', 'Max-Age=3600', 'Path=/', 'SameSite=Strict']);
@@ -103,7 +107,12 @@ describe('POST /auth/session', () => {
       method: 'POST',
       body: { username: user.username, password: user.password },
     });
-    expect(response.body).toEqual({ token: expect.any(String), tokenType: 'Bearer', expiresIn: 3600 });
+    expect(response.body).toEqual({
+      token: expect.any(String),
+      tokenType: 'Bearer',
+      expiresIn: 3600,
+      sessionExpiresAt: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
+    });
     expect(response.headers.getSetCookie()).toEqual([]);
   });
 });
@@ -114,6 +123,8 @@ describe('the session cookie on the routes', () => {
     const session = await startSession(user.username, user.password);
     expect((await api('/auth/session', { headers: withCookie(session) })).body).toEqual({
       username: user.username,
+      expiresIn: expect.any(Number),
+      sessionExpiresAt: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
     });
     expect((await api('/files', { headers: withCookie(session) })).body).toEqual({ files: [] });
 
@@ -167,6 +178,47 @@ describe('the session cookie on the routes', () => {
     expect(expectError(await api('/files', { headers: withCookie(session) }), 401).message).toMatch(
       /revoked/,
     );
+  });
+});
+
+describe('POST /auth/session/renew', () => {
+  it("puts the same sign-in's next token in the cookies, with its CSRF token; needs the CSRF token itself", async () => {
+    const user = await createTestUser('session');
+    const session = await startSession(user.username, user.password);
+    const renew = (headers: Record<string, string>) =>
+      fetch(`${testStack().apiUrl}/auth/session/renew`, {
+        method: 'POST',
+        headers: withCookie(session, headers),
+      });
+    expect((await renew({})).status).toBe(403);
+
+    const response = await renew({ 'x-csrf-token': session.csrf });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { username: string; expiresIn: number; sessionExpiresAt: string };
+    const signedIn = (await api('/auth/session', { headers: withCookie(session) })).body;
+    expect(body).toEqual({
+      username: user.username,
+      expiresIn: 3600,
+      sessionExpiresAt: signedIn.sessionExpiresAt,
+    });
+    const [cookie, csrf] = response.headers.getSetCookie();
+    expect(attributesOf(cookie!)).toEqual(['HttpOnly', 'Max-Age=3600', 'Path=/', 'SameSite=Strict']);
+    const token = cookie!.split(';')[0]!.slice('fj_session='.length);
+    expect(`fj_session=${token}`).not.toBe(session.cookie.split(';')[0]);
+    expect(csrf!.split(';')[0]).toBe(
+      `fj_csrf=${createHash('sha256').update(`file-jobs csrf v1\0${token}`).digest('base64url')}`,
+    );
+
+    // The renewed cookie works, and asks for its own CSRF token.
+    const renewed: Session = {
+      ...session,
+      cookie: `${cookie!.split(';')[0]}; ${csrf!.split(';')[0]}`,
+      csrf: csrf!.split(';')[0]!.slice('fj_csrf='.length),
+    };
+    const kill = (s: Session, csrfToken: string) =>
+      api('/upload/kill', { method: 'DELETE', headers: withCookie(s, { 'x-csrf-token': csrfToken }) });
+    expectError(await kill(renewed, renewed.csrf), 404, 'NoUploadFound');
+    expectError(await kill(renewed, session.csrf), 403, 'CsrfCheckFailed');
   });
 });
 

@@ -40,6 +40,8 @@ const OPTIONAL_SDK_PACKAGES = new Set(['@aws-sdk/signature-v4-crt', '@aws-sdk/si
 const MAX_ZIP_BYTES_OF: Record<string, number> = { console: 128 * 1024 };
 /** The functions that check passwords and sign tokens: the seed's sign-in and the console's. */
 const SIGN_IN = ['authSignin', 'sessionCreate'];
+/** They check a token, then sign the same sign-in's next one: the public keys and the private ones. */
+const RENEWALS = ['authRenew', 'sessionRenew'];
 const CONSOLE_ORIGINS = ['https://console.example.com', 'https://admin.example.com:8443'];
 /** Functions that touch no resource: they run with the shared role that may only write logs. */
 const UNPRIVILEGED = ['health', 'openapi', 'unmatchedRoute', 'console', 'sessionDelete'];
@@ -277,12 +279,18 @@ describe('least privilege per function', () => {
     }
   });
 
-  it('lets only sign-in read the private signing keys; every protected route reads the public ones', () => {
+  it('lets only sign-in and renewal read the private signing keys; every protected route reads the public ones', () => {
     for (const name of Object.keys(functions)) {
       const params = grantsOf(name)
         .filter((grant) => grant.action === 'ssm:GetParameter')
-        .map((grant) => grant.resource.replace(/.*:parameter/, ''));
+        .map((grant) => grant.resource.replace(/.*:parameter/, ''))
+        .sort();
       if (SIGN_IN.includes(name)) expect(params).toEqual(['/file-jobs/pkgtest/jwt-keys']);
+      else if (RENEWALS.includes(name))
+        expect({ name, params }).toEqual({
+          name,
+          params: ['/file-jobs/pkgtest/jwt-keys', '/file-jobs/pkgtest/jwt-public-keys'],
+        });
       else if ([...UNPRIVILEGED, 'exportWorker', 'exportWorkerFailed', 'janitor'].includes(name))
         expect({ name, params }).toEqual({ name, params: [] });
       else expect({ name, params }).toEqual({ name, params: ['/file-jobs/pkgtest/jwt-public-keys'] });
