@@ -222,8 +222,13 @@ function startUppy(username: string) {
     // Kept as long as the janitor keeps an idle upload (JANITOR_UPLOAD_IDLE_HOURS, 24 by default).
     .use(GoldenRetriever, { expires: 24 * 60 * 60 * 1000 });
   // A key per file (as the README's snippet): a retry after a lost create answer resumes that upload.
+  // And the file's size, which Uppy does not send: the service then completes the upload only when S3
+  // holds exactly that many bytes, and counts them against the bytes in flight from the start.
   uppy.on('file-added', (file) =>
-    uppy?.setFileMeta(file.id, { [IDEMPOTENCY_KEY_METADATA_FIELD]: crypto.randomUUID() }),
+    uppy?.setFileMeta(file.id, {
+      [IDEMPOTENCY_KEY_METADATA_FIELD]: crypto.randomUUID(),
+      ...(file.size ? { size: file.size } : {}),
+    }),
   );
   uppy.on('upload-success', () => {
     void refreshFiles();
