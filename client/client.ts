@@ -184,7 +184,9 @@ export class FileJobsClient implements UploadApi, ExportApi {
     const token = this.token;
     if (!token || !this.renewsTokens || token === this.lastOfSession) return token;
     const life = tokenLifetime(token);
-    const now = Date.now() / 1000;
+    // The token's times are the service's: a machine whose clock is off by more than a third of a
+    // token's life would renew too late, or think the token expired and never renew it.
+    const now = this.transport.serverNow() / 1000;
     // An expired token cannot be renewed: the call goes out with it and gets the service's 401.
     if (!life || now >= life.expiresAt || life.expiresAt - now > (life.expiresAt - life.issuedAt) / 3)
       return token;

@@ -144,6 +144,8 @@ export interface TransportOptions {
 export class Transport {
   readonly apiUrl: string;
   readonly options: TransportOptions;
+  /** The service's clock less this machine's (ms), from the last answer's `Date` header. */
+  private serverClockOffsetMs = 0;
 
   constructor(options: TransportOptions) {
     let parsed: URL;
@@ -160,6 +162,14 @@ export class Transport {
     }
     this.apiUrl = parsed.href.replace(/\/+$/, '');
     this.options = options;
+  }
+
+  /**
+   * The time on the service's clock, as far as its answers tell (to the second): what a token's
+   * `iat` and `exp` are counted in. This machine's clock until the first answer.
+   */
+  serverNow(): number {
+    return Date.now() + this.serverClockOffsetMs;
   }
 
   url(path: string, query?: CallOptions['query']): string {
@@ -195,6 +205,8 @@ export class Transport {
           { method, headers, ...(body === undefined ? {} : { body }) },
           { signal: options.signal, timeoutMs: options.timeoutMs ?? this.options.timeoutMs },
           async (response) => {
+            const serverDate = Date.parse(response.headers.get('date') ?? '');
+            if (!Number.isNaN(serverDate)) this.serverClockOffsetMs = serverDate - Date.now();
             const text = await response.text();
             if (!response.ok) throw ApiError.fromResponse(response, text);
             if (!text) return undefined as T;

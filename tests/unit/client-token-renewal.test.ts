@@ -16,7 +16,7 @@ const json = (status: number, body: unknown) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
 
 /** A service that answers POST /auth/renew with `renewals` in turn and GET /files with nothing. */
-function service(renewals: (() => Response)[]) {
+function service(renewals: (() => Response)[], serverTime?: Date) {
   const calls: { path: string; token: string | undefined }[] = [];
   const fetch = async (url: string, init: RequestInit) => {
     const path = new URL(url).pathname;
@@ -27,7 +27,9 @@ function service(renewals: (() => Response)[]) {
       if (!next) throw new Error('no more renewals scripted');
       return next();
     }
-    return json(200, { files: [] });
+    const answer = json(200, path === '/health' ? { status: 'ok' } : { files: [] });
+    if (serverTime) answer.headers.set('date', serverTime.toUTCString());
+    return answer;
   };
   return { fetch, calls };
 }
@@ -121,6 +123,19 @@ describe('token renewal in the client', () => {
     await client.listFiles();
     await client.listFiles();
     expect(calls.map((call) => call.path)).toEqual(['/auth/renew', '/files', '/files']);
+  });
+
+  it("counts in the service's clock (its Date header), not this machine's: renews though the local clock is two hours behind", async () => {
+    const ahead = 2 * 3600;
+    const serverNow = now() + ahead;
+    const old = tokenWith({ iat: serverNow - 3000, exp: serverNow + 600 });
+    const fresh = tokenWith({ iat: serverNow, exp: serverNow + 3600 });
+    const { fetch, calls } = service([renewedTo(fresh)], new Date(serverNow * 1000));
+    const client = clientWith(old, fetch);
+    // By this machine's clock the token has 2 h 10 min left; the first answer tells the service's time.
+    await client.health();
+    await client.listFiles();
+    expect(calls.map((call) => call.path)).toEqual(['/health', '/auth/renew', '/files']);
   });
 
   it('sends an expired token as it is (the service answers 401), and never renews with renewToken: false', async () => {
