@@ -154,14 +154,14 @@ async function benchVerify() {
 async function benchAuthenticate(stack: LocalStack, token: string) {
   Object.assign(process.env, stack.handlerEnv);
   const { authenticate } = await import('../lib/auth/authenticate.ts');
-  const { currentTokenVersion, signingKeyRing } = await import('../lib/auth/index.ts');
+  const { currentTokenState, signingKeyRing } = await import('../lib/auth/index.ts');
   const { config } = await import('../lib/config.ts');
   const headers = { authorization: `Bearer ${token}` };
   const caller = await authenticate(headers);
   if (caller.username !== DEMO_USER.username) throw new Error(`authenticate gave ${caller.username}`);
   const seen = await rate(() => authenticate(headers));
   const ring = await signingKeyRing();
-  const ver = await currentTokenVersion(DEMO_USER.username);
+  const ver = (await currentTokenState(DEMO_USER.username))?.version;
   const fresh: string[] = [];
   for (let i = 0; i < 12_000; i++)
     fresh.push(await signToken(ring, DEMO_USER.username, config().tokens, { ver }));

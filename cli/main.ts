@@ -87,7 +87,7 @@ export function buildProgram(): Command {
 
   program
     .command('logout')
-    .description('forget the token stored for this API URL')
+    .description('end the stored sign-in on the service (its token is refused from then on) and forget it')
     .action(action((ctx) => logout(ctx)));
 
   program

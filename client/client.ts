@@ -179,6 +179,15 @@ export class FileJobsClient implements UploadApi, ExportApi {
     return renewed;
   }
 
+  /**
+   * `POST /auth/signout`: ends this sign-in on the service (its tokens, renewed ones too, are refused
+   * from now on; the user's other sign-ins go on), and forgets the token.
+   */
+  async signOut(options: Signal = {}): Promise<void> {
+    await this.transport.call('POST', '/auth/signout', { retry: 'idempotent', signal: options.signal });
+    this.token = undefined;
+  }
+
   /** The token to send: renewed first once a third or less of its life is left. */
   private async currentToken(): Promise<string | undefined> {
     const token = this.token;

@@ -3,7 +3,8 @@ import { config } from '../config.ts';
 import { unauthorized } from '../http/errors.ts';
 import type { Caller, HttpEvent } from '../http/types.ts';
 import { type SessionRequest, sessionToken } from '../session/cookies.ts';
-import { currentTokenVersion, verifyToken } from './index.ts';
+import { currentTokenState, verifyToken } from './index.ts';
+import type { TokenState } from './user-store.ts';
 
 export type { Caller } from '../http/types.ts';
 
@@ -42,13 +43,27 @@ export async function authenticate(headers: HttpEvent['headers'], session?: Sess
   }
   // Tokens from before versions existed carry none: they match users who have never been revoked.
   const version = typeof claims.ver === 'number' ? claims.ver : 0;
-  const current = await currentTokenVersion(claims.sub, version);
-  if (current === undefined) throw unauthorized('the user of this token no longer exists');
-  if (current !== version) throw unauthorized('the token has been revoked; sign in again');
+  const signInId = typeof claims.sid === 'string' ? claims.sid : undefined;
+  checkTokenState(await currentTokenState(claims.sub, version), version, signInId);
   const signedInAt = typeof claims.auth_time === 'number' ? claims.auth_time : (claims.iat as number);
   return {
     username: claims.sub,
     tokenId: claims.jti,
-    session: { signedInAt, tokenVersion: version, expiresAt: claims.exp },
+    session: { signedInAt, tokenVersion: version, expiresAt: claims.exp, signInId },
   };
+}
+
+/**
+ * A token's standing with its user, as `state` says (UserStore.tokenState): 401 when the user is
+ * gone, their tokens were revoked since it was issued, or its sign-in was ended by a sign-out.
+ */
+export function checkTokenState(
+  state: TokenState | undefined,
+  version: number,
+  signInId: string | undefined,
+) {
+  if (state === undefined) throw unauthorized('the user of this token no longer exists');
+  if (state.version !== version) throw unauthorized('the token has been revoked; sign in again');
+  if (signInId !== undefined && state.endedSignIns.has(signInId))
+    throw unauthorized('this sign-in has ended (signed out); sign in again');
 }

@@ -4,7 +4,7 @@ import { config } from '../config.ts';
 import { BoundedCache, BoundedCacheMap } from './bounded-cache.ts';
 import { KeyRing, loadKeyset, parseVerificationKeys, type TokenSettings } from './keys.ts';
 import { DEFAULT_THROTTLE, SigninThrottle } from './throttle.ts';
-import { UserStore } from './user-store.ts';
+import { type TokenState, UserStore } from './user-store.ts';
 import { VerifiedTokens } from './verified-tokens.ts';
 
 /**
@@ -15,7 +15,7 @@ import { VerifiedTokens } from './verified-tokens.ts';
 
 let signing: BoundedCache<KeyRing> | undefined;
 let verifying: BoundedCache<KeyRing> | undefined;
-let tokenVersions: BoundedCacheMap<number | undefined> | undefined;
+let tokenStates: BoundedCacheMap<TokenState | undefined> | undefined;
 let users: UserStore | undefined;
 let throttle: SigninThrottle | undefined;
 
@@ -99,24 +99,37 @@ export function userStore(): UserStore {
   return users;
 }
 
-/**
- * A user's token version as this container last read it (at most AUTH_USER_CACHE_SECONDS ago), or
- * undefined when the user does not exist. `newerThan`: the caller holds a token with this version,
- * issued after what is kept was read, so it is read again rather than refused.
- */
-export async function currentTokenVersion(username: string, newerThan?: number): Promise<number | undefined> {
-  tokenVersions ??= new BoundedCacheMap(
-    (name) => userStore().tokenVersion(name),
+function tokenStateEntry(username: string) {
+  tokenStates ??= new BoundedCacheMap(
+    (name) => userStore().tokenState(name),
     config().userCacheSeconds * 1000,
   );
-  const entry = tokenVersions.entry(username);
-  const version = await entry.get();
-  if (newerThan === undefined) return version;
+  return tokenStates.entry(username);
+}
+
+/**
+ * A user's token state (version, ended sign-ins) as this container last read it (at most
+ * AUTH_USER_CACHE_SECONDS ago), or undefined when the user does not exist. `newerThan`: the caller
+ * holds a token with this version, issued after what is kept was read, so it is read again rather
+ * than refused.
+ */
+export async function currentTokenState(
+  username: string,
+  newerThan?: number,
+): Promise<TokenState | undefined> {
+  const entry = tokenStateEntry(username);
+  const state = await entry.get();
+  if (newerThan === undefined) return state;
   // Versions only grow, and only a token this service signed gets here: a higher one is real news.
-  if (version !== undefined && newerThan > version) return entry.refresh(0);
+  if (state !== undefined && newerThan > state.version) return entry.refresh(0);
   // A user removed and added again; anyone holding the old user's token may ask, so at most once a second.
-  if (version === undefined) return entry.refresh(1000);
-  return version;
+  if (state === undefined) return entry.refresh(1000);
+  return state;
+}
+
+/** Reads the user's token state again now: this container has just changed it (a sign-out). */
+export function rereadTokenState(username: string): Promise<TokenState | undefined> {
+  return tokenStateEntry(username).refresh(0);
 }
 
 export function signinThrottle(): SigninThrottle {

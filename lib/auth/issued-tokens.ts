@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { config } from '../config.ts';
 import { unauthorized } from '../http/errors.ts';
 import type { Caller } from '../http/types.ts';
-import { signingKeyRing } from './index.ts';
+import { checkTokenState } from './authenticate.ts';
+import { rereadTokenState, signingKeyRing, userStore } from './index.ts';
 import { signToken } from './token-signer.ts';
 
 /**
@@ -12,6 +14,10 @@ import { signToken } from './token-signer.ts';
  * SESSION_MAX_HOURS after it, so a sign-in ends however often it is renewed. A renewal needs a token
  * that passes every check, revocation included (authenticate.ts): revoking a user's tokens ends
  * their renewals too. The new token carries the same token version, and a new `jti`.
+ *
+ * Each sign-in has an id (claim `sid`) its renewed tokens keep. A sign-out ends that sign-in alone
+ * (UserStore.endSignIn): every token of it, the renewed ones included, is refused from then on,
+ * while the user's other sign-ins (another device, the CLI beside the console) go on.
  */
 
 export interface IssuedToken {
@@ -28,11 +34,12 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 /** When the sign-in made at `signedInAt` (Unix seconds) ends, as Unix seconds. */
 export const sessionEndsAt = (signedInAt: number) => signedInAt + config().sessionMaxSeconds;
 
-/** A token for `username` of the sign-in made at `signedInAt` (Unix seconds), with `tokenVersion`. */
+/** A token for `username` of the sign-in `signInId` made at `signedInAt` (Unix seconds), with `tokenVersion`. */
 export async function issueToken(
   username: string,
   tokenVersion: number,
   signedInAt: number,
+  signInId: string,
 ): Promise<IssuedToken> {
   const { tokens } = config();
   const sessionEnds = sessionEndsAt(signedInAt);
@@ -43,7 +50,7 @@ export async function issueToken(
     await signingKeyRing(),
     username,
     { ...tokens, ttlSeconds: expiresIn },
-    { ver: tokenVersion, auth_time: signedInAt },
+    { ver: tokenVersion, auth_time: signedInAt, sid: signInId },
   );
   return {
     token,
@@ -53,8 +60,32 @@ export async function issueToken(
   };
 }
 
-/** POST /auth/renew: a new token of the caller's sign-in (the caller passed authenticate()). */
-export function renewToken(caller: Caller): Promise<IssuedToken> {
+/** A sign-in that has just checked a password: its first token. */
+export const firstToken = (username: string, tokenVersion: number) =>
+  issueToken(username, tokenVersion, nowSeconds(), randomUUID());
+
+/**
+ * POST /auth/renew: a new token of the caller's sign-in (the caller passed authenticate()). A token
+ * from before sign-ins had ids starts one here.
+ */
+export async function renewToken(caller: Caller): Promise<IssuedToken> {
   if (!caller.session) throw unauthorized();
-  return issueToken(caller.username, caller.session.tokenVersion, caller.session.signedInAt);
+  const { tokenVersion, signedInAt, signInId } = caller.session;
+  // Read now, not as this container last read it: a sign-out or revocation anywhere stops renewals
+  // at once (one GetItem per renewal, an hour apart), where other routes may lag by AUTH_USER_CACHE_SECONDS.
+  checkTokenState(await rereadTokenState(caller.username), tokenVersion, signInId);
+  return issueToken(caller.username, tokenVersion, signedInAt, signInId ?? randomUUID());
+}
+
+/**
+ * POST /auth/signout, and DELETE /auth/session with a live session: ends the caller's sign-in, so
+ * that none of its tokens, renewed or not, is accepted again (by this container at once, by the
+ * others within AUTH_USER_CACHE_SECONDS, as a revocation). A token from before sign-ins had ids
+ * cannot be told apart from the user's others: it ends at its own expiry.
+ */
+export async function endSignIn(caller: Caller): Promise<void> {
+  const signInId = caller.session?.signInId;
+  if (!caller.session || !signInId) return;
+  await userStore().endSignIn(caller.username, signInId, sessionEndsAt(caller.session.signedInAt));
+  await rereadTokenState(caller.username);
 }

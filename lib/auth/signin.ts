@@ -1,6 +1,6 @@
 import { HttpError, tooManyRequests } from '../http/errors.ts';
 import { signinThrottle, userStore } from './index.ts';
-import { type IssuedToken, issueToken } from './issued-tokens.ts';
+import { firstToken, type IssuedToken } from './issued-tokens.ts';
 import { DUMMY_HASH, verifyPassword } from './passwords.ts';
 
 export type { IssuedToken } from './issued-tokens.ts';
@@ -33,5 +33,5 @@ export async function signIn(
   }
 
   await throttle.succeeded(reservation.attempt);
-  return issueToken(user.username, user.tokenVersion, Math.floor(Date.now() / 1000));
+  return firstToken(user.username, user.tokenVersion);
 }

@@ -24,6 +24,30 @@ export interface User {
 
 export type UserSummary = Omit<User, 'passwordHash' | 'tokenVersion'>;
 
+/** What every authenticated request checks of its user (README, "Rotation and revocation"). */
+export interface TokenState {
+  /** The user's token version: a token with another one is refused. */
+  version: number;
+  /** The sign-ins (claim `sid`) ended by a sign-out before their time: their tokens are refused. */
+  endedSignIns: ReadonlySet<string>;
+}
+
+/**
+ * How many ended sign-ins a user's item keeps at most (each about 50 bytes of the item's 400 KB):
+ * past it, a sign-out ends every sign-in of the user at once (a raised token version) instead.
+ */
+export const MAX_ENDED_SIGN_INS = 1000;
+
+/**
+ * An ended sign-in as the user's `endedSignIns` string set holds it: `<sid> <end>`, the end (Unix
+ * seconds) being when its last token would have expired anyway, after which it is dropped.
+ */
+const endedEntry = (signInId: string, endsAt: number) => `${signInId} ${endsAt}`;
+const parseEnded = (entry: string) => {
+  const [signInId = '', endsAt = '0'] = entry.split(' ');
+  return { signInId, endsAt: Number(endsAt) };
+};
+
 const userKey = (username: string) => ({ pk: `USER#${username}` });
 
 export class UserExistsError extends Error {
@@ -51,19 +75,49 @@ export class UserStore {
   }
 
   /**
-   * The user's token version, or undefined when there is no such user: what every authenticated
-   * request checks. Reads those two attributes only (the verifying functions may not read a hash).
+   * The user's token state, or undefined when there is no such user: what every authenticated
+   * request checks. Reads those attributes only (the verifying functions may not read a hash).
    */
-  async tokenVersion(username: string): Promise<number | undefined> {
+  async tokenState(username: string): Promise<TokenState | undefined> {
     const { Item } = await this.db.send(
       new GetCommand({
         TableName: this.table,
         Key: userKey(username),
         ConsistentRead: true,
-        ProjectionExpression: 'pk, tokenVersion',
+        ProjectionExpression: 'pk, tokenVersion, endedSignIns',
       }),
     );
-    return Item ? Number(Item.tokenVersion ?? 0) : undefined;
+    if (!Item) return undefined;
+    const ended = (Item.endedSignIns as Set<string> | undefined) ?? new Set<string>();
+    return {
+      version: Number(Item.tokenVersion ?? 0),
+      endedSignIns: new Set([...ended].map((entry) => parseEnded(entry).signInId)),
+    };
+  }
+
+  /**
+   * Ends one sign-in before its time (a sign-out): its tokens, renewed ones included, are refused
+   * from now on. `endsAt` (Unix seconds) is when it would have ended anyway; entries past theirs are
+   * dropped here, and a user with more than MAX_ENDED_SIGN_INS left has all sign-ins ended at once.
+   */
+  async endSignIn(username: string, signInId: string, endsAt: number): Promise<void> {
+    const { Attributes } = await this.updateReturning(
+      username,
+      'ADD endedSignIns :entry SET updatedAt = :now',
+      {
+        ':entry': new Set([endedEntry(signInId, endsAt)]),
+      },
+    );
+    const entries = [...((Attributes?.endedSignIns as Set<string> | undefined) ?? [])];
+    const now = Math.floor(Date.now() / 1000);
+    const over = entries.filter((entry) => parseEnded(entry).endsAt < now);
+    if (entries.length - over.length > MAX_ENDED_SIGN_INS) {
+      await this.update(username, 'SET updatedAt = :now ADD tokenVersion :one REMOVE endedSignIns', {});
+    } else if (over.length > 0) {
+      await this.update(username, 'SET updatedAt = :now DELETE endedSignIns :over', {
+        ':over': new Set(over),
+      });
+    }
   }
 
   /** Creates a user; fails with UserExistsError rather than overwrite one. */
@@ -99,14 +153,24 @@ export class UserStore {
   }
 
   private async update(username: string, expression: string, values: Record<string, unknown>) {
+    await this.updateReturning(username, expression, values);
+  }
+
+  /** An update of an existing user (UserNotFoundError if there is none), answering the attributes it changed. */
+  private async updateReturning(username: string, expression: string, values: Record<string, unknown>) {
     try {
-      await this.db.send(
+      return await this.db.send(
         new UpdateCommand({
           TableName: this.table,
           Key: userKey(username),
           UpdateExpression: expression,
           ConditionExpression: 'attribute_exists(pk)',
-          ExpressionAttributeValues: { ...values, ':now': new Date().toISOString(), ':one': 1 },
+          ExpressionAttributeValues: {
+            ...values,
+            ':now': new Date().toISOString(),
+            ...(expression.includes(':one') ? { ':one': 1 } : {}),
+          },
+          ReturnValues: 'UPDATED_NEW',
         }),
       );
     } catch (error) {

@@ -154,9 +154,10 @@ export const ROUTES = {
   deleteSession: {
     route: 'DELETE /auth/session',
     handler: 'functions/session-delete.ts',
-    iam: [],
+    iam: [...TOKEN, 'endSignIns'],
     auth: 'none',
-    summary: 'Sign out of the web console: both session cookies cleared (needs X-CSRF-Token with the cookie)',
+    summary:
+      'Sign out of the web console: both session cookies cleared, and the sign-in ended (its tokens refused from now on) while its token is valid (needs X-CSRF-Token with the cookie)',
     ok: { 204: { description: 'signed out; the cookies are cleared' } },
     errors: [403],
   },
@@ -171,6 +172,15 @@ export const ROUTES = {
     summary: 'Check a username and password and issue a JWT',
     ok: { 200: { description: 'a bearer token', schema: responses.tokenResponse } },
     errors: [400, 401, 415, 429],
+  },
+  signOut: {
+    route: 'POST /auth/signout',
+    handler: 'functions/auth-signout.ts',
+    iam: [...TOKEN, 'endSignIns'],
+    summary:
+      'End this sign-in: its tokens, renewed ones included, are refused from now on (within AUTH_USER_CACHE_SECONDS); the user’s other sign-ins go on',
+    ok: { 204: { description: 'signed out' } },
+    errors: [401],
   },
   renewToken: {
     route: 'POST /auth/renew',

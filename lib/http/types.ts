@@ -29,6 +29,8 @@ export interface CallerSession {
   tokenVersion: number;
   /** When the token expires (Unix seconds). */
   expiresAt: number;
+  /** The sign-in's id (claim `sid`), which a sign-out ends; absent on tokens issued before sign-ins had one. */
+  signInId?: string | undefined;
 }
 
 /**

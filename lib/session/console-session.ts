@@ -1,8 +1,9 @@
-import { type IssuedToken, sessionEndsAt } from '../auth/issued-tokens.ts';
-import { unauthorized } from '../http/errors.ts';
+import { authenticate } from '../auth/authenticate.ts';
+import { endSignIn, type IssuedToken, sessionEndsAt } from '../auth/issued-tokens.ts';
+import { HttpError, unauthorized } from '../http/errors.ts';
 import type { RouteResult } from '../http/route-stack.ts';
-import type { Caller } from '../http/types.ts';
-import { sessionCookies } from './cookies.ts';
+import type { Caller, HttpEvent } from '../http/types.ts';
+import { sessionCookies, sessionToken } from './cookies.ts';
 
 /** What the console is told of its session: who, and how long its token and its sign-in last. */
 export interface SessionView {
@@ -37,4 +38,23 @@ export function sessionView(caller: Caller): SessionView {
     expiresIn: Math.max(0, expiresAt - Math.floor(Date.now() / 1000)),
     sessionExpiresAt: new Date(sessionEndsAt(signedInAt) * 1000).toISOString(),
   };
+}
+
+/**
+ * DELETE /auth/session: ends the sign-in of the session cookie (after its CSRF checks), if its token
+ * still passes every check; one that does not (expired, revoked, garbage) has nothing left to end.
+ * A token header is not looked at: this signs the console out, not another client.
+ */
+export async function signOutSession(headers: HttpEvent['headers'], cookies: string[] | undefined) {
+  const session = { method: 'DELETE', cookies };
+  if (!sessionToken(headers, session)) return;
+  const { authorization: _authorization, auth_token: _seedHeader, ...cookieOnly } = headers ?? {};
+  let caller: Caller;
+  try {
+    caller = await authenticate(cookieOnly, session);
+  } catch (error) {
+    if (error instanceof HttpError && error.status === 401) return;
+    throw error;
+  }
+  await endSignIn(caller);
 }

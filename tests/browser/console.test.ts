@@ -285,7 +285,11 @@ describeWithChromium(title, () => {
     expect(download.status).toBe(200);
     expectSameBytes(gunzipSync(Buffer.from(await download.arrayBuffer())), text);
 
-    // 6. Sign out: the cookies are gone and the sign-in form is back; the API no longer knows the page.
+    // 6. Sign out: the cookies are gone and the sign-in form is back; the API no longer knows the page,
+    // and the sign-in is ended: its token, wherever it might have been copied, is refused.
+    const cookieToken = (await browser.context.cookies(testStack().apiUrl)).find(
+      (cookie) => cookie.name === 'fj_session',
+    )!.value;
     await page.getByRole('button', { name: 'Sign out' }).click();
     await visible(page.getByRole('heading', { name: 'Sign in' }));
     expect(await waitForText(page.getByRole('alert'), 'signed out')).toBe('signed out');
@@ -293,6 +297,11 @@ describeWithChromium(title, () => {
     expect(left.filter((cookie) => cookie.name.startsWith('fj_'))).toEqual([]);
     const after = await page.evaluate(async () => (await fetch('/auth/session')).status);
     expect(after).toBe(401);
+    const renewal = await fetch(`${testStack().apiUrl}/auth/renew`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${cookieToken}` },
+    });
+    expect(renewal.status).toBe(401);
     await shot(page, '7-signed-out');
 
     // The page ran without a script error (a CSP violation would show here too).

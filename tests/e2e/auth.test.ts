@@ -141,6 +141,19 @@ const HOUR = 3600;
 /** The test stack's SESSION_MAX_HOURS: the default, 168. */
 const SESSION_MAX_SECONDS = 168 * HOUR;
 
+/** A token of `username` signed with the service's key and the user's current token version, plus `claims`. */
+async function userToken(
+  username: string,
+  claims: Record<string, unknown> = {},
+  options: Parameters<typeof signWithServiceKey>[1] = {},
+) {
+  const { tokenVersion } = (await testUserStore().get(username))!;
+  return signWithServiceKey(
+    { sub: username, iss: issuer(), aud: 'file-jobs', ver: tokenVersion, ...claims },
+    options,
+  );
+}
+
 describe('POST /auth/renew', () => {
   it('gives a valid token a new one of the same sign-in: same auth_time and version, a new jti, a full life', async () => {
     const user = await createTestUser('renew');
@@ -171,16 +184,8 @@ describe('POST /auth/renew', () => {
 
   it("never goes past the sign-in's end: a token near it gets the time left, one past it 401", async () => {
     const user = await createTestUser('renew');
-    const { tokenVersion } = (await testUserStore().get(user.username))!;
     const now = Math.floor(Date.now() / 1000);
-    const token = (signedInAt: number) =>
-      signWithServiceKey({
-        sub: user.username,
-        iss: issuer(),
-        aud: 'file-jobs',
-        ver: tokenVersion,
-        auth_time: signedInAt,
-      });
+    const token = (signedInAt: number) => userToken(user.username, { auth_time: signedInAt });
 
     const nearEnd = now - SESSION_MAX_SECONDS + 120;
     const last = await api('/auth/renew', { method: 'POST', token: await token(nearEnd) });
@@ -200,13 +205,7 @@ describe('POST /auth/renew', () => {
 
   it('a token without auth_time (issued before renewals) counts its sign-in from its iat', async () => {
     const user = await createTestUser('renew');
-    const { tokenVersion } = (await testUserStore().get(user.username))!;
-    const old = await signWithServiceKey({
-      sub: user.username,
-      iss: issuer(),
-      aud: 'file-jobs',
-      ver: tokenVersion,
-    });
+    const old = await userToken(user.username);
     const renewed = await api('/auth/renew', { method: 'POST', token: old });
     expect(renewed.status).toBe(200);
     expect(claimsOf(renewed.body.token).auth_time).toBe(claimsOf(old).iat);
@@ -215,11 +214,7 @@ describe('POST /auth/renew', () => {
   it('refuses what any route refuses: no token, an expired one, a revoked one', async () => {
     expectError(await api('/auth/renew', { method: 'POST' }), 401, 'Unauthorized');
     const user = await createTestUser('renew');
-    const { tokenVersion } = (await testUserStore().get(user.username))!;
-    const expired = await signWithServiceKey(
-      { sub: user.username, iss: issuer(), aud: 'file-jobs', ver: tokenVersion },
-      { exp: Math.floor(Date.now() / 1000) - 60 },
-    );
+    const expired = await userToken(user.username, {}, { exp: Math.floor(Date.now() / 1000) - 60 });
     expect(expectError(await api('/auth/renew', { method: 'POST', token: expired }), 401).message).toMatch(
       /expired/,
     );
@@ -234,6 +229,50 @@ describe('POST /auth/renew', () => {
       answer = await api('/auth/renew', { method: 'POST', token });
     }
     expect(expectError(answer, 401).message).toMatch(/revoked/);
+  });
+});
+
+describe('POST /auth/signout', () => {
+  /** Asks until the answer is not 200: other containers learn of a sign-out within AUTH_USER_CACHE_SECONDS (2 here). */
+  async function refusedSoon(ask: () => ReturnType<typeof api>) {
+    const until = Date.now() + 10_000;
+    let answer = await ask();
+    while (answer.status === 200 && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      answer = await ask();
+    }
+    return answer;
+  }
+
+  it("ends that sign-in, renewed tokens too; the same user's other sign-ins go on", async () => {
+    const user = await createTestUser('signout');
+    const first = await user.token();
+    const renewed = (await api('/auth/renew', { method: 'POST', token: first })).body.token as string;
+    const elsewhere = await user.token();
+    const signedOut = await api('/auth/signout', { method: 'POST', token: renewed });
+    expect(signedOut.status).toBe(204);
+    expect(signedOut.headers.get('cache-control')).toBe('no-store');
+    // A renewal reads the user's record itself: refused at once, in every container.
+    for (const token of [first, renewed]) {
+      expect(expectError(await api('/auth/renew', { method: 'POST', token }), 401).message).toBe(
+        'this sign-in has ended (signed out); sign in again',
+      );
+    }
+
+    for (const token of [first, renewed]) {
+      const answer = await refusedSoon(() => api('/files', { token }));
+      expect(expectError(answer, 401).message).toBe('this sign-in has ended (signed out); sign in again');
+    }
+    expect((await api('/files', { token: elsewhere })).status).toBe(200);
+    // Signing out again with a refused token: 401, nothing more to end.
+    expectError(await api('/auth/signout', { method: 'POST', token: first }), 401);
+  });
+
+  it('a token from before sign-ins had ids: 204, and it ends at its own expiry', async () => {
+    const user = await createTestUser('signout');
+    const old = await userToken(user.username);
+    expect((await api('/auth/signout', { method: 'POST', token: old })).status).toBe(204);
+    expect((await api('/files', { token: old })).status).toBe(200);
   });
 });
 

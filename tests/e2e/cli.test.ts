@@ -422,6 +422,19 @@ describe('file-jobs CLI', () => {
     );
   });
 
+  it('logout ends the sign-in on the service, so the stored token is refused even where it was copied', async () => {
+    const user = await signedInUser();
+    const configFile = join(configHome, 'file-jobs', 'config.json');
+    const { token } = JSON.parse(readFileSync(configFile, 'utf8')).sessions[testStack().apiUrl];
+    const run = await cli(['logout']);
+    expect(run).toMatchObject({ code: 0, stderr: '' });
+    expect(run.stdout).toBe(`signed out of ${testStack().apiUrl} (the sign-in is ended on the service)\n`);
+    expect(JSON.parse(readFileSync(configFile, 'utf8')).sessions[testStack().apiUrl]).toBeUndefined();
+    expect((await api('/auth/renew', { method: 'POST', token })).status).toBe(401);
+    // Another sign-in of the same user is not touched.
+    expect((await api('/files', { token: user.jwt })).status).toBe(200);
+  });
+
   describe('errors: one line, non-zero, no stack trace', () => {
     it('a wrong password', async () => {
       const user = await createTestUser('cli');

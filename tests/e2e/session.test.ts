@@ -244,6 +244,39 @@ describe('DELETE /auth/session', () => {
 
   it('signs out without a session too (an expired one, another tab)', async () => {
     expect((await api('/auth/session', { method: 'DELETE' })).status).toBe(204);
+    const garbage = { cookie: 'fj_session=not-a-jwt; fj_csrf=x', 'x-csrf-token': 'x' };
+    expectError(await api('/auth/session', { method: 'DELETE', headers: garbage }), 403, 'CsrfCheckFailed');
+    const stale = 'fj_session=not.a.jwt';
+    const csrf = createHash('sha256').update('file-jobs csrf v1\0not.a.jwt').digest('base64url');
+    const cleared = await api('/auth/session', {
+      method: 'DELETE',
+      headers: { cookie: `${stale}; fj_csrf=${csrf}`, 'x-csrf-token': csrf },
+    });
+    expect(cleared.status).toBe(204);
+  });
+
+  it("ends the cookie's sign-in: its token is refused from then on, the user's other sign-ins go on", async () => {
+    const user = await createTestUser('session');
+    const session = await startSession(user.username, user.password);
+    const token = session.cookie.split(';')[0]!.slice('fj_session='.length);
+    const other = await user.token();
+    const signedOut = await api('/auth/session', {
+      method: 'DELETE',
+      headers: withCookie(session, { 'x-csrf-token': session.csrf }),
+    });
+    expect(signedOut.status).toBe(204);
+    // Within AUTH_USER_CACHE_SECONDS (2 on the test stack) every container refuses it.
+    const until = Date.now() + 10_000;
+    let answer = await api('/files', { token });
+    while (answer.status === 200 && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      answer = await api('/files', { token });
+    }
+    expect(expectError(answer, 401).message).toMatch(/signed out/);
+    expect(expectError(await api('/auth/renew', { method: 'POST', token }), 401).message).toMatch(
+      /signed out/,
+    );
+    expect((await api('/files', { token: other })).status).toBe(200);
   });
 });
 

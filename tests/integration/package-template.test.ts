@@ -44,7 +44,9 @@ const SIGN_IN = ['authSignin', 'sessionCreate'];
 const RENEWALS = ['authRenew', 'sessionRenew'];
 const CONSOLE_ORIGINS = ['https://console.example.com', 'https://admin.example.com:8443'];
 /** Functions that touch no resource: they run with the shared role that may only write logs. */
-const UNPRIVILEGED = ['health', 'openapi', 'unmatchedRoute', 'console', 'sessionDelete'];
+const UNPRIVILEGED = ['health', 'openapi', 'unmatchedRoute', 'console'];
+/** They end one sign-in: an UpdateItem of the user's ended sign-ins (and token version), nothing else. */
+const SIGN_OUTS = ['authSignout', 'sessionDelete'];
 const RUNTIME = 'nodejs24.x';
 /** Not copied into the scratch service: dependencies (linked instead), VCS and build output. */
 const NOT_COPIED = new Set(['node_modules', '.git', '.serverless', '.esbuild', '.local', 'coverage']);
@@ -245,8 +247,8 @@ describe('least privilege per function', () => {
     expect(actions.every((action) => action.startsWith('logs:'))).toBe(true);
   });
 
-  // Every function that checks tokens reads the caller's token version (revocation), and no more.
-  it("lets only sign-in read users; those that check tokens only GetItem a user's token version", () => {
+  // Every function that checks tokens reads the caller's token state (revocation), and no more.
+  it("lets only sign-in read users; those that check tokens only GetItem a user's token state", () => {
     const checksTokens = (name: string) =>
       name !== 'wellKnownJwks' && grantsOf(name).some((grant) => grant.resource.endsWith('/jwt-public-keys'));
     const checkers = Object.keys(functions).filter(checksTokens);
@@ -254,6 +256,11 @@ describe('least privilege per function', () => {
     for (const name of Object.keys(functions)) {
       const onUsers = actionsOn(name, /^UsersTable/);
       if (SIGN_IN.includes(name)) expect(onUsers.length).toBeGreaterThan(0);
+      else if (SIGN_OUTS.includes(name))
+        expect({ name, onUsers: onUsers.sort() }).toEqual({
+          name,
+          onUsers: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        });
       else if (checkers.includes(name))
         expect({ name, onUsers }).toEqual({ name, onUsers: ['dynamodb:GetItem'] });
       else expect({ name, onUsers }).toEqual({ name, onUsers: [] });
@@ -266,15 +273,21 @@ describe('least privilege per function', () => {
       const onUsers = asArray<Json>(role.Properties?.Policies)
         .flatMap((policy) => asArray<Json>(policy.PolicyDocument.Statement))
         .filter((statement) => JSON.stringify(statement.Resource).includes('UsersTable'));
+      const readState = {
+        'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['USER#*'] },
+        'ForAllValues:StringEquals': { 'dynamodb:Attributes': ['pk', 'tokenVersion', 'endedSignIns'] },
+        StringEqualsIfExists: { 'dynamodb:Select': 'SPECIFIC_ATTRIBUTES' },
+      };
+      const endSignIn = {
+        'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['USER#*'] },
+        'ForAllValues:StringEquals': {
+          'dynamodb:Attributes': ['pk', 'endedSignIns', 'tokenVersion', 'updatedAt'],
+        },
+        StringEqualsIfExists: { 'dynamodb:ReturnValues': ['NONE', 'UPDATED_NEW'] },
+      };
       expect({ name, conditions: onUsers.map((statement) => statement.Condition) }).toEqual({
         name,
-        conditions: [
-          {
-            'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['USER#*'] },
-            'ForAllValues:StringEquals': { 'dynamodb:Attributes': ['pk', 'tokenVersion'] },
-            StringEqualsIfExists: { 'dynamodb:Select': 'SPECIFIC_ATTRIBUTES' },
-          },
-        ],
+        conditions: SIGN_OUTS.includes(name) ? [readState, endSignIn] : [readState],
       });
     }
   });
