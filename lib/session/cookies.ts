@@ -7,7 +7,8 @@ import { HttpError } from '../http/errors.ts';
  *
  * CSRF protection, for the methods that change something (anything but GET, HEAD and OPTIONS) when the
  * token came from the cookie: the request must carry `X-CSRF-Token` equal to a value derived from
- * that very token (SHA-256 of it, base64url): a signed double-submit that needs no server state.
+ * that very token (SHA-256 of its sign-in id, which renewals keep; base64url): a signed double-submit
+ * that needs no server state.
  * - A page of another site never gets the cookie sent (SameSite=Strict), and could not read the CSRF
  *   cookie to copy it into the header.
  * - A page of another origin of the same site (another port, a sibling subdomain) does get
@@ -31,9 +32,29 @@ export const sessionCookieName = () => (secure() ? '__Host-fj_session' : 'fj_ses
 export const csrfCookieName = () => (secure() ? '__Host-fj_csrf' : 'fj_csrf');
 export const CSRF_HEADER = 'x-csrf-token';
 
-/** The CSRF token that goes with a session token: derived, so that no state needs to be kept. */
-export const csrfTokenFor = (token: string): string =>
-  createHash('sha256').update(`file-jobs csrf v1\0${token}`).digest('base64url');
+/**
+ * The CSRF token that goes with a session token: derived, so that no state needs to be kept. From the
+ * token's sign-in id (claim `sid`, random, known only to whoever holds the token) when it has one, so
+ * that it stays the same across renewals: a request the page built just before a renewal landed still
+ * passes with the renewed cookie. Tokens without one: from the whole token, as before.
+ */
+export function csrfTokenFor(token: string): string {
+  const signInId = signInIdOf(token);
+  const source = signInId === undefined ? `file-jobs csrf v1\0${token}` : `file-jobs csrf v2\0${signInId}`;
+  return createHash('sha256').update(source).digest('base64url');
+}
+
+/** The `sid` claim of a JWT, read without checking it (the caller's authentication does that), if any. */
+function signInIdOf(token: string): string | undefined {
+  try {
+    const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as {
+      sid?: unknown;
+    };
+    return typeof claims.sid === 'string' && claims.sid.length > 0 ? claims.sid : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 const attributes = (maxAgeSeconds: number) =>
   `Path=/; Max-Age=${maxAgeSeconds}; SameSite=Strict${secure() ? '; Secure' : ''}`;

@@ -62,6 +62,20 @@ describe('in serverless-offline', () => {
     expect(readCookie([], `a="b; fj_session=${token}`, 'fj_session')).toBe(token);
   });
 
+  it('derives the CSRF token from the sign-in id, so a renewed token keeps it; without one, from the token', () => {
+    const jwt = (claims: Record<string, unknown>) =>
+      `eyJhbGciOiJFZERTQSJ9.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.c2ln`;
+    const first = jwt({ sub: 'a', sid: 'sign-in-1', jti: 'one' });
+    const renewed = jwt({ sub: 'a', sid: 'sign-in-1', jti: 'two' });
+    const other = jwt({ sub: 'a', sid: 'sign-in-2', jti: 'one' });
+    expect(csrfTokenFor(renewed)).toBe(csrfTokenFor(first));
+    expect(csrfTokenFor(other)).not.toBe(csrfTokenFor(first));
+    expect(csrfTokenFor(first)).toMatch(/^[\w-]{43}$/);
+    // No sid (a token from before sign-ins had ids, or not a JWT): the whole token counts.
+    expect(csrfTokenFor(token)).not.toBe(csrfTokenFor(`${token}x`));
+    expect(csrfTokenFor('not a jwt')).toMatch(/^[\w-]{43}$/);
+  });
+
   it('lets safe methods through; the others need the matching X-CSRF-Token and no foreign Origin', () => {
     const cookies = [`fj_session=${token}`];
     const host = { host: 'api.example.com' };
