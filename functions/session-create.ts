@@ -1,3 +1,4 @@
+import { decodeJwt } from 'jose';
 import { credentialsBody } from '../lib/auth/schemas.ts';
 import { signIn } from '../lib/auth/signin.ts';
 import { httpRoute } from '../lib/http/route.ts';
@@ -15,7 +16,6 @@ export const handler = httpRoute(
   async ({ body, sourceIp, event }) => {
     assertSameOrigin(event.headers);
     const issued = await signIn(body.username, body.password, sourceIp);
-    const claims = JSON.parse(Buffer.from(issued.token.split('.')[1] ?? '', 'base64url').toString());
-    return consoleSession(String(claims.sub), issued);
+    return consoleSession(String(decodeJwt(issued.token).sub), issued);
   },
 );

@@ -101,18 +101,19 @@ export class UserStore {
    * dropped here, and a user with more than MAX_ENDED_SIGN_INS left has all sign-ins ended at once.
    */
   async endSignIn(username: string, signInId: string, endsAt: number): Promise<void> {
-    const { Attributes } = await this.updateReturning(
+    const { Attributes } = await this.update(
       username,
       'ADD endedSignIns :entry SET updatedAt = :now',
-      {
-        ':entry': new Set([endedEntry(signInId, endsAt)]),
-      },
+      { ':entry': new Set([endedEntry(signInId, endsAt)]) },
+      'UPDATED_NEW',
     );
     const entries = [...((Attributes?.endedSignIns as Set<string> | undefined) ?? [])];
     const now = Math.floor(Date.now() / 1000);
     const over = entries.filter((entry) => parseEnded(entry).endsAt < now);
     if (entries.length - over.length > MAX_ENDED_SIGN_INS) {
-      await this.update(username, 'SET updatedAt = :now ADD tokenVersion :one REMOVE endedSignIns', {});
+      await this.update(username, 'SET updatedAt = :now ADD tokenVersion :one REMOVE endedSignIns', {
+        ':one': 1,
+      });
     } else if (over.length > 0) {
       await this.update(username, 'SET updatedAt = :now DELETE endedSignIns :over', {
         ':over': new Set(over),
@@ -144,20 +145,25 @@ export class UserStore {
   async setPassword(username: string, passwordHash: string): Promise<void> {
     await this.update(username, 'SET passwordHash = :hash, updatedAt = :now ADD tokenVersion :one', {
       ':hash': passwordHash,
+      ':one': 1,
     });
   }
 
   /** Ends every session of the user: the tokens issued so far stop being accepted. */
   async revokeTokens(username: string): Promise<void> {
-    await this.update(username, 'SET updatedAt = :now ADD tokenVersion :one', {});
+    await this.update(username, 'SET updatedAt = :now ADD tokenVersion :one', { ':one': 1 });
   }
 
-  private async update(username: string, expression: string, values: Record<string, unknown>) {
-    await this.updateReturning(username, expression, values);
-  }
-
-  /** An update of an existing user (UserNotFoundError if there is none), answering the attributes it changed. */
-  private async updateReturning(username: string, expression: string, values: Record<string, unknown>) {
+  /**
+   * An update of an existing user (UserNotFoundError if there is none); `returnValues` UPDATED_NEW
+   * answers the attributes it changed (the sign-out functions' IAM allows no more).
+   */
+  private async update(
+    username: string,
+    expression: string,
+    values: Record<string, unknown>,
+    returnValues: 'NONE' | 'UPDATED_NEW' = 'NONE',
+  ) {
     try {
       return await this.db.send(
         new UpdateCommand({
@@ -165,12 +171,8 @@ export class UserStore {
           Key: userKey(username),
           UpdateExpression: expression,
           ConditionExpression: 'attribute_exists(pk)',
-          ExpressionAttributeValues: {
-            ...values,
-            ':now': new Date().toISOString(),
-            ...(expression.includes(':one') ? { ':one': 1 } : {}),
-          },
-          ReturnValues: 'UPDATED_NEW',
+          ExpressionAttributeValues: { ...values, ':now': new Date().toISOString() },
+          ReturnValues: returnValues,
         }),
       );
     } catch (error) {

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { decodeJwt } from 'jose';
 import { HttpError } from '../http/errors.ts';
 
 /**
@@ -47,10 +48,8 @@ export function csrfTokenFor(token: string): string {
 /** The `sid` claim of a JWT, read without checking it (the caller's authentication does that), if any. */
 function signInIdOf(token: string): string | undefined {
   try {
-    const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as {
-      sid?: unknown;
-    };
-    return typeof claims.sid === 'string' && claims.sid.length > 0 ? claims.sid : undefined;
+    const { sid } = decodeJwt(token);
+    return typeof sid === 'string' && sid.length > 0 ? sid : undefined;
   } catch {
     return undefined;
   }

@@ -662,7 +662,7 @@ async function completeUploadOnce(
   try {
     completed = await store.completeMultipartUpload(job.key, job.uploadId!, complete, {
       algorithm: job.checksumAlgorithm,
-      checksum: checksum,
+      checksum,
     });
   } catch (error) {
     if (error instanceof NoSuchUpload) return settleVanishedUpload(job);
@@ -676,7 +676,7 @@ async function completeUploadOnce(
       throw conflict(
         ErrorCode.ChecksumMismatch,
         `S3 computed another ${job.checksumAlgorithm} for the parts it holds than the whole-file checksum sent: a part differs from the file; the upload stays open to send it again`,
-        { algorithm: job.checksumAlgorithm, checksum: checksum },
+        { algorithm: job.checksumAlgorithm, checksum },
       );
     }
     if (!PART_LIST_REFUSALS.has(refusal)) throw error;
