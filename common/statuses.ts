@@ -24,6 +24,16 @@ export const EXPORT_STATUSES = [
 ] as const;
 export const JOB_STATUSES = [...new Set([...UPLOAD_STATUSES, ...EXPORT_STATUSES])] as JobStatus[];
 
+/** The statuses a job never leaves: its file name and its share of the user's limits are free again. */
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
+  'COMPLETED',
+  'ABORTED',
+  'FAILED',
+  'EXPIRED',
+  'SUCCEEDED',
+  'CANCELLED',
+]);
+
 export type JobType = (typeof JOB_TYPES)[number];
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 export type UploadStatus = (typeof UPLOAD_STATUSES)[number];

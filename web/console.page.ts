@@ -13,16 +13,19 @@ import Uppy, { type UppyFile } from '@uppy/core';
 import Dashboard from '@uppy/dashboard';
 import GoldenRetriever from '@uppy/golden-retriever';
 import { IDEMPOTENCY_KEY_METADATA_FIELD } from '../common/idempotency.ts';
+import { type JobStatus, TERMINAL_STATUSES } from '../common/statuses.ts';
+import { consoleChunkSize, type ListedPart, matchParts } from './part-match.ts';
 
 const API = window.location.origin;
 const POLL_MS = 1500;
-const ACTIVE = new Set(['UPLOADING', 'COMPLETING', 'QUEUED', 'RUNNING', 'CANCELLING']);
 
 interface Job {
   jobId: string;
   type: 'upload' | 'export';
-  status: string;
+  status: JobStatus;
   filename: string;
+  /** An upload's declared size (0 for one from Uppy that did not say it). */
+  size: number;
   format?: string;
   progress: { partsDone: number; partCount: number; bytesDone: number; bytesTotal: number };
   createdAt: string;
@@ -50,7 +53,14 @@ function csrfToken(): string {
  * Why the service refused Uppy's last create of each file name (409), by name: Uppy keeps only the
  * status text of a Companion answer, and the refusal names what holds the name.
  */
-const createRefusals = new Map<string, { code?: string; jobId?: string }>();
+const createRefusals = new Map<string, CreateRefusal>();
+
+interface CreateRefusal {
+  code?: string;
+  /** 409 UploadInProgress: the upload job holding the name, and its S3 key. */
+  jobId?: string;
+  key?: string;
+}
 
 /** The file name of Uppy's create request (its JSON body), if it is one. */
 function createdName(body: BodyInit | null | undefined): string | undefined {
@@ -70,9 +80,9 @@ async function rememberCreateRefusal(filename: string, answer: Response | undefi
     (await answer
       .clone()
       .json()
-      .catch(() => undefined)) as { error?: { code?: string; details?: { jobId?: string } } } | undefined
+      .catch(() => undefined)) as { error?: { code?: string; details?: CreateRefusal } } | undefined
   )?.error;
-  createRefusals.set(filename, { code: error?.code, jobId: error?.details?.jobId });
+  createRefusals.set(filename, { code: error?.code, jobId: error?.details?.jobId, key: error?.details?.key });
 }
 
 /**
@@ -141,9 +151,11 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
 
 // ---- notices ---------------------------------------------------------------------------------
 
-function notify(message: string, isError = false) {
+/** Says something at the top of the page, with buttons for what the person may do about it. */
+function notify(message: string, isError = false, actions: HTMLButtonElement[] = []) {
   const notice = $('#notice');
   notice.textContent = message;
+  if (actions.length > 0) notice.append(' ', ...actions);
   notice.className = isError ? 'notice error' : 'notice';
 }
 
@@ -215,7 +227,12 @@ function startUppy(username: string) {
       note: 'Files of any size: multipart uploads straight to S3, tracked as jobs below.',
     })
     // Companion's S3 routes on this origin; every file as a multipart upload job (small ones too).
-    .use(AwsS3, { companionEndpoint: API, shouldUseMultipart: true })
+    // Cut by the console's own plan (Uppy's default sizes), which web/part-match.ts checks against.
+    .use(AwsS3, {
+      companionEndpoint: API,
+      shouldUseMultipart: true,
+      getChunkSize: (file) => consoleChunkSize(file.size),
+    })
     // A page closed or crashed mid-upload: opened again, the Dashboard shows its files, and each
     // resumes its upload job from the parts S3 holds (Uppy keeps the job's key and id per file). Files
     // up to 10 MiB come back whole (IndexedDB); larger ones must be picked again, and then resume.
@@ -244,12 +261,8 @@ function startUppy(username: string) {
       return;
     }
     const refusal = file?.name ? createRefusals.get(file.name) : undefined;
-    if (refusal?.code === 'UploadInProgress') {
-      // Most often an upload of the same file from a page closed mid-way, which nothing will finish.
-      notify(
-        `${file?.name} is already being uploaded by another upload${refusal.jobId ? ` (job ${refusal.jobId})` : ''}, perhaps from a page closed mid-way: cancel it in the jobs list, then retry this file`,
-        true,
-      );
+    if (file && refusal?.code === 'UploadInProgress') {
+      void offerHeldUpload(file, refusal).catch(failed);
       return;
     }
     notify(`${file?.name ?? 'a file'}: ${error.message}`, true);
@@ -263,6 +276,95 @@ function startUppy(username: string) {
     liveProgress.set(uploadId, Math.floor((100 * progress.bytesUploaded) / progress.bytesTotal));
     scheduleRender();
   });
+}
+
+type ConsoleFile = UppyFile<Record<string, unknown>, Record<string, never>>;
+
+/**
+ * This file's name is held by another upload job (409 UploadInProgress): most often the same file
+ * from a page closed mid-way in another browser, or one whose stored state is gone, which nothing
+ * will finish. When that job came through Uppy's routes and every part S3 holds of it is this file's
+ * (web/part-match.ts), the person may resume it here; when it holds another file, replace it. Never
+ * done unasked: the page that started it may still be open and sending.
+ */
+async function offerHeldUpload(file: ConsoleFile, { jobId, key }: CreateRefusal) {
+  const name = file.name ?? 'this file';
+  if (!jobId || !key) {
+    notify(
+      `${name} is already being uploaded by another upload: cancel it in the jobs list, then retry`,
+      true,
+    );
+    return;
+  }
+  const send = () => void uppy?.retryUpload(file.id);
+  const replace = (label: string) =>
+    button(label, async () => {
+      await call('DELETE', `/upload/${jobId}`);
+      notify(`upload job ${jobId} cancelled; sending ${name}`);
+      send();
+      await refreshJobs();
+    });
+  const job = await call<{ job: Job }>('GET', `/jobs/${jobId}`).then(
+    (answer) => answer.job,
+    (error: unknown) => {
+      if (error instanceof ApiError && error.status === 404) return undefined;
+      throw error;
+    },
+  );
+  if (!job || TERMINAL_STATUSES.has(job.status)) {
+    // Ended since the refusal: the name is free.
+    notify(`the upload that held ${name} (job ${jobId}) has ended; sending ${name}`);
+    send();
+    return;
+  }
+  if (job.status !== 'UPLOADING') {
+    notify(`${name} is being completed by upload job ${jobId}; retry this file if it fails`, true);
+    return;
+  }
+  if (job.size > 0 && job.size !== file.size) {
+    notify(`upload job ${jobId} is sending another file named ${name} (${bytes(job.size)})`, true, [
+      replace('Replace it with this file'),
+    ]);
+    return;
+  }
+  const parts = await call<ListedPart[]>(
+    'GET',
+    `/s3/multipart/${jobId}?key=${encodeURIComponent(key)}`,
+  ).catch((error: unknown) => {
+    if (error instanceof ApiError && error.status === 404) return undefined;
+    throw error;
+  });
+  if (!parts) {
+    // Opened by POST /upload (the CLI, the client library): its parts have sizes of its own.
+    endedUploads.delete(jobId);
+    notify(
+      `${name} is already being uploaded by job ${jobId}, from the CLI or the API, which this page cannot resume:`,
+      true,
+      [replace('Cancel it and send this file')],
+    );
+    return;
+  }
+  notify(`checking ${name} against the ${parts.length} part(s) S3 holds of upload job ${jobId}…`);
+  const match = await matchParts(file.data as Blob, parts);
+  if (!match.same) {
+    notify(
+      `upload job ${jobId} is sending another file named ${name} (part ${match.partNumber}: ${match.why})`,
+      true,
+      [replace('Replace it with this file')],
+    );
+    return;
+  }
+  notify(
+    `${name} is already being uploaded by job ${jobId}, from a page closed mid-way or another browser${match.parts > 0 ? `, and the ${match.parts} part(s) S3 holds of it are this file's` : '; S3 holds no part of it yet'}. If no other page is still sending it:`,
+    false,
+    [
+      button('Resume it here', async () => {
+        uppy?.setFileState(file.id, { s3Multipart: { key, uploadId: jobId } });
+        notify(`resuming upload job ${jobId}: sending what S3 lacks of ${name}`);
+        send();
+      }),
+    ],
+  );
 }
 
 const uploadIdOf = (file: unknown) =>
@@ -284,7 +386,7 @@ function scheduleRender() {
 function dropKilled(jobIds: string[]) {
   if (!uppy) return;
   const killed = new Set(jobIds);
-  for (const file of uppy.getFiles() as UppyFile<Record<string, unknown>, Record<string, never>>[]) {
+  for (const file of uppy.getFiles() as ConsoleFile[]) {
     const uploadId = uploadIdOf(file);
     if (uploadId && killed.has(uploadId)) uppy.removeFile(file.id);
   }
@@ -305,7 +407,7 @@ function percent(job: Job): number {
 
 function jobActions(job: Job): Node[] {
   const actions: Node[] = [];
-  if (ACTIVE.has(job.status) && job.status !== 'CANCELLING') {
+  if (!TERMINAL_STATUSES.has(job.status) && job.status !== 'CANCELLING') {
     const path = job.type === 'upload' ? `/upload/${job.jobId}` : `/export/${job.jobId}`;
     actions.push(
       button(

@@ -11,6 +11,7 @@ import {
   type ExportStatus,
   type JobStatus,
   type JobType,
+  TERMINAL_STATUSES,
   UPLOAD_STATUSES,
   type UploadStatus,
 } from '../../common/statuses.ts';
@@ -55,14 +56,7 @@ import {
 
 export type { ExportStatus, JobStatus, JobType, UploadStatus };
 
-export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
-  'COMPLETED',
-  'ABORTED',
-  'FAILED',
-  'EXPIRED',
-  'SUCCEEDED',
-  'CANCELLED',
-]);
+export { TERMINAL_STATUSES };
 
 export interface JobRecord {
   jobId: string;

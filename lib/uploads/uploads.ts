@@ -145,9 +145,9 @@ async function claimSlot(job: JobRecord, quota: Quota, idempotency?: Idempotency
     throw conflict(
       ErrorCode.UploadInProgress,
       `${job.filename} is already being uploaded by job ${error.holder.jobId}`,
-      {
-        jobId: error.holder.jobId,
-      },
+      // The holder's key is this job's (one upload per name): with it, a page that has the file can
+      // resume the holder through the Companion routes (web/part-match.ts).
+      { jobId: error.holder.jobId, key: job.key },
     );
   }
 }

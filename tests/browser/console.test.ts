@@ -111,7 +111,7 @@ const visible = (locator: Locator, timeout = 15_000) =>
 
 /** Signs in on a fresh page (the browser's earlier session, another test's user, is dropped first). */
 async function signIn(page: Page, user: { username: string; password: string }) {
-  await browser.context.clearCookies();
+  await page.context().clearCookies();
   await page.goto(`${testStack().apiUrl}/`);
   await page.getByLabel('Username').fill(user.username);
   await page.getByLabel('Password').fill(user.password);
@@ -311,10 +311,10 @@ describeWithChromium(title, () => {
     await page.close();
   }, 180_000);
 
-  it('a name held by an upload from a closed page: the notice names it; cancel it, retry, and the file uploads', async () => {
+  it('a name held by an upload that holds no part yet (its page closed at once): resumed on request, in the same job', async () => {
     const user = await createTestUser('orphan');
     const name = `held-${randomUUID().slice(0, 8)}.txt`;
-    // What a page closed mid-upload leaves: an unfinished upload job holding the name.
+    // What a page closed right after its create leaves: an upload job holding the name, no part in S3.
     const orphan = await fetch(`${testStack().apiUrl}/s3/multipart`, {
       method: 'POST',
       headers: { authorization: `Bearer ${await user.token()}`, 'content-type': 'application/json' },
@@ -332,16 +332,43 @@ describeWithChromium(title, () => {
     const small = text.subarray(0, 64 * 1024);
     await addFile(page, name, small);
     // Uppy itself only knows "Conflict": the page reads the service's answer and says what to do.
-    expect(await waitForText(page.locator('#notice'), 'already being uploaded')).toBe(
-      `${name} is already being uploaded by another upload (job ${orphanId}), perhaps from a page closed mid-way: cancel it in the jobs list, then retry this file`,
+    expect(await waitForText(page.locator('#notice'), 'Resume it here')).toBe(
+      `${name} is already being uploaded by job ${orphanId}, from a page closed mid-way or another browser; S3 holds no part of it yet. If no other page is still sending it: Resume it here`,
     );
     await shot(page, '8-name-held');
 
-    await page.getByRole('button', { name: `Cancel upload of ${name}` }).click();
-    await waitForText(page.locator('#notice'), `upload of ${name} cancelled`);
-    await page.locator('.uppy-StatusBar-actionBtn--retry').click();
+    await page.getByRole('button', { name: 'Resume it here' }).click();
     const rows = page.locator('#jobs tbody tr').filter({ hasText: name });
     await waitForText(rows.filter({ hasText: 'COMPLETED' }), 'COMPLETED', 30_000);
+    expect(await rows.count()).toBe(1);
+    expect(await rows.first().getAttribute('data-job-id')).toBe(orphanId);
+    expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, small);
+    await page.close();
+  }, 90_000);
+
+  it('a name held by an upload from the CLI: the notice names it and offers to cancel it; the file then uploads', async () => {
+    const user = await createTestUser('held');
+    const name = `cli-${randomUUID().slice(0, 8)}.txt`;
+    const small = text.subarray(0, 64 * 1024);
+    // POST /upload, as the CLI and the client library open an upload: its parts are not Uppy's.
+    const held = await fetch(`${testStack().apiUrl}/upload`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await user.token()}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ filename: name, size: small.length }),
+    });
+    expect(held.status).toBe(201);
+    const { job } = (await held.json()) as { job: { jobId: string } };
+
+    const page = await browser.context.newPage();
+    await signIn(page, user);
+    await addFile(page, name, small);
+    expect(await waitForText(page.locator('#notice'), 'Cancel it and send')).toBe(
+      `${name} is already being uploaded by job ${job.jobId}, from the CLI or the API, which this page cannot resume: Cancel it and send this file`,
+    );
+    await page.getByRole('button', { name: 'Cancel it and send this file' }).click();
+    const rows = page.locator('#jobs tbody tr').filter({ hasText: name });
+    await waitForText(rows.filter({ hasText: 'COMPLETED' }), 'COMPLETED', 30_000);
+    await waitForText(rows.filter({ hasText: 'ABORTED' }), 'ABORTED');
     expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, small);
     await page.close();
   }, 90_000);
@@ -401,6 +428,69 @@ describeWithChromium(title, () => {
       await rm(path, { force: true });
     }
   }, 120_000);
+
+  describe('a file whose name an upload from another browser holds (its page closed mid-way)', () => {
+    let elsewhere: Awaited<ReturnType<typeof launchBrowser>>;
+    beforeAll(async () => {
+      if (browser) elsewhere = await launchBrowser();
+    }, 60_000);
+    afterAll(async () => {
+      await elsewhere?.close();
+    });
+
+    /** The user signed in on a fresh page of the other browser, with what it sends counted. */
+    async function inOtherBrowser(user: { username: string; password: string }) {
+      const page = await elsewhere.context.newPage();
+      await signIn(page, user);
+      return { page, sent: countUploadRequests(page) };
+    }
+
+    it('is resumed there, once its bytes match the parts S3 holds: only the missing parts are sent', async () => {
+      const user = await createTestUser('elsewhere');
+      const name = `elsewhere-${randomUUID().slice(0, 8)}.txt`;
+      await closeMidUpload(user, { name, mimeType: 'text/plain', buffer: text }, false);
+
+      const { page, sent } = await inOtherBrowser(user);
+      await addFile(page, name, text);
+      const offer = await waitForText(page.locator('#notice'), 'Resume it here', 30_000);
+      expect(offer).toMatch(
+        new RegExp(
+          `^${name} is already being uploaded by job \\w+, .* the 1 part\\(s\\) S3 holds of it are this file's`,
+        ),
+      );
+      await shot(page, '11-resume-offered');
+      await page.getByRole('button', { name: 'Resume it here' }).click();
+      await waitForText(jobRow(page, name, /upload/).filter({ hasText: 'COMPLETED' }), 'COMPLETED', 30_000);
+      // The refused create, then parts 2 and 3 only, into the same job.
+      expect(sent).toEqual({ parts: [2, 3], creates: 1 });
+      expect(await page.locator('#jobs tbody tr').filter({ hasText: name }).count()).toBe(1);
+      expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, text);
+      await page.close();
+    }, 120_000);
+
+    it('holding another file of that name and size, is not resumed: replaced on request, every part sent', async () => {
+      const user = await createTestUser('replaced');
+      const name = `replaced-${randomUUID().slice(0, 8)}.txt`;
+      await closeMidUpload(user, { name, mimeType: 'text/plain', buffer: text }, false);
+
+      const changed = Buffer.from(text);
+      changed.write('an edit in part 1', 1000);
+      const { page, sent } = await inOtherBrowser(user);
+      await addFile(page, name, changed);
+      expect(await waitForText(page.locator('#notice'), 'Replace it', 30_000)).toMatch(
+        new RegExp(`^upload job \\w+ is sending another file named ${name} \\(part 1: its bytes differ\\)`),
+      );
+      expect(await page.getByRole('button', { name: 'Resume it here' }).count()).toBe(0);
+      await page.getByRole('button', { name: 'Replace it with this file' }).click();
+      await waitForText(jobRow(page, name, /upload/).filter({ hasText: 'COMPLETED' }), 'COMPLETED', 30_000);
+      expect(
+        await waitForText(jobRow(page, name, /upload/).filter({ hasText: 'ABORTED' }), 'ABORTED'),
+      ).toBeTruthy();
+      expect(sent).toEqual({ parts: [1, 2, 3], creates: 2 });
+      expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, changed);
+      await page.close();
+    }, 120_000);
+  });
 
   it('a file from a closed page whose upload job has ended since is sent again from the start', async () => {
     const user = await createTestUser('restart');

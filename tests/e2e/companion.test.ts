@@ -226,11 +226,13 @@ describe('Companion S3 multipart routes', () => {
     const user = await newUser();
     const filename = name('rules');
     const up = await create(user, filename, { size: 6 * MiB });
-    expectError(
+    const held = expectError(
       await api('/s3/multipart', { method: 'POST', token: user.jwt, body: { filename, metadata: {} } }),
       409,
       'UploadInProgress',
     );
+    // What a page holding the same file needs to resume that upload through these routes.
+    expect(held.details).toEqual({ jobId: up.uploadId, key: up.key });
     expect((await api(`/jobs/${up.uploadId}`, { token: user.jwt })).body.job.size).toBe(6 * MiB);
     const etag = await sendPart(user, up, 1, randomBytes(5 * MiB));
     const refused = await api(`/s3/multipart/${up.uploadId}/complete${q(up.key)}`, {

@@ -286,7 +286,8 @@ describe('GET /', () => {
     const script = /<script>([\s\S]*)<\/script>/.exec(html)![1]!;
     const hash = createHash('sha256').update(script).digest('base64');
     const csp = response.headers.get('content-security-policy')!;
-    expect(csp).toContain(`script-src 'sha256-${hash}'`);
+    expect(csp).toContain(`script-src 'sha256-${hash}' 'wasm-unsafe-eval';`);
+    expect(csp).not.toMatch(/'unsafe-eval'|script-src[^;]*'unsafe-inline'/);
     expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).toContain(`connect-src 'self' ${new URL(testStack().s3Endpoint).origin}`);
     // Nothing secret: no key material, no password, no token.

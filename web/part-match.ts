@@ -1,0 +1,74 @@
+/**
+ * Whether the parts S3 holds of an upload are a local file's: what lets the console resume an upload
+ * job that another page started (another browser, or one whose stored state is gone) without
+ * trusting a file name. Nothing else ties the two: the page that started the job kept its link to the
+ * file (Golden Retriever) and this page has only the name and the bytes.
+ *
+ * The S3 model. With SSE-S3 (the bucket's default encryption, serverless.yml) or none, the ETag S3
+ * gives each part of a multipart upload is the hex MD5 of that part's bytes; S3's ListParts answers
+ * each part's number, size and ETag. So a local file is the one being uploaded when, for every part S3
+ * holds, the same byte range of the file has that size and that MD5. An ETag that is not 32 hex digits
+ * (SSE-KMS, or another store) proves nothing, and the parts are then not this file's.
+ *
+ * The byte ranges are the console's chunk plan, which Uppy is given (`getChunkSize`), so both cut a
+ * file the same way in every browser: equal parts of `consoleChunkSize`, the last one shorter.
+ */
+import { createMD5 } from 'hash-wasm';
+import { MiB } from '../common/part-plan.ts';
+
+/** S3's smallest part (but the last) and largest part count: Uppy's own bounds. */
+const MIN_PART = 5 * MiB;
+const MAX_PARTS = 10_000;
+
+/** The console's part size for a file: Uppy's default (5 MiB, or larger to stay within 10,000 parts). */
+export const consoleChunkSize = (size: number) => Math.max(MIN_PART, Math.ceil(size / MAX_PARTS));
+
+/** A part as Companion's part list (GET /s3/multipart/{uploadId}) answers it. */
+export interface ListedPart {
+  PartNumber: number;
+  ETag: string;
+  Size: number;
+}
+
+export type PartMatch = { same: true; parts: number } | { same: false; partNumber: number; why: string };
+
+/** Hex MD5 of a blob, read a slice at a time: a part may be hundreds of MiB. */
+export async function md5Hex(blob: Blob): Promise<string> {
+  const hasher = await createMD5();
+  hasher.init();
+  const reader = blob.stream().getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    hasher.update(value);
+  }
+  return hasher.digest('hex');
+}
+
+/** Compares the parts S3 holds with the same ranges of `file`; the first that differs says why. */
+export async function matchParts(file: Blob, parts: ListedPart[]): Promise<PartMatch> {
+  const chunk = consoleChunkSize(file.size);
+  const count = Math.ceil(file.size / chunk);
+  for (const part of [...parts].sort((a, b) => a.PartNumber - b.PartNumber)) {
+    const start = (part.PartNumber - 1) * chunk;
+    const end = Math.min(start + chunk, file.size);
+    if (part.PartNumber < 1 || part.PartNumber > count) {
+      return { same: false, partNumber: part.PartNumber, why: `this file has ${count} part(s)` };
+    }
+    if (part.Size !== end - start) {
+      return {
+        same: false,
+        partNumber: part.PartNumber,
+        why: `S3 holds ${part.Size} bytes, not ${end - start}`,
+      };
+    }
+    const etag = part.ETag.replace(/^"|"$/g, '').toLowerCase();
+    if (!/^[0-9a-f]{32}$/.test(etag)) {
+      return { same: false, partNumber: part.PartNumber, why: 'its ETag is not an MD5' };
+    }
+    if ((await md5Hex(file.slice(start, end))) !== etag) {
+      return { same: false, partNumber: part.PartNumber, why: 'its bytes differ' };
+    }
+  }
+  return { same: true, parts: parts.length };
+}
