@@ -188,6 +188,14 @@ export class FileJobsClient implements UploadApi, ExportApi {
     this.token = undefined;
   }
 
+  /**
+   * The token to send now, renewed first once a third or less of its life is left (unless
+   * `renewToken: false`): for requests an app makes itself, such as Uppy's to the Companion routes.
+   */
+  accessToken(): Promise<string | undefined> {
+    return this.currentToken();
+  }
+
   /** The token to send: renewed first once a third or less of its life is left. */
   private async currentToken(): Promise<string | undefined> {
     const token = this.token;

@@ -69,6 +69,8 @@ const log = (line: string) => {
   if (!values.json) console.error(`  ${line}`);
 };
 
+const FRESH_STACK_USER_CACHE_SECONDS = 10;
+
 let stack: LocalStack | undefined;
 let target: SoakTarget;
 const stackFile = values['stack-file'] as string | undefined;
@@ -102,7 +104,15 @@ if (stackFile) {
       keysFile: join(tmpdir(), `file-jobs-soak-keys-${process.pid}.json`),
       // Exports in 5 MiB steps, so a cancel can land between the steps of a small file.
       // With crashes, a dead worker's lease must run out before the janitor can restart its export.
-      env: { EXPORT_PART_SIZE_MIB: '5', ...(crashes ? { EXPORT_LEASE_SECONDS: '20' } : {}) },
+      // Tokens of 90 s, so that every user's client renews its token while the soak runs (a third of
+      // the life before it ends: 30 s, more than a crashed API's restart takes), and sign-outs that
+      // reach every container within 10 s, so that a session op checks them in 15.
+      env: {
+        EXPORT_PART_SIZE_MIB: '5',
+        JWT_TTL_SECONDS: '90',
+        AUTH_USER_CACHE_SECONDS: String(FRESH_STACK_USER_CACHE_SECONDS),
+        ...(crashes ? { EXPORT_LEASE_SECONDS: '20' } : {}),
+      },
       faultProxies: faults,
       log: (line) => {
         if (values.verbose) console.error(`  | ${line}`);
@@ -141,6 +151,8 @@ try {
     settleMs: settleSeconds * 1000,
     janitor: true,
     janitorStaleSeconds: 0,
+    // A running stack has the default token-state cache (AUTH_USER_CACHE_SECONDS, 30 s).
+    signOutWindowMs: (stackFile ? 30 : FRESH_STACK_USER_CACHE_SECONDS) * 1000 + 5000,
     // A fresh stack is the soak's alone: every open multipart upload in it counts.
     wholeBucket: !stackFile,
     ...(stack?.proxies ? { faults: stack.proxies } : {}),

@@ -9,7 +9,8 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient, paginateQuery } from '@aws-sdk/lib-dynamodb';
-import type { ExportRecord, UploadRecord, Violation } from './model.ts';
+import { TERMINAL_STATUSES } from '../../common/statuses.ts';
+import type { ExportRecord, SessionRecord, UploadRecord, Violation } from './model.ts';
 import type { SoakUser } from './ops.ts';
 import { sha256 } from './ops.ts';
 import { isDependencyUnavailable, type Recorder } from './recorder.ts';
@@ -42,7 +43,7 @@ export interface StoredJob {
   details?: { format?: string };
 }
 
-export const TERMINAL = new Set(['COMPLETED', 'ABORTED', 'FAILED', 'EXPIRED', 'SUCCEEDED', 'CANCELLED']);
+export const TERMINAL: ReadonlySet<string> = TERMINAL_STATUSES;
 const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
 
 /**
@@ -153,6 +154,7 @@ export interface CheckInput {
   users: SoakUser[];
   uploads: UploadRecord[];
   exports: ExportRecord[];
+  sessions: SessionRecord[];
   recorder: Recorder;
   /** Where to look for orphan multipart uploads: the soak users' prefixes, or '' for the whole bucket. */
   orphanPrefixes: string[];
@@ -431,6 +433,23 @@ export async function checkInvariants(input: CheckInput): Promise<CheckResult> {
       username: record.username,
       detail: `Uppy's create of ${record.filename}, retried with its idempotency key, met 409 UploadInProgress from the upload an earlier try opened`,
       steps: record.steps,
+    });
+  }
+
+  // A sign-out ends its sign-in everywhere (within the token-state cache's life), and nothing else does.
+  for (const record of input.sessions.filter((session) => session.acceptedAfterSignOut.length > 0)) {
+    violations.push({
+      rule: 'signed-out-token-accepted',
+      username: record.username,
+      detail: `${record.op}: after the sign-out, ${record.acceptedAfterSignOut.map((seen) => `token ${seen.token} (${seen.token === 0 ? 'the sign-in' : `renewal ${seen.token}`}) got ${seen.status}`).join(', ')}`,
+      steps: record.steps,
+    });
+  }
+  for (const refusal of recorder.refusedTokens) {
+    violations.push({
+      rule: 'live-token-refused',
+      username: refusal.username,
+      detail: `${refusal.call} answered 401 at ${refusal.at} to a token neither expired nor signed out: ${refusal.message}`,
     });
   }
 

@@ -14,6 +14,7 @@ export const OP_KINDS = [
   'export-cancel',
   'export-kill',
   'export-burst',
+  'session',
 ] as const;
 export type OpKind = (typeof OP_KINDS)[number];
 
@@ -50,6 +51,20 @@ export interface ExportRecord {
   jobId?: string;
   /** A cancel or kill answered CANCELLING / CANCELLED for this job. */
   cancelAck: boolean;
+  steps: string[];
+}
+
+/** A second sign-in of a user, renewed, used and signed out while the user's lanes go on. */
+export interface SessionRecord {
+  kind: 'session';
+  op: string;
+  username: string;
+  /** Every token of this sign-in: the first, then each renewal's. */
+  tokens: string[];
+  /** The service answered the sign-out (204). */
+  signedOut: boolean;
+  /** Tokens of this sign-in still accepted once every container must have learned of the sign-out. */
+  acceptedAfterSignOut: { token: number; status: number }[];
   steps: string[];
 }
 

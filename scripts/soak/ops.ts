@@ -3,13 +3,15 @@ import { CreateMultipartUploadCommand, type S3Client, UploadPartCommand } from '
 import {
   AbortedError,
   ApiError,
+  type ClientOptions,
   type ExportJob,
-  type FileJobsClient,
+  FileJobsClient,
   FileJobsError,
   JobFailedError,
   MiB,
 } from '../../client/index.ts';
-import type { ExportRecord, OpKind, StoredFile, UploadRecord } from './model.ts';
+import { type JobStatus, TERMINAL_STATUSES } from '../../common/statuses.ts';
+import type { ExportRecord, OpKind, SessionRecord, StoredFile, UploadRecord } from './model.ts';
 import { type Prng, seededBytes } from './prng.ts';
 import type { Recorder } from './recorder.ts';
 
@@ -17,12 +19,14 @@ export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).
 
 const PART = 5 * MiB;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const TERMINAL = new Set(['COMPLETED', 'ABORTED', 'FAILED', 'EXPIRED', 'SUCCEEDED', 'CANCELLED']);
 
-/** One signed-in user; its lanes share the list of files it has in its uploads folder. */
+/**
+ * One signed-in user; its lanes share its client (and so its token, renewed as it runs short) and the
+ * list of files it has in its uploads folder.
+ */
 export interface SoakUser {
   username: string;
-  token: string;
+  password: string;
   client: FileJobsClient;
   files: StoredFile[];
 }
@@ -38,6 +42,26 @@ export interface OpContext {
   exports: ExportRecord[];
   /** Longest wait for one export to end inside an op. */
   exportWaitMs: number;
+  sessions: SessionRecord[];
+  /** How long after a sign-out every container refuses its tokens (AUTH_USER_CACHE_SECONDS). */
+  signOutWindowMs: number;
+}
+
+/** A client as the soak's users have them: every exchange through the recorder. */
+export function soakClient(
+  apiUrl: string,
+  recorder: Recorder,
+  options: Pick<ClientOptions, 'renewToken' | 'onTokenRenewed'> = {},
+): FileJobsClient {
+  return new FileJobsClient({
+    apiUrl,
+    fetch: recorder.fetch,
+    // Retries hide faults from the caller; the recorder still sees every attempt's status.
+    retry: { retries: 4, baseDelayMs: 100, maxDelayMs: 2000 },
+    requestTimeoutMs: 28_000,
+    userAgent: 'file-jobs-soak',
+    ...options,
+  });
 }
 
 /** An error as a short outcome label: the API's code, the client's code, or the error's name. */
@@ -294,7 +318,7 @@ async function formUpload(ctx: OpContext): Promise<string> {
   try {
     response = await ctx.recorder.fetch(`${ctx.apiUrl}/upload`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${user.token}` },
+      headers: { authorization: `Bearer ${await user.client.accessToken()}` },
       body: form,
     });
   } catch {
@@ -326,7 +350,7 @@ async function waitForEnd(ctx: OpContext, jobId: string, ms: number): Promise<st
     } catch (error) {
       status = outcomeOf(error);
     }
-    if (TERMINAL.has(status)) return status;
+    if (TERMINAL_STATUSES.has(status as JobStatus)) return status;
     await sleep(250);
   }
   return `still ${status}`;
@@ -518,17 +542,17 @@ type CompanionAnswer =
   | { status: 'network-error'; body?: undefined };
 
 /**
- * One call of Uppy's to the Companion routes, as `@uppy/aws-s3` 6 makes it (plain fetch, JSON, the
- * README snippet's Bearer token), tried again after a network error or a 5xx as long as `tries`
- * lasts: Uppy's user pressing retry, spread over about 30 s so that a crashed API is back (the
- * crash soak's restarts take 12-22 s).
+ * One call as an app makes it with plain fetch (Uppy's to the Companion routes, as `@uppy/aws-s3` 6
+ * makes them: JSON, the README snippet's Bearer token; the user's current one unless `token` says),
+ * tried again after a network error or a 5xx as long as `tries` lasts: Uppy's user pressing retry,
+ * spread over about 30 s so that a crashed API is back (the crash soak's restarts take 12-22 s).
  */
-async function companionCall(
+async function plainCall(
   ctx: OpContext,
   method: string,
   path: string,
   body?: unknown,
-  tries = 10,
+  { tries = 10, token }: { tries?: number; token?: string } = {},
 ): Promise<CompanionAnswer> {
   let answer: CompanionAnswer = { status: 'network-error' };
   for (let attempt = 0; attempt < tries; attempt++) {
@@ -537,7 +561,7 @@ async function companionCall(
       const response = await ctx.recorder.fetch(`${ctx.apiUrl}${path}`, {
         method,
         headers: {
-          authorization: `Bearer ${ctx.user.token}`,
+          authorization: `Bearer ${token ?? (await ctx.user.client.accessToken())}`,
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -572,7 +596,7 @@ async function uppyUpload(ctx: OpContext): Promise<string> {
   // Paused after this many parts and resumed (a file of several parts only).
   const resumeAfter = partCount > 1 && rng.chance(0.4) ? rng.int(1, partCount - 1) : undefined;
   const cancelAfter = rng.chance(0.2) ? rng.int(0, partCount) : undefined;
-  const created = await companionCall(ctx, 'POST', '/s3/multipart', {
+  const created = await plainCall(ctx, 'POST', '/s3/multipart', {
     filename: record.filename,
     type: 'application/octet-stream',
     metadata: {
@@ -590,7 +614,7 @@ async function uppyUpload(ctx: OpContext): Promise<string> {
   record.jobId = uploadId;
   const where = `${encodeURIComponent(uploadId)}?${new URLSearchParams({ key })}`;
   const cancel = async () => {
-    const aborted = await companionCall(ctx, 'DELETE', `/s3/multipart/${where}`);
+    const aborted = await plainCall(ctx, 'DELETE', `/s3/multipart/${where}`);
     if (aborted.status === 200) record.killAck = true;
     record.steps.push(`uppy cancel: ${answered(aborted)}`);
     return `cancelled: ${answered(aborted)}`;
@@ -600,7 +624,7 @@ async function uppyUpload(ctx: OpContext): Promise<string> {
     if (partNumber - 1 === cancelAfter) return cancel();
     if (partNumber - 1 === resumeAfter) {
       // Paused and resumed: Uppy asks which parts S3 holds and sends only the others.
-      const listed = await companionCall(ctx, 'GET', `/s3/multipart/${where}`);
+      const listed = await plainCall(ctx, 'GET', `/s3/multipart/${where}`);
       record.steps.push(`uppy resume: list ${answered(listed)}`);
       if (listed.status !== 200) return `resume: ${answered(listed)}`;
       for (const part of listed.body as unknown as { PartNumber: number; ETag: string }[])
@@ -609,7 +633,7 @@ async function uppyUpload(ctx: OpContext): Promise<string> {
     if (etags.has(partNumber)) continue;
     const body = bytes.subarray((partNumber - 1) * PART, Math.min(size, partNumber * PART));
     for (let attempt = 0; attempt < 3 && !etags.has(partNumber); attempt++) {
-      const signed = await companionCall(
+      const signed = await plainCall(
         ctx,
         'GET',
         `/s3/multipart/${encodeURIComponent(uploadId)}/${partNumber}?${new URLSearchParams({ key })}`,
@@ -628,7 +652,7 @@ async function uppyUpload(ctx: OpContext): Promise<string> {
   }
   if (cancelAfter === partCount) return cancel();
   const parts = [...etags].map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
-  const completed = await companionCall(
+  const completed = await plainCall(
     ctx,
     'POST',
     `/s3/multipart/${encodeURIComponent(uploadId)}/complete?${new URLSearchParams({ key })}`,
@@ -685,6 +709,72 @@ export async function janitorBait(ctx: OpContext, s3: S3Client, bucket: string):
   return [`crash: ${crashed}`, `orphan ${key} ${UploadId}`];
 }
 
+/**
+ * A second sign-in of the user beside the one its lanes use: renewed one to three times, used, then
+ * signed out. Once every container must have learned of the sign-out (its token-state cache has
+ * run out), each token of that sign-in must be refused; the lanes' own sign-in goes on meanwhile
+ * (the recorder holds any 401 to one of its live tokens against the service).
+ */
+async function signInAndOut(ctx: OpContext): Promise<string> {
+  const { user, recorder } = ctx;
+  const record: SessionRecord = {
+    kind: 'session',
+    op: ctx.opId,
+    username: user.username,
+    tokens: [],
+    signedOut: false,
+    acceptedAfterSignOut: [],
+    steps: [],
+  };
+  ctx.sessions.push(record);
+  const keep = (token: string) => {
+    record.tokens.push(token);
+    recorder.owners.set(token, user.username);
+  };
+  const client = soakClient(ctx.apiUrl, recorder, { renewToken: false });
+  try {
+    keep((await client.signIn(user.username, user.password)).token);
+  } catch (error) {
+    return `sign-in ${outcomeOf(error)}`;
+  }
+  const renewals = ctx.rng.int(1, 3);
+  for (let n = 1; n <= renewals; n++) {
+    try {
+      keep((await client.renewToken()).token);
+    } catch (error) {
+      record.steps.push(`renewal ${n}: ${outcomeOf(error)}`);
+      break;
+    }
+  }
+  const renewed = `renewed ${record.tokens.length - 1}/${renewals}`;
+  try {
+    await client.listJobs({ limit: 1 });
+  } catch (error) {
+    record.steps.push(`jobs with the newest token: ${outcomeOf(error)}`);
+  }
+  // From here on a 401 to these tokens is what is asked for, not a fault.
+  recorder.endTokens(record.tokens);
+  try {
+    await client.signOut();
+  } catch (error) {
+    record.steps.push(`sign-out: ${outcomeOf(error)}`);
+    return `${renewed}; sign-out ${outcomeOf(error)}`;
+  }
+  record.signedOut = true;
+  record.steps.push(`signed out at ${new Date().toISOString()}`);
+  await sleep(ctx.signOutWindowMs);
+  for (const [index, token] of record.tokens.entries()) {
+    const answer = await plainCall(ctx, 'GET', '/jobs?limit=1', undefined, { token });
+    if (answer.status === 401) continue;
+    record.steps.push(`token ${index} after the sign-out: ${answered(answer)}`);
+    // No answer, or only 5xx (the API down throughout), proves nothing either way.
+    if (typeof answer.status === 'number' && answer.status < 500) {
+      record.acceptedAfterSignOut.push({ token: index, status: answer.status });
+    }
+  }
+  return `${renewed}; signed out; ${record.acceptedAfterSignOut.length > 0 ? 'a token still accepted' : 'every token refused'}`;
+}
+
 export const OP_WEIGHTS: Record<OpKind, number> = {
   upload: 24,
   'upload-kill': 9,
@@ -699,6 +789,7 @@ export const OP_WEIGHTS: Record<OpKind, number> = {
   'export-cancel': 10,
   'export-kill': 9,
   'export-burst': 5,
+  session: 3,
 };
 
 export function runOp(kind: OpKind, ctx: OpContext): Promise<string> {
@@ -729,5 +820,7 @@ export function runOp(kind: OpKind, ctx: OpContext): Promise<string> {
       return exportOp(ctx, 'cancel');
     case 'export-kill':
       return exportOp(ctx, 'kill');
+    case 'session':
+      return signInAndOut(ctx);
   }
 }

@@ -1,3 +1,4 @@
+import { decodeJwt } from 'jose';
 import type { FetchLike } from '../../client/index.ts';
 import { ErrorCode } from '../../common/error-codes.ts';
 
@@ -51,6 +52,10 @@ export class Recorder {
   readonly connectionFailures: { at: string; call: string; username?: string }[] = [];
   /** Bearer token -> username, so that a fault can be laid at the right user's jobs. */
   readonly owners = new Map<string, string>();
+  /** Tokens of sign-ins the soak ended on purpose (signed out): their 401s are asked for. */
+  private readonly endedTokens = new Set<string>();
+  /** 401s to a soak user's token that had neither expired nor been signed out. */
+  readonly refusedTokens: { at: string; call: string; username: string; message: string }[] = [];
   bytesUp = 0;
   bytesDown = 0;
   private readonly apiUrl: string;
@@ -70,6 +75,29 @@ export class Recorder {
     const query = new URL(url).searchParams;
     if (method === 'PUT' && query.has('partNumber')) return 'S3 PUT part';
     return `S3 ${method} object`;
+  }
+
+  /** These tokens' sign-in is about to be ended (a sign-out): a 401 to them is no fault. */
+  endTokens(tokens: string[]) {
+    for (const token of tokens) this.endedTokens.add(token);
+  }
+
+  /** A 401 to a live token of a soak user: the service refused a sign-in nobody ended. */
+  private async noteRefusal(token: string, call: string, response: Response) {
+    const username = this.owners.get(token);
+    if (!username || this.endedTokens.has(token)) return;
+    const expiresAt = decodeJwt(token).exp ?? 0;
+    if (Date.now() / 1000 >= expiresAt - 1) return;
+    const body = (await response
+      .clone()
+      .json()
+      .catch(() => undefined)) as { error?: { message?: string } } | undefined;
+    this.refusedTokens.push({
+      at: new Date().toISOString(),
+      call,
+      username,
+      message: body?.error?.message ?? '',
+    });
   }
 
   count(call: string, status: number | 'network-error' | 'timeout') {
@@ -101,6 +129,8 @@ export class Recorder {
       throw error;
     }
     this.count(call, response.status);
+    if (response.status === 401 && token && !call.startsWith('S3 '))
+      await this.noteRefusal(token, call, response);
     if (response.status >= 500) {
       const body = await response
         .clone()

@@ -1,12 +1,27 @@
 import { randomBytes } from 'node:crypto';
-import { FileJobsClient } from '../../client/index.ts';
 import { hashPassword } from '../../lib/auth/passwords.ts';
 import { UserStore } from '../../lib/auth/user-store.ts';
 import type { JanitorReport, JanitorSettings } from '../../lib/janitor/janitor.ts';
 import type { FaultMode, FaultProxy } from '../fault-proxy.ts';
 import { checkInvariants, Outside, TERMINAL } from './checks.ts';
-import { type ExportRecord, OP_KINDS, type OpKind, type UploadRecord, type Violation } from './model.ts';
-import { janitorBait, OP_WEIGHTS, type OpContext, outcomeOf, runOp, type SoakUser, seedFile } from './ops.ts';
+import {
+  type ExportRecord,
+  OP_KINDS,
+  type OpKind,
+  type SessionRecord,
+  type UploadRecord,
+  type Violation,
+} from './model.ts';
+import {
+  janitorBait,
+  OP_WEIGHTS,
+  type OpContext,
+  outcomeOf,
+  runOp,
+  type SoakUser,
+  seedFile,
+  soakClient,
+} from './ops.ts';
 import { Prng } from './prng.ts';
 import { Recorder } from './recorder.ts';
 
@@ -39,6 +54,11 @@ export interface SoakOptions {
   settleMs?: number;
   /** Longest wait for one export inside an operation (default 60 s). */
   exportWaitMs?: number;
+  /**
+   * How long after a sign-out its tokens must be refused everywhere: the stack's
+   * AUTH_USER_CACHE_SECONDS and a margin (default 35 s, for the default 30 s).
+   */
+  signOutWindowMs?: number;
   /**
    * Runs the janitor in this process (the handlers' configuration must be in process.env), with
    * every limit at `janitorStaleSeconds` (default 0: anything idle, stuck or orphaned is stale).
@@ -119,17 +139,14 @@ async function createUsers(options: SoakOptions, recorder: Recorder): Promise<So
         const username = `${options.userPrefix ?? 'soak'}-${tag}-u${index + 1}`;
         const password = `pw-${randomBytes(12).toString('hex')}`;
         await store.create(username, await hashPassword(password, { logN: 10, r: 8, p: 1 }));
-        const client = new FileJobsClient({
-          apiUrl: target.apiUrl,
-          fetch: recorder.fetch,
-          // Retries hide faults from the caller; the recorder still sees every attempt's status.
-          retry: { retries: 4, baseDelayMs: 100, maxDelayMs: 2000 },
-          requestTimeoutMs: 28_000,
-          userAgent: 'file-jobs-soak',
+        // The lanes share the client, which renews the token as it runs short: each renewed token is
+        // the user's too, for the recorder.
+        const client = soakClient(target.apiUrl, recorder, {
+          onTokenRenewed: (renewed) => recorder.owners.set(renewed.token, username),
         });
         const { token } = await client.signIn(username, password);
         recorder.owners.set(token, username);
-        return { username, token, client, files: [] };
+        return { username, password, client, files: [] };
       }),
     );
   } finally {
@@ -222,6 +239,19 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
 
   const uploads: UploadRecord[] = [];
   const exports: ExportRecord[] = [];
+  const sessions: SessionRecord[] = [];
+  const context = (user: SoakUser, rng: Prng, opId: string): OpContext => ({
+    user,
+    rng,
+    recorder,
+    apiUrl: target.apiUrl,
+    opId,
+    uploads,
+    exports,
+    sessions,
+    exportWaitMs: options.exportWaitMs ?? 60_000,
+    signOutWindowMs: options.signOutWindowMs ?? 35_000,
+  });
   const ops: Record<string, Record<string, number>> = Object.fromEntries(OP_KINDS.map((kind) => [kind, {}]));
   let opsStarted = 0;
   let opsDone = 0;
@@ -232,16 +262,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const setup: Record<string, number> = {};
   await Promise.all(
     users.map(async (user, userIndex) => {
-      const ctx: OpContext = {
-        user,
-        rng: new Prng(options.seed, `user ${userIndex} setup`),
-        recorder,
-        apiUrl: target.apiUrl,
-        opId: `u${userIndex + 1}-setup`,
-        uploads,
-        exports,
-        exportWaitMs: options.exportWaitMs ?? 60_000,
-      };
+      const ctx = context(user, new Prng(options.seed, `user ${userIndex} setup`), `u${userIndex + 1}-setup`);
       const outcome = await seedFile(ctx).catch((error: unknown) => `threw ${outcomeOf(error)}`);
       setup[outcome] = (setup[outcome] ?? 0) + 1;
     }),
@@ -255,16 +276,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     for (let n = 1; mayStart(); n++) {
       opsStarted++;
       const kind: OpKind = rng.weighted(OP_WEIGHTS);
-      const ctx: OpContext = {
+      const ctx = context(
         user,
         rng,
-        recorder,
-        apiUrl: target.apiUrl,
-        opId: `u${userIndex + 1}l${laneIndex + 1}-${String(n).padStart(3, '0')}-${kind}`,
-        uploads,
-        exports,
-        exportWaitMs: options.exportWaitMs ?? 60_000,
-      };
+        `u${userIndex + 1}l${laneIndex + 1}-${String(n).padStart(3, '0')}-${kind}`,
+      );
       let outcome: string;
       try {
         outcome = await runOp(kind, ctx);
@@ -303,16 +319,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       await Promise.all(
         users.map(async (user, userIndex) => {
           const rng = new Prng(options.seed, `user ${userIndex} janitor`);
-          const ctx: OpContext = {
-            user,
-            rng,
-            recorder,
-            apiUrl: target.apiUrl,
-            opId: `u${userIndex + 1}-janitor`,
-            uploads,
-            exports,
-            exportWaitMs: options.exportWaitMs ?? 60_000,
-          };
+          const ctx = context(user, rng, `u${userIndex + 1}-janitor`);
           for (const outcome of await janitorBait(ctx, outside.s3, target.bucket)) {
             const label = outcome.startsWith('orphan') ? 'orphan multipart upload made in S3' : outcome;
             bait[label] = (bait[label] ?? 0) + 1;
@@ -388,6 +395,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       users,
       uploads,
       exports,
+      sessions,
       recorder,
       dependencyFaults: options.faults !== undefined,
       orphanPrefixes: options.wholeBucket

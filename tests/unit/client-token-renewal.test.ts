@@ -82,6 +82,17 @@ describe('token renewal in the client', () => {
     expect(told.map((renewed) => renewed.token)).toEqual([fresh]);
   });
 
+  it('gives an app the token to send on its own requests, renewed first when due', async () => {
+    const old = tokenWith({ iat: now() - 3000, exp: now() + 600 });
+    const fresh = tokenWith({ iat: now(), exp: now() + 3600 });
+    const { fetch, calls } = service([renewedTo(fresh)]);
+    const client = clientWith(old, fetch);
+    expect(await client.accessToken()).toBe(fresh);
+    expect(await client.accessToken()).toBe(fresh);
+    expect(calls).toEqual([{ path: '/auth/renew', token: old }]);
+    expect(await new FileJobsClient({ apiUrl: 'http://api.test' }).accessToken()).toBeUndefined();
+  });
+
   it('renews once for calls made together', async () => {
     const old = tokenWith({ iat: now() - 3000, exp: now() + 600 });
     const fresh = tokenWith({ iat: now(), exp: now() + 3600 });

@@ -11,6 +11,11 @@ const answers = {
   ),
   '/bug': errorResponse(new TypeError('cannot read properties of undefined'), 'req-bug'),
   '/no-retry-after': { ...errorResponse(new TypeError('x'), 'req-503'), statusCode: 503 },
+  '/refused': {
+    statusCode: 401,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ error: { code: 'Unauthorized', message: 'the token has been revoked' } }),
+  },
 } satisfies Record<string, ReturnType<typeof errorResponse>>;
 
 let server: Server;
@@ -51,5 +56,34 @@ describe('soak Recorder', () => {
     const recorder = await record('/no-retry-after');
     expect(recorder.dependencyUnavailable()).toEqual([]);
     expect(recorder.apiServerErrors()).toHaveLength(1);
+  });
+
+  it('holds a 401 against the service only for a live token: not one expired, signed out, or unknown', async () => {
+    const tokenUntil = (exp: number, jti: string) =>
+      `e30.${Buffer.from(JSON.stringify({ sub: 'ann', exp, jti })).toString('base64url')}.sig`;
+    const now = Math.floor(Date.now() / 1000);
+    const [live, expired, ended, unknown] = [
+      tokenUntil(now + 60, 'live'),
+      tokenUntil(now - 5, 'expired'),
+      tokenUntil(now + 60, 'ended'),
+      tokenUntil(now + 60, 'unknown'),
+    ];
+    const recorder = new Recorder(base);
+    for (const token of [live, expired, ended]) recorder.owners.set(token!, 'ann');
+    recorder.endTokens([ended!]);
+    for (const token of [live, expired, ended, unknown]) {
+      const answer = await recorder.fetch(`${base}/refused`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(answer.status).toBe(401);
+    }
+    expect(recorder.refusedTokens).toEqual([
+      {
+        at: expect.any(String),
+        call: 'GET /refused',
+        username: 'ann',
+        message: 'the token has been revoked',
+      },
+    ]);
   });
 });
