@@ -139,10 +139,21 @@ export function buildProgram(): Command {
 
   program
     .command('download')
-    .description("download a finished export, checked against the export's checksum")
+    .description(
+      "download a finished export, checked against the export's checksum; a download that stopped (Ctrl-C, a crash) goes on from where it was",
+    )
     .argument('<jobId>', 'the export job')
     .argument('<path>', 'the file to write (or a directory to write into)')
-    .action(action((ctx, jobId: string, path: string) => downloadJob(ctx, jobId, path)));
+    .option(
+      '--max-rate <MiB/s>',
+      'limit the download bandwidth',
+      numberIn('--max-rate', 0.01, 1_000_000, false),
+    )
+    .action(
+      action((ctx, jobId: string, path: string, options: { maxRate?: number }) =>
+        downloadJob(ctx, jobId, path, options),
+      ),
+    );
 
   program
     .command('kill')

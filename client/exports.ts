@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { type ChecksumAlgorithm, type ChecksumHasher, checksumHasher } from '../common/checksums.ts';
 import {
   AbortedError,
@@ -12,7 +11,8 @@ import {
   NetworkError,
 } from './errors.ts';
 import { type FetchLike, networkError } from './http.ts';
-import { SpeedMeter } from './progress.ts';
+import { claimPartialDownload } from './partial-downloads.ts';
+import { RateLimiter, SpeedMeter } from './progress.ts';
 import { abortedBy, type RetryPolicy, retryPolicy, sleep, throwIfAborted, withRetries } from './retry.ts';
 import type { ExportFormat, ExportJob, Job } from './types.ts';
 
@@ -152,11 +152,15 @@ export interface DownloadOptions {
   retry?: Partial<RetryPolicy>;
   /** A connection that sends nothing for this long is dropped and retried. Default 60 s. */
   idleTimeoutMs?: number;
+  /** Bandwidth limit, bytes per second (the connection is read no faster). */
+  maxBytesPerSecond?: number;
 }
 
 export interface DownloadResult {
   path: string;
   bytes: number;
+  /** Bytes taken over from an earlier download of this export to this path that had stopped. */
+  resumedFrom: number;
   job: ExportJob;
   /**
    * The job's checksum of the output and whether the bytes written were checked against it (a
@@ -231,7 +235,9 @@ class DownloadHttpError extends FileJobsError {
 /**
  * Downloads a SUCCEEDED export to `path` (a directory takes the export's own name). Writes to a
  * temporary file beside it and renames at the end, so `path` never holds a partial download; a
- * dropped connection resumes with a Range request, an expired URL is signed again.
+ * dropped connection resumes with a Range request, an expired URL is signed again. A download that
+ * stops for good (aborted, the network gone, the process killed) keeps its bytes in that file, and
+ * the next download of the export to the same path goes on from them (client/partial-downloads.ts).
  *
  * When the job has a full-object checksum (CRC32 for export outputs), the bytes are hashed in order
  * as they are written, across resumed connections, and compared at the end: a mismatch throws
@@ -249,10 +255,15 @@ export async function downloadToFile(
   const target = (await stat(path).catch(() => undefined))?.isDirectory()
     ? join(path, downloadName(job))
     : path;
-  const temp = join(dirname(target), `.${basename(target)}.${randomBytes(4).toString('hex')}.part`);
+  if (options.maxBytesPerSecond !== undefined && !(options.maxBytesPerSecond > 0)) {
+    throw new FileJobsError('BadRate', 'the rate limit must be above 0');
+  }
+  const limiter = options.maxBytesPerSecond ? new RateLimiter(options.maxBytesPerSecond) : undefined;
+  const partial = await claimPartialDownload(target, job.jobId);
+  const temp = partial.path;
   const started = performance.now();
   const speed = new SpeedMeter();
-  let written = 0;
+  let written = partial.bytes;
   let total = job.outputSize;
   let lastEvent = 0;
   const report = (force: boolean) => {
@@ -271,7 +282,7 @@ export async function downloadToFile(
 
   let handle: Awaited<ReturnType<typeof open>>;
   try {
-    handle = await open(temp, 'w');
+    handle = await open(temp, written > 0 ? 'r+' : 'w');
   } catch (error) {
     throw new FileJobsError('CannotWrite', `cannot write ${target}: ${(error as Error).message}`, {
       cause: error,
@@ -283,7 +294,19 @@ export async function downloadToFile(
   const verifying = expected?.type === 'FULL_OBJECT';
   // Holds exactly the bytes [0, written) of the file, in order.
   let hasher: ChecksumHasher | undefined = verifying ? checksumHasher(expected.algorithm) : undefined;
+  let resumedFrom = 0;
   try {
+    if (total !== undefined && written > total) {
+      // More bytes than the output has: not its bytes after all.
+      written = 0;
+      await handle.truncate(0);
+    }
+    if (written > 0) {
+      resumedFrom = written;
+      // The checksum covers the whole output: hash the bytes kept, as if they had just arrived.
+      if (hasher) await hashFileRange(handle, written, hasher);
+      report(true);
+    }
     await withRetries(
       async () => {
         if (needFreshUrl) {
@@ -323,6 +346,7 @@ export async function downloadToFile(
         }
         try {
           for await (const chunk of response as AsyncIterable<Buffer>) {
+            await limiter?.take(chunk.byteLength, signal);
             await handle.write(chunk, 0, chunk.byteLength, written);
             hasher?.update(chunk);
             written += chunk.byteLength;
@@ -382,6 +406,7 @@ export async function downloadToFile(
     return {
       path: target,
       bytes: written,
+      resumedFrom,
       job,
       checksum: expected
         ? { algorithm: expected.algorithm, value: expected.value, verified: hasher !== undefined }
@@ -389,8 +414,31 @@ export async function downloadToFile(
     };
   } catch (error) {
     await handle.close().catch(() => {});
-    await unlink(temp).catch(() => {});
+    // Bytes that a later try can go on from are kept; wrong ones, or ones of an output the service
+    // no longer gives (a refusal that is not a 5xx), are not.
+    const refused =
+      error instanceof ChecksumMismatchError ||
+      (error instanceof DownloadHttpError &&
+        error.status < 500 &&
+        error.status !== 408 &&
+        error.status !== 429);
+    if (written === 0 || refused) await unlink(temp).catch(() => {});
     throw error;
+  }
+}
+
+/** Feeds the first `length` bytes of an open file to `hasher`, a MiB at a time. */
+async function hashFileRange(
+  handle: Awaited<ReturnType<typeof open>>,
+  length: number,
+  hasher: ChecksumHasher,
+) {
+  const buffer = Buffer.alloc(Math.min(length, 1024 * 1024));
+  for (let offset = 0; offset < length; ) {
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - offset), offset);
+    if (bytesRead === 0) throw new Error(`the partial download ended at ${offset} of ${length} bytes`);
+    hasher.update(buffer.subarray(0, bytesRead));
+    offset += bytesRead;
   }
 }
 

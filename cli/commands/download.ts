@@ -4,14 +4,20 @@ import {
   downloadName,
   type ExportJob,
   type FileJobsClient,
+  MiB,
 } from '../../client/index.ts';
 import type { Context } from '../context.ts';
 import { CliError, EXIT_CHECKSUM_MISMATCH } from '../errors.ts';
 import { formatBytes } from '../format.ts';
 import { longRunning } from '../long-running.ts';
 
-export async function downloadJob(ctx: Context, jobId: string, path: string): Promise<void> {
-  await download(ctx, ctx.client(), jobId, path);
+export async function downloadJob(
+  ctx: Context,
+  jobId: string,
+  path: string,
+  flags: { maxRate?: number } = {},
+): Promise<void> {
+  await download(ctx, ctx.client(), jobId, path, flags);
 }
 
 /** A finished export to `path`, checked against its checksum; also `export --download`'s last step. */
@@ -20,6 +26,7 @@ export async function download(
   client: FileJobsClient,
   job: ExportJob | string,
   path: string,
+  flags: { maxRate?: number } = {},
 ): Promise<void> {
   const jobId = typeof job === 'string' ? job : job.jobId;
   const result = await longRunning(
@@ -29,7 +36,7 @@ export async function download(
       interruptNote: 'interrupted: stopping the download',
       interrupted: () =>
         new AbortedError(
-          `download stopped, nothing written; export job ${jobId} is still there: "file-jobs download ${jobId} ${path}" fetches it`,
+          `download stopped; the bytes fetched so far are kept beside ${path}, and "file-jobs download ${jobId} ${path}" goes on from them`,
           { jobId, outcome: 'kept' },
         ),
       failed: (error) => {
@@ -47,6 +54,7 @@ export async function download(
     (run) =>
       client.downloadToFile(job, path, {
         signal: run.signal,
+        ...(flags.maxRate ? { maxBytesPerSecond: flags.maxRate * MiB } : {}),
         onProgress: (progress) => {
           if (progress.bytesTotal === undefined) return;
           run.showBar(progress.bytesTotal);
@@ -64,12 +72,13 @@ export async function download(
     jobId: result.job.jobId,
     path: result.path,
     bytes: result.bytes,
+    resumedFrom: result.resumedFrom,
     checksum: result.checksum ?? null,
   });
   const checked = result.checksum?.verified
     ? `; ${result.checksum.algorithm} ${result.checksum.value}, the export's`
     : '';
   ctx.out.line(
-    `downloaded ${downloadName(result.job)} to ${result.path} (${formatBytes(result.bytes)}, ${result.bytes} bytes)${checked}`,
+    `downloaded ${downloadName(result.job)} to ${result.path} (${formatBytes(result.bytes)}, ${result.bytes} bytes${result.resumedFrom > 0 ? `, going on from the ${formatBytes(result.resumedFrom)} an earlier download had fetched` : ''})${checked}`,
   );
 }

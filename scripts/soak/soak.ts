@@ -236,6 +236,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const recorder = new Recorder(target.apiUrl);
   const users = await createUsers(options, recorder);
   log(`${users.length} users signed in (${users.map((user) => user.username).join(', ')})`);
+  // A client renews its token only when it makes a call, and an expired token cannot be renewed: the
+  // settles, the janitor and the checks go minutes without a call on the soak's short tokens. So the
+  // tokens are renewed when due meanwhile, as the web console's timer does for an idle page.
+  const keepTokens = setInterval(() => {
+    for (const user of users) void user.client.accessToken().catch(() => undefined);
+  }, 5_000).unref();
 
   const uploads: UploadRecord[] = [];
   const exports: ExportRecord[] = [];
@@ -436,6 +442,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       violations: checks.violations,
     };
   } finally {
+    clearInterval(keepTokens);
     outside.close();
   }
 }

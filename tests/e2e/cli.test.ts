@@ -1,6 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -348,6 +357,41 @@ describe('file-jobs CLI', () => {
     const again = await cli(['download', events[0]!.jobId, join(workDir, 'again.bin')]);
     expect(again.code).toBe(0);
     expectSameBytes(readFileSync(join(workDir, 'again.bin')), bytes);
+  });
+
+  it('a download killed mid-way (SIGKILL), run again, goes on from the bytes it had fetched', async () => {
+    const user = await signedInUser();
+    const bytes = randomBytes(12 * MiB + 5);
+    await testBucket().putObject(`uploads/${user.username}/far.bin`, bytes);
+    const exported = await cli(['--json', 'export', 'far.bin']);
+    expect(exported.code).toBe(0);
+    const { jobId } = jsonLines(exported.stdout)[0]!;
+    const target = join(workDir, 'far.bin');
+    const partials = () => readdirSync(workDir).filter((name) => name.endsWith('.part'));
+
+    // 2 MiB/s: six seconds for the whole; killed once it holds a MiB or more.
+    const first = start(['download', jobId, target, '--max-rate', '2']);
+    const deadline = Date.now() + 30_000;
+    const kept = () =>
+      partials().reduce((most, name) => Math.max(most, statSync(join(workDir, name)).size), 0);
+    while (kept() < MiB && Date.now() < deadline) await pause(50);
+    first.child.kill('SIGKILL');
+    expect((await first.exited).signal).toBe('SIGKILL');
+    const had = kept();
+    expect(had).toBeGreaterThanOrEqual(MiB);
+    expect(had).toBeLessThan(bytes.length);
+    expect(existsSync(target)).toBe(false);
+
+    const second = await cli(['--json', 'download', jobId, target]);
+    expect(second).toMatchObject({ code: 0, stderr: '' });
+    expect(jsonLines(second.stdout).at(-1)).toMatchObject({
+      event: 'downloaded',
+      bytes: bytes.length,
+      resumedFrom: had,
+      checksum: { algorithm: 'CRC32', verified: true },
+    });
+    expectSameBytes(readFileSync(target), bytes);
+    expect(partials()).toEqual([]);
   });
 
   it('Ctrl-C mid-export cancels it on the server', async () => {

@@ -1,5 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -159,5 +160,116 @@ describe('downloadToFile with checksums', () => {
     const result = await downloadToFile(api(composite), composite, join(dir, 'b.bin'));
     expect(result.checksum).toMatchObject({ algorithm: 'SHA256', verified: false });
     expect(readFileSync(join(dir, 'b.bin')).equals(bytes)).toBe(true);
+  });
+});
+
+describe('downloadToFile after a download that stopped for good', () => {
+  /** The id of a process that has ended: what a killed download's partial file is named with. */
+  const deadPid = () => spawnSync(process.execPath, ['-e', '']).pid;
+  const partials = () => readdirSync(dir).filter((name) => name.endsWith('.part'));
+  /** Renames the partial files to what a process that has ended would have left. */
+  const orphan = () => {
+    for (const name of partials())
+      renameSync(
+        join(dir, name),
+        join(dir, name.replace(/\.\d+-([0-9a-f]+)\.part$/, `.${deadPid()}-$1.part`)),
+      );
+  };
+
+  it('keeps the bytes it had, and the next download goes on from them, checksum and all', async () => {
+    const bytes = randomBytes(2 * 1024 * 1024 + 5);
+    behaviour.body = bytes;
+    behaviour.dropAfter = [700_000];
+    const value = await checksumOf('CRC32', bytes);
+    const job = exportJob(bytes, { algorithm: 'CRC32', type: 'FULL_OBJECT', value });
+    const target = join(dir, 'out.bin');
+    // No retries: the dropped connection ends this download (as a killed process would).
+    await expect(downloadToFile(api(job), job, target, { retry: { retries: 0 } })).rejects.toMatchObject({
+      code: 'NetworkError',
+    });
+    const [kept] = partials();
+    expect(kept).toMatch(new RegExp(`^\\.out\\.bin\\.exp1\\.${process.pid}-[0-9a-f]+\\.part$`));
+    const keptBytes = readFileSync(join(dir, kept!));
+    expect(keptBytes.length).toBeGreaterThan(0);
+    expect(keptBytes.equals(bytes.subarray(0, keptBytes.length))).toBe(true);
+
+    // A download running in a live process (here this one) is never taken over.
+    behaviour.requests = [];
+    const beside = await downloadToFile(api(job), job, join(dir, 'beside.bin'), { retry: noWait });
+    expect(beside.resumedFrom).toBe(0);
+    expect(partials()).toEqual([kept]);
+
+    // Once its process has ended, the next download to the same path takes its bytes over.
+    orphan();
+    behaviour.requests = [];
+    const result = await downloadToFile(api(job), job, target, { retry: noWait });
+    expect(behaviour.requests).toEqual([`bytes=${keptBytes.length}-`]);
+    expect(result).toMatchObject({
+      bytes: bytes.length,
+      resumedFrom: keptBytes.length,
+      checksum: { algorithm: 'CRC32', value, verified: true },
+    });
+    expect(readFileSync(target).equals(bytes)).toBe(true);
+    expect(partials()).toEqual([]);
+  });
+
+  it('finishes a partial file that already holds every byte with no body fetched', async () => {
+    const bytes = randomBytes(300_000);
+    behaviour.body = bytes;
+    const job = exportJob(bytes, undefined);
+    writeFileSync(join(dir, `.out.bin.exp1.${deadPid()}-0a0b0c0d.part`), bytes);
+    const result = await downloadToFile(api(job), job, join(dir, 'out.bin'), { retry: noWait });
+    expect(result).toMatchObject({ bytes: bytes.length, resumedFrom: bytes.length });
+    expect(readFileSync(join(dir, 'out.bin')).equals(bytes)).toBe(true);
+    expect(partials()).toEqual([]);
+  });
+
+  it('takes the largest of several stopped downloads and deletes the rest; ignores those of other jobs and names', async () => {
+    const bytes = randomBytes(1024 * 1024);
+    behaviour.body = bytes;
+    const job = exportJob(bytes, undefined);
+    const pid = deadPid();
+    writeFileSync(join(dir, `.out.bin.exp1.${pid}-00000001.part`), bytes.subarray(0, 1000));
+    writeFileSync(join(dir, `.out.bin.exp1.${pid}-00000002.part`), bytes.subarray(0, 5000));
+    writeFileSync(join(dir, `.out.bin.exp2.${pid}-00000003.part`), bytes.subarray(0, 9000));
+    writeFileSync(join(dir, `.other.bin.exp1.${pid}-00000004.part`), bytes.subarray(0, 9000));
+    const result = await downloadToFile(api(job), job, join(dir, 'out.bin'), { retry: noWait });
+    expect(result.resumedFrom).toBe(5000);
+    expect(behaviour.requests).toEqual(['bytes=5000-']);
+    expect(readFileSync(join(dir, 'out.bin')).equals(bytes)).toBe(true);
+    expect(partials().sort()).toEqual([
+      `.other.bin.exp1.${pid}-00000004.part`,
+      `.out.bin.exp2.${pid}-00000003.part`,
+    ]);
+  });
+
+  it('drops kept bytes that are not the export’s: ChecksumMismatchError, then the next download starts over', async () => {
+    const bytes = randomBytes(1024 * 1024);
+    behaviour.body = bytes;
+    const value = await checksumOf('CRC32', bytes);
+    const job = exportJob(bytes, { algorithm: 'CRC32', type: 'FULL_OBJECT', value });
+    const wrong = Buffer.from(bytes.subarray(0, 4000));
+    wrong[10] = wrong[10]! ^ 1;
+    writeFileSync(join(dir, `.out.bin.exp1.${deadPid()}-0a0b0c0d.part`), wrong);
+    const target = join(dir, 'out.bin');
+    await expect(downloadToFile(api(job), job, target, { retry: noWait })).rejects.toBeInstanceOf(
+      ChecksumMismatchError,
+    );
+    expect(readdirSync(dir)).toEqual([]);
+    behaviour.requests = [];
+    expect((await downloadToFile(api(job), job, target, { retry: noWait })).resumedFrom).toBe(0);
+    expect(behaviour.requests).toEqual([undefined]);
+    expect(readFileSync(target).equals(bytes)).toBe(true);
+  });
+
+  it('starts over from a partial file longer than the output', async () => {
+    const bytes = randomBytes(10_000);
+    behaviour.body = bytes;
+    const job = exportJob(bytes, undefined);
+    writeFileSync(join(dir, `.out.bin.exp1.${deadPid()}-0a0b0c0d.part`), randomBytes(20_000));
+    const result = await downloadToFile(api(job), job, join(dir, 'out.bin'), { retry: noWait });
+    expect(result).toMatchObject({ bytes: 10_000, resumedFrom: 0 });
+    expect(behaviour.requests).toEqual([undefined]);
+    expect(readFileSync(join(dir, 'out.bin')).equals(bytes)).toBe(true);
   });
 });
