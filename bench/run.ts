@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const BENCHES = ['upload', 'export', 'export-worker', 'routes', 'route-stack', 'signin'] as const;
+const BENCHES = ['upload', 'export', 'export-worker', 'routes', 'route-stack', 'signin', 'console'] as const;
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);

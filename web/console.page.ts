@@ -267,7 +267,6 @@ function startUppy(username: string) {
     }
     notify(`${file?.name ?? 'a file'}: ${error.message}`, true);
   });
-  uppy.on('s3-multipart:part-uploaded', () => void refreshJobs());
   // Uppy does not tell the service how far a part has gone (Companion's routes sign parts and learn
   // the sizes at completion), so the page's own uploads show Uppy's progress in the jobs list.
   uppy.on('upload-progress', (file, progress) => {

@@ -21,11 +21,14 @@ function listed(bytes: Buffer, numbers: number[], quote = true): ListedPart[] {
 describe('the console’s part match', () => {
   const file = randomBytes(12 * MiB + 123);
 
-  it('cuts as Uppy does: 5 MiB parts, larger past 10,000 of them', () => {
+  it('cuts a file in parts of about a sixteenth, from 5 MiB to 64 MiB, within 10,000 parts', () => {
     expect(consoleChunkSize(1)).toBe(5 * MiB);
-    expect(consoleChunkSize(50_000 * MiB)).toBe(5 * MiB);
-    expect(consoleChunkSize(50_000 * MiB + 1)).toBe(5 * MiB + 1);
-    expect(consoleChunkSize(5 * 1024 * 1024 * MiB)).toBe(Math.ceil((5 * 1024 * 1024 * MiB) / 10_000));
+    expect(consoleChunkSize(80 * MiB)).toBe(5 * MiB);
+    expect(consoleChunkSize(80 * MiB + 1)).toBe(6 * MiB);
+    expect(consoleChunkSize(256 * MiB)).toBe(16 * MiB);
+    expect(consoleChunkSize(100 * 1024 * MiB)).toBe(64 * MiB);
+    const fiveTiB = 5 * 1024 * 1024 * MiB;
+    expect(consoleChunkSize(fiveTiB)).toBe(Math.ceil(fiveTiB / 10_000));
   });
 
   it('hashes a blob read in slices as one MD5', async () => {
