@@ -19,6 +19,8 @@ describe('soak', () => {
       durationMs: 120_000,
       settleMs: 10_000,
       exportWaitMs: 10_000,
+      // A signed-out sign-in's tokens are refused everywhere within the stack's token-state cache.
+      signOutWindowMs: (Number(process.env.AUTH_USER_CACHE_SECONDS ?? 30) + 3) * 1000,
       janitor: true,
       // Other test files share this stack: only jobs idle this long count as stale.
       janitorStaleSeconds: 3,
