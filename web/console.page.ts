@@ -265,6 +265,10 @@ function startUppy(username: string) {
       void offerHeldUpload(file, refusal).catch(failed);
       return;
     }
+    if (file && refusal?.code === 'FileExists') {
+      offerReplace(file);
+      return;
+    }
     notify(`${file?.name ?? 'a file'}: ${error.message}`, true);
   });
   // Uppy does not tell the service how far a part has gone (Companion's routes sign parts and learn
@@ -364,6 +368,22 @@ async function offerHeldUpload(file: ConsoleFile, { jobId, key }: CreateRefusal)
       }),
     ],
   );
+}
+
+/**
+ * A file of this name is already in the uploads folder (409 FileExists): the person may replace it.
+ * The retry says `overwrite` in Uppy's meta, under a new idempotency key (the refused create's key
+ * was for another request).
+ */
+function offerReplace(file: ConsoleFile) {
+  const name = file.name ?? 'this file';
+  notify(`${name} is already in your files`, true, [
+    button(`Replace ${name}`, async () => {
+      uppy?.setFileMeta(file.id, { overwrite: true, [IDEMPOTENCY_KEY_METADATA_FIELD]: crypto.randomUUID() });
+      notify(`replacing ${name}`);
+      void uppy?.retryUpload(file.id);
+    }),
+  ]);
 }
 
 const uploadIdOf = (file: unknown) =>

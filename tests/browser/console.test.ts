@@ -373,6 +373,31 @@ describeWithChromium(title, () => {
     await page.close();
   }, 90_000);
 
+  it('a file whose name is already in the files: refused with a notice, replaced on request', async () => {
+    const user = await createTestUser('replace');
+    const name = `same-${randomUUID().slice(0, 8)}.txt`;
+    const page = await browser.context.newPage();
+    await signIn(page, user);
+    const rows = page.locator('#jobs tbody tr').filter({ hasText: name });
+    await addFile(page, name, text.subarray(0, 1000));
+    await waitForText(rows.filter({ hasText: 'COMPLETED' }), 'COMPLETED', 30_000);
+
+    const newer = text.subarray(5000, 7000);
+    await addFile(page, name, newer);
+    expect(await waitForText(page.locator('#notice'), 'already in your files')).toBe(
+      `${name} is already in your files Replace ${name}`,
+    );
+    // Refused before any job: still the one upload.
+    expect(await rows.count()).toBe(1);
+    await page.getByRole('button', { name: `Replace ${name}` }).click();
+    await waitUntil(
+      async () => (await rows.filter({ hasText: 'COMPLETED' }).count()) === 2,
+      'the second upload',
+    );
+    expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, newer);
+    await page.close();
+  }, 90_000);
+
   it('a page closed mid-upload: opened again, its file resumes from the parts S3 holds', async () => {
     const user = await createTestUser('resume');
     const name = `resume-${randomUUID().slice(0, 8)}.txt`;
