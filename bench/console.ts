@@ -1,13 +1,11 @@
 /**
- * Upload throughput of the web console: Uppy 6 (`@uppy/aws-s3` through the Companion routes) in
- * Debian's Chromium, against the client library's upload of the same file from Node with the
- * console's part size (web/part-match.ts consoleChunkSize) and no checksums (Uppy sends none), once
- * with one part in flight and once with six (a browser's connections to one origin). Same stack, side by side in rotating order, best of
- * --rounds; every stored object checked by sha256.
- *
- * Why: Uppy 6 sends the parts of one file one after another (transloadit/uppy#6547; its `limit`
- * bounds files, not parts), so a single large file moves at one connection's pace, each part also
- * waiting for its URL. This shows what that costs on this machine.
+ * Upload throughput from a browser (Debian's Chromium): the web console (Uppy's Dashboard with the
+ * console's own uploader, web/parallel-multipart.ts: several parts at once, in the console's part
+ * sizes), Uppy 6's own `@uppy/aws-s3` as the README's snippet sets it up (the baseline a peer gives:
+ * one part at a time, Uppy's 5 MiB parts), and the client library's upload of the same file from
+ * Node with the console's part size and no checksums (Uppy sends none), once with one part in flight
+ * and once with six (a browser's connections to one origin). Same stack, side by side in rotating
+ * order, best of --rounds; every stored object checked by sha256.
  *
  *   node bench/console.ts [--size-mib 256] [--rounds 3]
  */
@@ -19,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { DeleteObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3';
 import { FileJobsClient } from '../client/index.ts';
 import { DEMO_USER, localS3Client, startLocalStack } from '../scripts/local-stack.ts';
-import { hasChromium, launchBrowser } from '../tests/support/browser.ts';
+import { hasChromium, launchBrowser, serveStatic, uppySnippetPage } from '../tests/support/browser.ts';
 import { consoleChunkSize } from '../web/part-match.ts';
 
 const { values } = parseArgs({
@@ -57,6 +55,7 @@ const stack = await startLocalStack({
   keysFile: join(tmpdir(), `file-jobs-bench-keys-${process.pid}.json`),
 });
 const browser = await launchBrowser();
+let closeServer: () => Promise<void> = async () => {};
 // Each round's file a hard link of one file under the round's name (the console never overwrites).
 const dir = mkdtempSync(join(tmpdir(), 'file-jobs-console-bench-'));
 const path = join(dir, 'source.bin');
@@ -133,8 +132,35 @@ try {
     return performance.now() - started;
   }
 
+  // The README's Uppy snippet on a page of its own origin, with the file to send served beside it.
+  const snippetPage = await uppySnippetPage(apiUrl);
+  const server = await serveStatic({
+    '/': { body: snippetPage.html, type: 'text/html; charset=utf-8' },
+    '/page.js': { body: snippetPage.script, type: 'text/javascript' },
+    '/file.bin': { body: data, type: 'application/octet-stream' },
+  });
+  closeServer = () => server.close();
+
+  /** Uppy's own AwsS3 (the README snippet): from upload() until Uppy is done. */
+  async function snippetUpload(filename: string): Promise<number> {
+    const page = await browser.context.newPage();
+    await page.goto(`${server.url}/`);
+    await page.evaluate(
+      (token) => (globalThis as any).sessionStorage.setItem('fileJobsToken', token),
+      client.token,
+    );
+    await page.evaluate((name) => (globalThis as any).harness.add(name), filename);
+    const started = performance.now();
+    const result = await page.evaluate(() => (globalThis as any).harness.upload());
+    const ms = performance.now() - started;
+    await page.close();
+    if (result.successful !== 1) throw new Error(`the snippet's upload failed: ${JSON.stringify(result)}`);
+    return ms;
+  }
+
   const variants: [string, (filename: string) => Promise<number>][] = [
-    ['console (Uppy 6, Chromium)', consoleUpload],
+    ['console (Chromium)', consoleUpload],
+    ["Uppy 6's AwsS3 (README snippet, 5 MiB)", snippetUpload],
     ['client library, 1 part in flight', (filename) => libraryUpload(filename, 1)],
     ['client library, 6 parts in flight', (filename) => libraryUpload(filename, 6)],
   ];
@@ -161,11 +187,12 @@ try {
   for (const [name] of variants) {
     const ms = best(name);
     console.log(
-      `  ${name.padEnd(36)} ${(ms / 1000).toFixed(2).padStart(7)} s  ${mbps(ms).toFixed(1).padStart(7)} MB/s  ${(baseline / ms).toFixed(2)} of 6 in flight`,
+      `  ${name.padEnd(40)} ${(ms / 1000).toFixed(2).padStart(7)} s  ${mbps(ms).toFixed(1).padStart(7)} MB/s  ${(baseline / ms).toFixed(2)} of 6 in flight`,
     );
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
+  await closeServer();
   await browser.close();
   await stack.stop();
 }

@@ -8,12 +8,12 @@
  * sees the token) and sends the readable CSRF cookie back as X-CSRF-Token on every request that
  * changes something, Uppy's included (it calls the global fetch with no way to add headers).
  */
-import AwsS3 from '@uppy/aws-s3';
 import Uppy, { type UppyFile } from '@uppy/core';
 import Dashboard from '@uppy/dashboard';
 import GoldenRetriever from '@uppy/golden-retriever';
 import { IDEMPOTENCY_KEY_METADATA_FIELD } from '../common/idempotency.ts';
 import { type JobStatus, TERMINAL_STATUSES } from '../common/statuses.ts';
+import ParallelMultipart from './parallel-multipart.ts';
 import { consoleChunkSize, type ListedPart, matchParts } from './part-match.ts';
 
 const API = window.location.origin;
@@ -226,13 +226,10 @@ function startUppy(username: string) {
       proudlyDisplayPoweredByUppy: false,
       note: 'Files of any size: multipart uploads straight to S3, tracked as jobs below.',
     })
-    // Companion's S3 routes on this origin; every file as a multipart upload job (small ones too).
-    // Cut by the console's own plan (Uppy's default sizes), which web/part-match.ts checks against.
-    .use(AwsS3, {
-      companionEndpoint: API,
-      shouldUseMultipart: true,
-      getChunkSize: (file) => consoleChunkSize(file.size),
-    })
+    // Companion's S3 routes on this origin, every file as a multipart upload job (small ones too),
+    // several parts at once (web/parallel-multipart.ts), cut by the console's own plan, which
+    // web/part-match.ts checks against.
+    .use(ParallelMultipart, { endpoint: API, chunkSize: consoleChunkSize })
     // A page closed or crashed mid-upload: opened again, the Dashboard shows its files, and each
     // resumes its upload job from the parts S3 holds (Uppy keeps the job's key and id per file). Files
     // up to 10 MiB come back whole (IndexedDB); larger ones must be picked again, and then resume.

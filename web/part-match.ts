@@ -18,10 +18,10 @@ import { MAX_PARTS, MIN_PART_SIZE, MiB } from '../common/part-plan.ts';
 
 /**
  * The console's part size for a file: about a sixteenth of it, from 5 MiB (S3's smallest part) to
- * 64 MiB, and more only to stay within S3's 10,000 parts. Uppy 6 sends one file's parts one after
- * another, each after its own URL request, so every part costs a round trip on top of its bytes:
- * `node bench/console.ts` (256 MiB, this 2-core machine) took 5.0 s with Uppy's default 5 MiB
- * parts and 3.8 s with 16 MiB ones. Larger parts cost a page closed mid-way more bytes to send again.
+ * 64 MiB, and more only to stay within S3's 10,000 parts. Every part costs a URL request and a
+ * browser request on top of its bytes: `node bench/console.ts` (256 MiB, this 2-core machine, six
+ * parts in flight) took 4.4 s in 5 MiB parts and 3.3 s in 16 MiB ones. Larger parts cost a page
+ * closed mid-way more bytes to send again.
  */
 export function consoleChunkSize(size: number): number {
   const sixteenth = Math.ceil(size / 16 / MiB) * MiB;

@@ -15,7 +15,7 @@ import { createTestUser } from '../support/users.ts';
  * The web console (GET /) in Debian's Chromium, as a person uses it: sign in (a wrong password
  * first), upload a file through Uppy's Dashboard with its progress showing, kill an upload in flight,
  * export gzip and download it, sign out. A screenshot of each state goes to .ci/artifacts/browser/.
- * Part PUTs to S3 are held at part 2 where a state must be seen mid-upload (moto answers at once).
+ * Part PUTs to S3 after the first are held where a state must be seen mid-upload (moto answers at once).
  */
 
 const describeWithChromium = hasChromium() || process.env.REQUIRE_BROWSER === '1' ? describe : describe.skip;
@@ -46,18 +46,23 @@ afterAll(async () => {
 const shot = (page: Page, name: string) =>
   page.screenshot({ path: join(artifactsDir(), `console-${name}.png`), fullPage: true });
 
-/** Holds the PUT of part 2 of every upload until `release` (or for good): an upload caught mid-flight. */
-function holdSecondParts(page: Page) {
+/**
+ * Holds the PUTs of every part after the first, of every upload, until `release` (or for good): an
+ * upload caught mid-flight with only part 1 in S3 (the console sends several parts at once).
+ */
+function holdLaterParts(page: Page) {
   const held: Route[] = [];
   let waiting: (() => void) | undefined;
-  const partTwo = (url: URL) =>
-    url.searchParams.get('partNumber') === '2' && url.searchParams.has('uploadId');
-  void page.route(partTwo, (route) => {
+  const laterPart = (url: URL) =>
+    Number(url.searchParams.get('partNumber')) >= 2 && url.searchParams.has('uploadId');
+  void page.route(laterPart, (route) => {
     held.push(route);
     waiting?.();
   });
   return {
-    /** Resolves once a part 2 is being held. */
+    /** How many requests are being held. */
+    count: () => held.length,
+    /** Resolves once a later part is being held. */
     reached: () =>
       held.length > 0 ? Promise.resolve() : new Promise<void>((resolve) => (waiting = resolve)),
     release: async () => {
@@ -68,11 +73,11 @@ function holdSecondParts(page: Page) {
       for (const route of held.splice(0)) await route.abort().catch(() => undefined);
     },
     /**
-     * Fails every part 2, held or to come: before a page is closed mid-upload. A request still held
-     * when its page closes may go out after all (seen: the part reached S3 in one run of three).
+     * Fails every later part, held or to come: before a page is closed mid-upload. A request still
+     * held when its page closes may go out after all (seen: the part reached S3 in one run of three).
      */
     cut: async () => {
-      await page.route(partTwo, (route) => route.abort());
+      await page.route(laterPart, (route) => route.abort());
       for (const route of held.splice(0)) await route.abort().catch(() => undefined);
     },
   };
@@ -152,13 +157,15 @@ async function waitUntil(check: () => Promise<boolean>, what: string, timeout = 
   }
 }
 
-/** The part PUTs (by part number) and the creates a page sends from now on. */
+/** The part PUTs (by part number, in order: several go at once) and the creates a page sends from now on. */
 function countUploadRequests(page: Page) {
   const seen = { parts: [] as number[], creates: 0 };
   page.on('request', (request) => {
     const url = new URL(request.url());
-    if (request.method() === 'PUT' && url.searchParams.has('uploadId'))
+    if (request.method() === 'PUT' && url.searchParams.has('uploadId')) {
       seen.parts.push(Number(url.searchParams.get('partNumber')));
+      seen.parts.sort((a, b) => a - b);
+    }
     if (request.method() === 'POST' && url.pathname === '/s3/multipart') seen.creates++;
   });
   return seen;
@@ -175,7 +182,7 @@ const partOneStored = (page: Page) =>
   );
 
 /**
- * Signs in, starts uploading `file` (a path, or bytes) with its part 2 held, and closes the page once
+ * Signs in, starts uploading `file` (a path, or bytes) with its parts after the first held, and closes the page once
  * part 1 is in S3 and Golden Retriever has saved the upload (with the file's bytes when `blob`): a
  * tab closed mid-upload.
  */
@@ -186,7 +193,7 @@ async function closeMidUpload(
 ) {
   const page = await browser.context.newPage();
   await signIn(page, user);
-  const held = holdSecondParts(page);
+  const held = holdLaterParts(page);
   const stored = partOneStored(page);
   await fileInput(page).setInputFiles(file);
   await page.getByRole('button', { name: /^Upload 1 file/ }).click();
@@ -242,7 +249,7 @@ describeWithChromium(title, () => {
 
     // 3. An upload, held after its first part: the Dashboard and the jobs list show its progress.
     const kept = `kept-${randomUUID().slice(0, 8)}.txt`;
-    let hold = holdSecondParts(page);
+    let hold = holdLaterParts(page);
     await addFile(page, kept, text);
     await hold.reached();
     await waitForText(page.locator('.uppy-StatusBar'), /\d+%/);
@@ -258,7 +265,7 @@ describeWithChromium(title, () => {
 
     // 4. Kill all uploads while one is in flight: its job is ABORTED and S3 holds no multipart upload.
     const killed = `killed-${randomUUID().slice(0, 8)}.bin`;
-    hold = holdSecondParts(page);
+    hold = holdLaterParts(page);
     await addFile(page, killed, randomBytes(FILE_SIZE));
     await hold.reached();
     const killedRow = jobRow(page, killed, /upload/);
@@ -370,6 +377,28 @@ describeWithChromium(title, () => {
     await waitForText(rows.filter({ hasText: 'COMPLETED' }), 'COMPLETED', 30_000);
     await waitForText(rows.filter({ hasText: 'ABORTED' }), 'ABORTED');
     expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, small);
+    await page.close();
+  }, 90_000);
+
+  it('sends several parts of a file at once, and pauses and resumes from the parts S3 holds', async () => {
+    const user = await createTestUser('pause');
+    const name = `paused-${randomUUID().slice(0, 8)}.txt`;
+    const page = await browser.context.newPage();
+    await signIn(page, user);
+    const hold = holdLaterParts(page);
+    const stored = partOneStored(page);
+    await addFile(page, name, text);
+    // Parts 2 and 3 are both on their way while part 1 is: no waiting for one part to end.
+    await stored;
+    await waitUntil(async () => hold.count() === 2, 'parts 2 and 3 in flight at once');
+    await page.getByRole('button', { name: 'Pause upload' }).click();
+    await hold.release();
+
+    const sent = countUploadRequests(page);
+    await page.getByRole('button', { name: 'Resume upload' }).click();
+    await waitForText(jobRow(page, name, /upload/).filter({ hasText: 'COMPLETED' }), 'COMPLETED', 30_000);
+    expect(sent).toEqual({ parts: [2, 3], creates: 0 });
+    expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, text);
     await page.close();
   }, 90_000);
 

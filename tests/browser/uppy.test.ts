@@ -1,17 +1,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { MiB } from '../../common/part-plan.ts';
 import {
   artifactsDir,
-  bundle,
   CHROMIUM_PATH,
   hasChromium,
   launchBrowser,
-  readmeBlock,
   type StaticServer,
   serveStatic,
+  uppySnippetPage,
 } from '../support/browser.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { api } from '../support/http.ts';
@@ -44,27 +42,12 @@ let server: StaticServer;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
 let context: BrowserContext;
 
-/** The README's snippet with the test stack's URL, then the page's harness. */
-async function pageScript(apiUrl: string): Promise<string> {
-  const snippet = readmeBlock('uppy-snippet');
-  const apiLine = /^const API = '[^']*';.*$/m;
-  if (!apiLine.test(snippet))
-    throw new Error("the README's Uppy snippet no longer has a `const API = '…'` line");
-  const harness = readFileSync(join(import.meta.dirname, 'uppy.page.ts'), 'utf8');
-  return bundle(`${snippet.replace(apiLine, `const API = ${JSON.stringify(apiUrl)};`)}\n${harness}`);
-}
-
-const PAGE = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Uppy → file-jobs</title>
-<style>body{font:16px system-ui;margin:2rem}progress{width:100%;height:1.5rem}</style></head>
-<body><h1>Uppy → file-jobs (Companion routes)</h1><progress max="1" value="0"></progress>
-<p id="status">no file yet</p><script src="/page.js"></script></body></html>`;
-
 beforeAll(async () => {
   if (!hasChromium() && process.env.REQUIRE_BROWSER !== '1') return;
+  const page = await uppySnippetPage(testStack().apiUrl);
   server = await serveStatic({
-    '/': { body: PAGE, type: 'text/html; charset=utf-8' },
-    '/page.js': { body: await pageScript(testStack().apiUrl), type: 'text/javascript' },
+    '/': { body: page.html, type: 'text/html; charset=utf-8' },
+    '/page.js': { body: page.script, type: 'text/javascript' },
     '/file.bin': { body: file, type: 'application/octet-stream' },
   });
   browser = await launchBrowser();

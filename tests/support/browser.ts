@@ -105,3 +105,25 @@ export function readmeBlock(name: string): string {
   if (!match) throw new Error(`README.md has no code block marked <!-- ${name} -->`);
   return match[1]!;
 }
+
+/**
+ * The README's Uppy snippet (`<!-- uppy-snippet -->`: `@uppy/aws-s3` through the Companion routes,
+ * a Bearer token from sessionStorage) with `apiUrl` in it, followed by tests/browser/uppy.page.ts (a
+ * harness that drives Uppy and records what it saw), as one HTML page and its script, to serve.
+ */
+export async function uppySnippetPage(apiUrl: string): Promise<{ html: string; script: string }> {
+  const snippet = readmeBlock('uppy-snippet');
+  const apiLine = /^const API = '[^']*';.*$/m;
+  if (!apiLine.test(snippet))
+    throw new Error("the README's Uppy snippet no longer has a `const API = '…'` line");
+  const harness = readFileSync(join(projectRoot, 'tests', 'browser', 'uppy.page.ts'), 'utf8');
+  const script = await bundle(
+    `${snippet.replace(apiLine, `const API = ${JSON.stringify(apiUrl)};`)}\n${harness}`,
+  );
+  const html = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Uppy → file-jobs</title>
+<style>body{font:16px system-ui;margin:2rem}progress{width:100%;height:1.5rem}</style></head>
+<body><h1>Uppy → file-jobs (Companion routes)</h1><progress max="1" value="0"></progress>
+<p id="status">no file yet</p><script src="/page.js"></script></body></html>`;
+  return { html, script };
+}
