@@ -402,6 +402,17 @@ describeWithChromium(title, () => {
     await page.close();
   }, 90_000);
 
+  it('uploads an empty file', async () => {
+    const user = await createTestUser('empty');
+    const name = `empty-${randomUUID().slice(0, 8)}.txt`;
+    const page = await browser.context.newPage();
+    await signIn(page, user);
+    await addFile(page, name, Buffer.alloc(0));
+    await waitForText(jobRow(page, name, /upload/).filter({ hasText: 'COMPLETED' }), 'COMPLETED', 30_000);
+    expect((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!.length).toBe(0);
+    await page.close();
+  }, 60_000);
+
   it('a file whose name is already in the files: refused with a notice, replaced on request', async () => {
     const user = await createTestUser('replace');
     const name = `same-${randomUUID().slice(0, 8)}.txt`;
