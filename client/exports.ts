@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { type ChecksumAlgorithm, type ChecksumHasher, checksumHasher } from '../common/checksums.ts';
 import {
   AbortedError,
+  ApiError,
   ChecksumMismatchError,
   FileJobsError,
   JobFailedError,
@@ -43,6 +44,11 @@ export interface WaitOptions {
   pollIntervalMs?: number;
   /** Called after every poll. */
   onProgress?: (progress: ExportProgress) => void;
+  /**
+   * How long the service may stay unreachable (network errors, 5xx, 429, each after the transport's
+   * own retries) before the wait gives up (ms). The export runs on meanwhile. Default 5 minutes.
+   */
+  outageToleranceMs?: number;
 }
 
 export interface ExportOptions extends WaitOptions {
@@ -69,8 +75,26 @@ export async function waitForExport(
   const started = performance.now();
   const speed = new SpeedMeter();
   let lastBytes: number | undefined;
+  /** When the service stopped answering (performance.now()), while it does not. */
+  let downSince: number | undefined;
   for (;;) {
-    const job = await api.getJob(jobId, { signal: options.signal });
+    let job: Job;
+    try {
+      job = await api.getJob(jobId, { signal: options.signal });
+      downSince = undefined;
+    } catch (error) {
+      const outage =
+        error instanceof NetworkError ||
+        (error instanceof ApiError && (error.status >= 500 || error.status === 429));
+      if (!outage || options.signal?.aborted) throw error;
+      // An export runs for minutes or hours: a service that is down for a while (a deploy, a blip)
+      // is waited out, asking less often the longer it lasts.
+      downSince ??= performance.now();
+      const down = performance.now() - downSince;
+      if (down > (options.outageToleranceMs ?? 300_000)) throw error;
+      await sleep(Math.min(10_000, 1000 + down / 4), options.signal);
+      continue;
+    }
     if (!isExportJob(job)) throw new FileJobsError('NotAnExport', `job ${jobId} is an upload, not an export`);
     const { bytesDone, bytesTotal, partsDone, partCount } = job.progress;
     if (lastBytes !== undefined && bytesDone > lastBytes) speed.add(bytesDone - lastBytes);
