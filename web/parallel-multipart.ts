@@ -271,18 +271,31 @@ class FileUpload {
 
   /** Marks the parts S3 already holds as sent (a resume). */
   private async syncParts(signal: AbortSignal) {
-    const parts = await this.plugin.call<{ PartNumber: number; ETag: string }[]>(
+    const path = `/multipart/${encodeURIComponent(this.state!.uploadId)}${this.query()}`;
+    const parts = await this.plugin.call<{ PartNumber: number; ETag: string; Size: number }[]>(
       'listing the parts',
       'GET',
-      `/multipart/${encodeURIComponent(this.state!.uploadId)}${this.query()}`,
+      path,
       undefined,
       signal,
     );
+    const length = (index: number) => this.range(index).end - this.range(index).start;
+    const cutOtherwise = parts.some((part) => {
+      const index = part.PartNumber - 1;
+      return index < 0 || index >= this.count || part.Size !== length(index);
+    });
+    if (cutOtherwise) {
+      // Parts of other sizes (a page of an earlier version, another client): the service would
+      // refuse to complete them with this plan's parts, so that upload goes and a new one starts.
+      await this.plugin.call('aborting an upload cut another way', 'DELETE', path, undefined, signal);
+      this.setState(undefined);
+      await this.create(signal);
+      return;
+    }
     for (const part of parts) {
       const index = part.PartNumber - 1;
-      if (index < 0 || index >= this.count) continue;
       this.etags[index] = part.ETag;
-      this.sent[index] = this.range(index).end - this.range(index).start;
+      this.sent[index] = length(index);
     }
     this.progress();
   }
