@@ -46,7 +46,7 @@ class CompanionError extends Error {
 /** Hands out `size` slots; a waiter whose signal aborts leaves the line. */
 class Slots {
   private free: number;
-  private readonly waiting: (() => void)[] = [];
+  private readonly waiting = new Set<() => void>();
   constructor(size: number) {
     this.free = size;
   }
@@ -57,9 +57,11 @@ class Slots {
       await new Promise<void>((resolve) => {
         const wake = () => {
           signal.removeEventListener('abort', wake);
+          // Out of the line either way: a release must wake a waiter that still waits.
+          this.waiting.delete(wake);
           resolve();
         };
-        this.waiting.push(wake);
+        this.waiting.add(wake);
         signal.addEventListener('abort', wake, { once: true });
       });
     }
@@ -70,7 +72,8 @@ class Slots {
       if (released) return;
       released = true;
       this.free++;
-      this.waiting.shift()?.();
+      const [next] = this.waiting;
+      next?.();
     };
   }
 }

@@ -392,7 +392,9 @@ describeWithChromium(title, () => {
     await stored;
     await waitUntil(async () => hold.count() === 2, 'parts 2 and 3 in flight at once');
     await page.getByRole('button', { name: 'Pause upload' }).click();
-    await hold.release();
+    // The paused page gave those PUTs up: abort them here too, so that none goes out later after all.
+    await hold.drop();
+    await page.unrouteAll({ behavior: 'ignoreErrors' });
 
     const sent = countUploadRequests(page);
     await page.getByRole('button', { name: 'Resume upload' }).click();
