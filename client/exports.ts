@@ -5,13 +5,12 @@ import { join } from 'node:path';
 import { type ChecksumAlgorithm, type ChecksumHasher, checksumHasher } from '../common/checksums.ts';
 import {
   AbortedError,
-  ApiError,
   ChecksumMismatchError,
   FileJobsError,
   JobFailedError,
   NetworkError,
 } from './errors.ts';
-import { type FetchLike, networkError } from './http.ts';
+import { apiRetryDecision, type FetchLike, networkError } from './http.ts';
 import { claimPartialDownload } from './partial-downloads.ts';
 import { RateLimiter, SpeedMeter } from './progress.ts';
 import { abortedBy, type RetryPolicy, retryPolicy, sleep, throwIfAborted, withRetries } from './retry.ts';
@@ -83,9 +82,8 @@ export async function waitForExport(
       job = await api.getJob(jobId, { signal: options.signal });
       downSince = undefined;
     } catch (error) {
-      const outage =
-        error instanceof NetworkError ||
-        (error instanceof ApiError && (error.status >= 500 || error.status === 429));
+      // What the transport itself would retry for a GET is an outage; anything else is an answer.
+      const outage = apiRetryDecision(error, 0, 'idempotent') !== false;
       if (!outage || options.signal?.aborted) throw error;
       // An export runs for minutes or hours: a service that is down for a while (a deploy, a blip)
       // is waited out, asking less often the longer it lasts.
@@ -399,7 +397,7 @@ export async function downloadToFile(
             needFreshUrl = true;
             return 0;
           }
-          return error.status >= 500 || error.status === 408 || error.status === 429;
+          return worthRetrying(error.status);
         }
         return error instanceof NetworkError;
       },
@@ -442,14 +440,14 @@ export async function downloadToFile(
     // no longer gives (a refusal that is not a 5xx), are not.
     const refused =
       error instanceof ChecksumMismatchError ||
-      (error instanceof DownloadHttpError &&
-        error.status < 500 &&
-        error.status !== 408 &&
-        error.status !== 429);
+      (error instanceof DownloadHttpError && !worthRetrying(error.status));
     if (written === 0 || refused) await unlink(temp).catch(() => {});
     throw error;
   }
 }
+
+/** Whether S3's answer to a download may change if asked again: its faults, timeouts, throttling. */
+const worthRetrying = (status: number) => status >= 500 || status === 408 || status === 429;
 
 /** Feeds the first `length` bytes of an open file to `hasher`, a MiB at a time. */
 async function hashFileRange(

@@ -130,6 +130,13 @@ class ApiError extends Error {
   }
 }
 
+/** The answer, or undefined when the service answered 404 (gone, or never there). */
+const unlessNotFound = <T>(answer: Promise<T>): Promise<T | undefined> =>
+  answer.catch((error: unknown) => {
+    if (error instanceof ApiError && error.status === 404) return undefined;
+    throw error;
+  });
+
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const response = await fetch(`${API}${path}`, {
     method,
@@ -304,13 +311,7 @@ async function offerHeldUpload(file: ConsoleFile, { jobId, key }: CreateRefusal)
       send();
       await refreshJobs();
     });
-  const job = await call<{ job: Job }>('GET', `/jobs/${jobId}`).then(
-    (answer) => answer.job,
-    (error: unknown) => {
-      if (error instanceof ApiError && error.status === 404) return undefined;
-      throw error;
-    },
-  );
+  const job = (await unlessNotFound(call<{ job: Job }>('GET', `/jobs/${jobId}`)))?.job;
   if (!job || TERMINAL_STATUSES.has(job.status)) {
     // Ended since the refusal: the name is free.
     notify(`the upload that held ${name} (job ${jobId}) has ended; sending ${name}`);
@@ -327,13 +328,9 @@ async function offerHeldUpload(file: ConsoleFile, { jobId, key }: CreateRefusal)
     ]);
     return;
   }
-  const parts = await call<ListedPart[]>(
-    'GET',
-    `/s3/multipart/${jobId}?key=${encodeURIComponent(key)}`,
-  ).catch((error: unknown) => {
-    if (error instanceof ApiError && error.status === 404) return undefined;
-    throw error;
-  });
+  const parts = await unlessNotFound(
+    call<ListedPart[]>('GET', `/s3/multipart/${jobId}?key=${encodeURIComponent(key)}`),
+  );
   if (!parts) {
     // Opened by POST /upload (the CLI, the client library): its parts have sizes of its own.
     endedUploads.delete(jobId);

@@ -80,13 +80,15 @@ class Slots {
 
 export default class ParallelMultipart extends BasePlugin<ParallelMultipartOptions, Meta, Body> {
   private readonly slots: Slots;
+  readonly partsInFlight: number;
   private readonly uploads = new Map<string, FileUpload>();
 
   constructor(uppy: Uppy<Meta, Body>, opts: ParallelMultipartOptions) {
     super(uppy, opts);
     this.type = 'uploader';
     this.id = opts.id ?? 'ParallelMultipart';
-    this.slots = new Slots(opts.partsInFlight ?? 6);
+    this.partsInFlight = opts.partsInFlight ?? 6;
+    this.slots = new Slots(this.partsInFlight);
   }
 
   override install() {
@@ -335,7 +337,7 @@ class FileUpload {
     };
     try {
       await Promise.all(
-        Array.from({ length: Math.min(left.length, this.plugin.opts.partsInFlight ?? 6) }, () =>
+        Array.from({ length: Math.min(left.length, this.plugin.partsInFlight) }, () =>
           worker().catch((error: unknown) => {
             parts.abort();
             throw error;
