@@ -1,6 +1,7 @@
 import { promisify } from 'node:util';
 import { deflateRaw as deflateRawCallback, gzip as gzipCallback, type ZlibOptions } from 'node:zlib';
 import { MiB } from '../../common/part-plan.ts';
+import { type RangeBytes, type ReadRange, SequentialReads } from './sequential-reads.ts';
 
 const gzipAsync = promisify(gzipCallback);
 const deflateRawAsync = promisify(deflateRawCallback);
@@ -58,10 +59,11 @@ export async function gzipSlice(bytes: Uint8Array): Promise<Buffer> {
 export const GZIP_SLICE_TARGET = 8 * MiB;
 
 /**
- * Steps read ahead of the one being cut: its GET runs while the step before it compresses. (Two ahead
- * made no difference on this project's two-core machine, 22.8 and 23.7 s for 512 MiB in-process,
- * where moto is CPU-bound, and cost a step of memory; AWS gives one connection 85-90 MB/s, about
- * what two of these threads compress, so larger functions may want more.)
+ * Steps read ahead of the one being cut: its bytes arrive while the step before it compresses. (Two
+ * ahead made no difference on this project's two-core machine, 22.8 and 23.7 s for 512 MiB in-process,
+ * where moto is CPU-bound, and cost a step of memory. The steps share one connection, and AWS gives
+ * one connection 85-90 MB/s, about what two of these threads compress: a function with many more
+ * cores would want its reads spread over several.)
  */
 export const STEPS_AHEAD = 1;
 
@@ -73,9 +75,6 @@ export interface Member {
   stepEnd: boolean;
   bytes: Buffer;
 }
-
-/** What a read answers: the range's bytes whole, or as they arrive (a response body). */
-export type RangeBytes = Uint8Array | AsyncIterable<Uint8Array>;
 
 /**
  * One step's bytes, copied into one buffer as they arrive, so that each slice can be compressed as
@@ -136,11 +135,11 @@ class StepBytes {
  * may end and restarts begin), each cut into equal slices of at most GZIP_SLICE_TARGET, each slice
  * compressed as its own gzip member, handed out in source order.
  *
- * Each step is read with one ranged GET whose body is copied into the step's buffer as it arrives;
- * a slice compresses as soon as its bytes are there, so the first part does not wait for a whole
- * step to download. The GETs of the next STEPS_AHEAD steps start as soon as the first slice of a
- * step is taken, so that no thread waits for bytes. (One GET per step, not per slice: S3 serves any
- * range at the same speed, but an emulator such as moto reads the whole object for every range.)
+ * The steps are read in order from one GET of the source from `from` on (SequentialReads); each
+ * step's bytes are copied into its buffer as they arrive, and a slice compresses as soon as its own
+ * bytes are there, so the first part does not wait for a whole step to download. The next STEPS_AHEAD
+ * steps start taking bytes as soon as the first slice of a step is taken, so that no thread waits for
+ * bytes; the body is not pulled beyond them.
  * `threads` slices compress at once (zlib's async calls run in libuv's thread pool, one core each),
  * and at most threads + 2 slices are in flight (waiting, compressing, or compressed and not yet
  * taken): memory stays below the steps those slices fall in, the STEPS_AHEAD steps after them, and
@@ -151,7 +150,7 @@ class StepBytes {
  * resumes at any step boundary produces the same bytes as one that never stopped.
  */
 export async function* gzipMembers(
-  read: (start: number, end: number) => Promise<RangeBytes>,
+  read: ReadRange,
   range: {
     from: number;
     size: number;
@@ -168,10 +167,11 @@ export async function* gzipMembers(
   const depth = threads + 2;
   // The step being cut into slices and the STEPS_AHEAD after it.
   const steps = new Map<number, StepBytes>();
+  const source = new SequentialReads(read, from, size);
   const readStep = (start: number) => {
     if (start >= size || steps.has(start)) return;
     const end = Math.min(start + stepSize, size);
-    steps.set(start, new StepBytes(end - start, read(start, end - 1)));
+    steps.set(start, new StepBytes(end - start, source.read(start, end - 1)));
   };
   const ahead: Promise<Member>[] = [];
   // The last `threads` compressions started, oldest first: a slice compresses once its bytes are
@@ -213,10 +213,14 @@ export async function* gzipMembers(
       ahead.push(member);
     }
   };
-  fill();
-  while (ahead.length > 0) {
-    const member = await ahead.shift()!;
+  try {
     fill();
-    yield member;
+    while (ahead.length > 0) {
+      const member = await ahead.shift()!;
+      fill();
+      yield member;
+    }
+  } finally {
+    source.close();
   }
 }

@@ -1,3 +1,4 @@
+import { TERMINAL_STATUSES } from '../../common/statuses.ts';
 import { config } from '../config.ts';
 import { invokeExportWorker, reviveExport, type StartExportWorker } from '../exports/revive.ts';
 import { HttpError } from '../http/errors.ts';
@@ -206,9 +207,7 @@ async function ownedNow(key: string, uploadId: string): Promise<boolean> {
   if (!username || !third) return false;
   if (area === 'exports') {
     const job = await jobStore().get(username, third);
-    return (
-      job?.uploadId === uploadId && !['SUCCEEDED', 'CANCELLED', 'FAILED', 'EXPIRED'].includes(job.status)
-    );
+    return job?.uploadId === uploadId && !TERMINAL_STATUSES.has(job.status);
   }
   const slots = await jobStore().activeSlots(username, 'upload');
   for (const slot of slots) {

@@ -1,6 +1,8 @@
+import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { gzipMembers } from '../../lib/exports/gzip-members.ts';
 import { PartWindow } from '../../lib/exports/part-window.ts';
+import { REOPENS_PER_READ } from '../../lib/exports/sequential-reads.ts';
 
 const deferred = () => {
   let resolve!: () => void;
@@ -149,14 +151,26 @@ describe('gzipMembers', () => {
     expect(gunzipSync(Buffer.concat(members.map((member) => member.bytes)))).toEqual(source);
   });
 
-  it('reads each step with one read, the next step ahead, and no further', async () => {
-    const reads: Array<[number, number]> = [];
-    const counting = async (start: number, end: number) => {
-      reads.push([start, end]);
-      return read(start, end);
+  /** A read that answers in 100-byte chunks and records what it was asked for and how far it was pulled. */
+  const chunked = () => {
+    const opened: Array<[number, number]> = [];
+    let pulled = 0;
+    const open = async (start: number, end: number) => {
+      opened.push([start, end]);
+      return (async function* () {
+        for (let at = start; at <= end; at += 100) {
+          pulled = Math.min(at + 100, end + 1);
+          yield source.subarray(at, pulled);
+        }
+      })();
     };
+    return { open, opened, pulled: () => pulled };
+  };
+
+  it('reads the source with one read from `from` on, pulled no further than the step ahead', async () => {
+    const { open, opened, pulled } = chunked();
     // 1000-byte steps of 4 slices, 1 thread: 3 slices in flight, all in the first step.
-    const members = gzipMembers(counting, {
+    const members = gzipMembers(open, {
       from: 2000,
       size: source.length,
       stepSize: 1000,
@@ -165,30 +179,60 @@ describe('gzipMembers', () => {
     });
     expect((await members.next()).value?.start).toBe(2000);
     await settle();
-    expect(reads).toEqual([
-      [2000, 2999],
-      [3000, 3999],
-    ]);
-    // The first slice of the next step is taken: the one after it is read.
+    expect(opened).toEqual([[2000, source.length - 1]]);
+    // The step being cut and the one after it, no further.
+    expect(pulled()).toBe(4000);
+    // The first slice of the next step is taken: the step after it is read.
     for (let i = 0; i < 3; i++) await members.next();
     await settle();
-    expect(reads.at(-1)).toEqual([4000, 4999]);
-    expect(reads).toHaveLength(3);
+    expect(pulled()).toBe(5000);
     await members.return(undefined);
+    expect(opened).toHaveLength(1);
   });
 
-  it('with one slice per step, reads the steps of threads + 2 slices in flight and one more', async () => {
-    let reads = 0;
-    const counting = async (start: number, end: number) => {
-      reads++;
-      return read(start, end);
-    };
-    const members = gzipMembers(counting, { from: 2000, size: source.length, stepSize: 500, threads: 2 });
+  it('with one slice per step, pulls the steps of threads + 2 slices in flight and one more', async () => {
+    const { open, pulled } = chunked();
+    const members = gzipMembers(open, { from: 2000, size: source.length, stepSize: 500, threads: 2 });
     expect((await members.next()).value?.start).toBe(2000);
     await settle();
     // The first taken, four in flight (2500 to 4000), and 4500 read ahead.
-    expect(reads).toBe(6);
+    expect(pulled()).toBe(5000);
     await members.return(undefined);
+  });
+
+  it('lets go of the body when the members are given up mid-source (a hand-off)', async () => {
+    const body = Readable.from(
+      (function* () {
+        for (let at = 0; at < source.length; at += 100) yield source.subarray(at, at + 100);
+      })(),
+    );
+    const members = gzipMembers(async () => body, {
+      from: 0,
+      size: source.length,
+      stepSize: 1000,
+      threads: 2,
+      sliceTarget: 250,
+    });
+    expect((await members.next()).value?.start).toBe(0);
+    expect(body.destroyed).toBe(false);
+    await members.return(undefined);
+    expect(body.destroyed).toBe(true);
+  });
+
+  it('opens the source again where its body broke off, and gives the same members', async () => {
+    const opened: number[] = [];
+    const breaksOnce = async (start: number, end: number) => {
+      opened.push(start);
+      return (async function* () {
+        yield source.subarray(start, Math.min(start + 2600, end + 1));
+        if (opened.length === 1) throw new Error('socket hang up');
+        yield source.subarray(start + 2600, end + 1);
+      })();
+    };
+    const range = { from: 0, size: source.length, stepSize: 1000, threads: 2, sliceTarget: 250 };
+    const members = await collect(gzipMembers(breaksOnce, range));
+    expect(opened).toEqual([0, 2600]);
+    expect(members).toEqual(await collect(gzipMembers(read, range)));
   });
 
   it('compresses a slice as soon as its bytes arrive, before the rest of its step', async () => {
@@ -220,33 +264,38 @@ describe('gzipMembers', () => {
     );
   });
 
-  async function* chunks(...parts: Uint8Array[]) {
-    yield* parts;
-  }
+  // The source's body goes wrong 600 bytes into the step at 2000, every time it is opened.
+  const brokenAt = 2600;
   it.each([
-    ['ends early', (bytes: Buffer) => chunks(bytes.subarray(0, 600)), 'ended after 600 of 1000 bytes'],
-    ['gives more than asked', (bytes: Buffer) => chunks(bytes, Buffer.from('x')), 'more than the 1000 bytes'],
     [
-      'breaks off mid-body',
-      (bytes: Buffer) =>
+      'ends early',
+      async (start: number) =>
         (async function* () {
-          yield bytes.subarray(0, 600);
+          yield source.subarray(start, brokenAt);
+        })(),
+      'ended after 600 of 1000 bytes',
+    ],
+    [
+      `breaks off mid-body, again each time it is opened (${REOPENS_PER_READ} times)`,
+      async (start: number) =>
+        (async function* () {
+          yield source.subarray(start, brokenAt);
           throw new Error('socket hang up');
         })(),
       'socket hang up',
     ],
     [
-      'is refused (the source changed)',
-      (): AsyncIterable<Uint8Array> => {
-        throw new Error('source changed');
+      'breaks off, and is refused when opened again (the source changed)',
+      async (start: number) => {
+        if (start > 0) throw new Error('source changed');
+        return (async function* () {
+          yield source.subarray(start, brokenAt);
+          throw new Error('socket hang up');
+        })();
       },
       'source changed',
     ],
-  ])("fails, after the members before it, when a step's read %s", async (_, body, message) => {
-    const broken = async (start: number, end: number) => {
-      const bytes = source.subarray(start, end + 1);
-      return start === 2000 ? body(bytes) : chunks(bytes);
-    };
+  ])("fails, after the members before it, when the source's read %s", async (_, broken, message) => {
     const seen: number[] = [];
     await expect(
       (async () => {
