@@ -3,7 +3,7 @@ import { completeMultipartBody, keyQuery, uploadPath } from '../lib/companion/sc
 import { httpRoute } from '../lib/http/route.ts';
 import { waitBudgetMs } from '../lib/http/route-stack.ts';
 
-/** POST /s3/multipart/{uploadId}/complete?key= {parts} (Uppy, Companion mode) -> 200 {location, key, job}. */
+/** POST /s3/multipart/{uploadId}/complete?key= {parts, checksum?} (Uppy, Companion mode) -> 200 {location, key, job}. */
 export const handler = httpRoute(
   { path: uploadPath, query: keyQuery, body: completeMultipartBody },
   async ({ caller, path, query, body, event, context }) => {
@@ -16,6 +16,7 @@ export const handler = httpRoute(
       body: await completeMultipart(caller.username, path.uploadId, query.key, body.parts, {
         apiOrigin: origin,
         awaitInFlightMs: waitBudgetMs(context),
+        checksum: body.checksum,
       }),
     };
   },

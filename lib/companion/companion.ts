@@ -1,3 +1,4 @@
+import { CHECKSUM_ALGORITHMS, type ChecksumAlgorithm, checksumHeader } from '../../common/checksums.ts';
 import { ErrorCode } from '../../common/error-codes.ts';
 import { describeRanges, MAX_OBJECT_SIZE } from '../../common/part-plan.ts';
 import { config } from '../config.ts';
@@ -10,7 +11,12 @@ import type { IdempotencyRecord, JobRecord } from '../jobs/jobs-table.ts';
 import { TransitionRejected } from '../jobs/jobs-table.ts';
 import { logger } from '../log.ts';
 import { fileStore } from '../storage/index.ts';
-import { abortUpload, completeUpload, createUploadOfUnknownPlan } from '../uploads/uploads.ts';
+import {
+  abortUpload,
+  checkPartChecksums,
+  completeUpload,
+  createUploadOfUnknownPlan,
+} from '../uploads/uploads.ts';
 
 /**
  * Companion's S3 multipart routes, as `@uppy/aws-s3` 6.x calls them in its `companionEndpoint` mode,
@@ -68,7 +74,21 @@ function declaredSize(metadata: Record<string, unknown> | undefined): number | u
   return size;
 }
 
-/** What a create asks for: its file, and the two things an app may say in Uppy's `meta`. */
+/** `metadata.checksumAlgorithm`, when the app sent one: one of S3's (CRC32, …). */
+function checksumAlgorithm(metadata: Record<string, unknown> | undefined): ChecksumAlgorithm | undefined {
+  const raw = metadata?.checksumAlgorithm;
+  if (raw === undefined || raw === null || raw === '') return undefined;
+  if (!CHECKSUM_ALGORITHMS.includes(raw as ChecksumAlgorithm)) {
+    throw new HttpError(
+      400,
+      'ValidationError',
+      `metadata.checksumAlgorithm must be one of ${CHECKSUM_ALGORITHMS.join(', ')}`,
+    );
+  }
+  return raw as ChecksumAlgorithm;
+}
+
+/** What a create asks for: its file, and the things an app may say in Uppy's `meta`. */
 export function multipartRequest(input: CreateMultipartInput) {
   return {
     filename: input.filename,
@@ -76,6 +96,7 @@ export function multipartRequest(input: CreateMultipartInput) {
     // As POST /upload: an existing file is replaced only when asked (Uppy: `meta: {overwrite: true}`).
     overwrite: truthy(input.metadata?.overwrite),
     declaredSize: declaredSize(input.metadata),
+    checksumAlgorithm: checksumAlgorithm(input.metadata),
   };
 }
 
@@ -118,9 +139,20 @@ async function findMultipart(username: string, uploadId: string, key: string): P
   return job;
 }
 
-/** GET /s3/multipart/{uploadId}/{partNumber}?key=: one part URL (no size: see the top of this file). */
-export async function signPart(username: string, uploadId: string, partNumber: number, key: string) {
+/**
+ * GET /s3/multipart/{uploadId}/{partNumber}?key=[&checksum=]: one part URL (no size: see the top of
+ * this file). For an upload with a checksum algorithm the part's checksum is required and bound, as
+ * POST /upload/{jobId}/parts binds them, and the answer names the header to send it in.
+ */
+export async function signPart(
+  username: string,
+  uploadId: string,
+  partNumber: number,
+  key: string,
+  checksum?: string,
+) {
   const job = await findMultipart(username, uploadId, key);
+  checkPartChecksums(job, [{ partNumber, checksum }], true);
   if (job.status !== 'UPLOADING') {
     throw conflict(
       ErrorCode.JobNotActive,
@@ -131,9 +163,13 @@ export async function signPart(username: string, uploadId: string, partNumber: n
     );
   }
   const expires = config().presignTtlSeconds;
+  const algorithm = job.checksumAlgorithm;
+  const bound = algorithm && checksum ? { algorithm, value: checksum } : undefined;
   return {
-    url: await fileStore().presignUnsizedUploadPart(job.key, job.uploadId!, partNumber, expires),
+    url: await fileStore().presignUnsizedUploadPart(job.key, job.uploadId!, partNumber, expires, bound),
     expires,
+    // Companion's answer may carry headers for the PUT; @uppy/aws-s3 sends them.
+    ...(bound ? { headers: { [checksumHeader(bound.algorithm)]: bound.value } } : {}),
   };
 }
 
@@ -159,7 +195,7 @@ export async function listParts(username: string, uploadId: string, key: string)
 const unquoted = (etag: string) => etag.replace(/^"|"$/g, '');
 
 /**
- * POST /s3/multipart/{uploadId}/complete?key= {parts}: completes the job (uploads.ts completeUpload:
+ * POST /s3/multipart/{uploadId}/complete?key= {parts, checksum?}: completes the job (uploads.ts completeUpload:
  * S3's part list is the one that counts, the plan is learned from it). Uppy's list, ETags quoted or
  * not, must agree with S3's: a part it sent that S3 holds with another ETag, or one S3 lacks, is 409.
  */
@@ -168,7 +204,7 @@ export async function completeMultipart(
   uploadId: string,
   key: string,
   clientParts: { PartNumber: number; ETag: string }[],
-  options: { apiOrigin?: string | undefined; awaitInFlightMs?: number } = {},
+  options: { apiOrigin?: string | undefined; awaitInFlightMs?: number; checksum?: string | undefined } = {},
 ): Promise<{ location: string; key: string; job: JobView }> {
   const job = await findMultipart(username, uploadId, key);
   if (job.status === 'UPLOADING') {
@@ -186,7 +222,10 @@ export async function completeMultipart(
       );
     }
   }
-  const done = await completeUpload(username, job.jobId, { awaitInFlightMs: options.awaitInFlightMs ?? 0 });
+  const done = await completeUpload(username, job.jobId, {
+    awaitInFlightMs: options.awaitInFlightMs ?? 0,
+    checksum: options.checksum,
+  });
   // The bucket is private, so an S3 URL would not open: the location is the job, in this API.
   const path = `/jobs/${job.jobId}`;
   return { location: options.apiOrigin ? `${options.apiOrigin}${path}` : path, key: job.key, job: done };

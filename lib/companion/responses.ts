@@ -8,6 +8,8 @@ export const signPartResponse = z.object({
   url: z.string(),
   /** Seconds the URL stays valid. */
   expires: z.number(),
+  /** Headers the PUT must carry as signed: the part's checksum, for an upload with a checksum algorithm. */
+  headers: z.optional(z.record(z.string(), z.string())),
 });
 export const listPartsResponse = z.array(
   z.object({ PartNumber: z.number(), ETag: z.string(), Size: z.number() }),

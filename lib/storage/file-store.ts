@@ -317,19 +317,21 @@ export class FileStore {
 
   /**
    * A part URL that does not bind the length (S3 takes up to 5 GiB): only for clients that choose
-   * their part sizes and do not say them (the Companion routes). Signed directly too.
+   * their part sizes and do not say them (the Companion routes). It binds the part's checksum when
+   * given, as presignUploadParts does. Signed directly too.
    */
   async presignUnsizedUploadPart(
     key: string,
     uploadId: string,
     partNumber: number,
     expiresInSeconds: number,
+    checksum?: PartToSignWithChecksum['checksum'],
   ): Promise<string> {
     const [url] = await this.partSigner.presignUnsizedParts(
       this.bucket,
       key,
       uploadId,
-      [partNumber],
+      [{ partNumber, checksum }],
       expiresInSeconds,
     );
     return url!;

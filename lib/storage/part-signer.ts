@@ -152,17 +152,23 @@ export class PartUrlSigner {
   /**
    * UploadPart URLs that do not bind the length (X-Amz-SignedHeaders=host): S3 takes any body up to
    * its 5 GiB part limit. Only for clients that choose their part sizes and do not say them (Uppy
-   * through the Companion routes); every other part URL binds its size (presignUploadParts).
+   * through the Companion routes); every other part URL binds its size (presignUploadParts). A part's
+   * checksum, when given, is bound as with a sized URL.
    */
   presignUnsizedParts(
     bucket: string,
     key: string,
     uploadId: string,
-    partNumbers: readonly number[],
+    parts: readonly Omit<PartToSign, 'size'>[],
     expiresInSeconds: number,
   ): Promise<string[]> {
-    const parts = partNumbers.map((partNumber) => ({ partNumber, size: undefined }));
-    return this.sign(bucket, key, uploadId, parts, expiresInSeconds);
+    return this.sign(
+      bucket,
+      key,
+      uploadId,
+      parts.map((part) => ({ ...part, size: undefined })),
+      expiresInSeconds,
+    );
   }
 
   private async sign(

@@ -59,7 +59,7 @@ export const createUploadBody = z.object({
  * A checksum in base64, as S3 writes them: 4 bytes (CRC32, CRC32C), 8 (CRC64NVME) or 32 (SHA256).
  * Whether it has the length of the upload's own algorithm is checked against the job (uploads.ts).
  */
-const checksumValue = z
+export const checksumValue = z
   .string()
   .check(
     z.regex(/^(?:[A-Za-z0-9+/]{4}){1,10}[A-Za-z0-9+/]{2,3}=?=?$/, 'a checksum in base64'),

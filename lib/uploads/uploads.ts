@@ -434,7 +434,7 @@ function checkPartNumbers(job: JobRecord, partNumbers: number[]) {
  * A part checksum must be what the job's algorithm gives, and only a job with an algorithm takes
  * them. `required`: every part must carry one (part URLs of such a job bind them).
  */
-function checkPartChecksums(job: JobRecord, parts: PartRequest[], required: boolean) {
+export function checkPartChecksums(job: JobRecord, parts: PartRequest[], required: boolean) {
   const algorithm = job.checksumAlgorithm;
   const given = parts.filter((part) => part.checksum !== undefined);
   if (!algorithm) {

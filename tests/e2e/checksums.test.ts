@@ -376,6 +376,76 @@ describeOnCheckingS3(checkingTitle, () => {
     expect(entry.size).toBe(1000);
     expect(entry.checksum).toBeUndefined();
   });
+
+  it('the Companion routes (the console): a part URL binds its checksum without its size, and S3 checks the whole file at completion', async () => {
+    const user = await newUser();
+    const file = await fileOf(6 * MiB, 'CRC32');
+    const created = await api('/s3/multipart', {
+      method: 'POST',
+      token: user.jwt,
+      body: { filename: 'console.bin', metadata: { checksumAlgorithm: 'CRC32' } },
+    });
+    expect(created.status).toBe(200);
+    const { key, uploadId } = created.body as { key: string; uploadId: string };
+    const query = (extra: Record<string, string> = {}) => `?${new URLSearchParams({ key, ...extra })}`;
+    const signed: { url: string; headers: Record<string, string> }[] = [];
+    for (const part of file.parts) {
+      const answer = await api(
+        `/s3/multipart/${uploadId}/${part.partNumber}${query({ checksum: part.checksum })}`,
+        {
+          token: user.jwt,
+        },
+      );
+      expect(answer.status).toBe(200);
+      signed.push(answer.body);
+    }
+
+    const corrupted = Buffer.from(file.parts[0]!.bytes);
+    corrupted[4_321]! ^= 0x10;
+    const refused = await putOnNewConnection(signed[0]!.url, corrupted, signed[0]!.headers);
+    expect({ status: refused.status, code: s3ErrorCode(refused.text) }).toEqual({
+      status: 400,
+      code: 'BadDigest',
+    });
+    const swapped = await putOnNewConnection(signed[0]!.url, corrupted, {
+      'x-amz-checksum-crc32': await checksumOf('CRC32', corrupted),
+    });
+    expect({ status: swapped.status, code: s3ErrorCode(swapped.text) }).toEqual({
+      status: 403,
+      code: 'SignatureDoesNotMatch',
+    });
+
+    const etags: string[] = [];
+    for (const [index, part] of file.parts.entries()) {
+      const put = await fetch(signed[index]!.url, {
+        method: 'PUT',
+        body: part.bytes,
+        headers: signed[index]!.headers,
+      });
+      expect(put.status).toBe(200);
+      etags.push(put.headers.get('etag')!);
+    }
+    const parts = etags.map((ETag, index) => ({ PartNumber: index + 1, ETag }));
+    const completePath = `/s3/multipart/${uploadId}/complete${query()}`;
+    const other = await checksumOf('CRC32', Buffer.concat([file.bytes, Buffer.from('x')]));
+    const mismatch = await api(completePath, {
+      method: 'POST',
+      token: user.jwt,
+      body: { parts, checksum: other },
+    });
+    expect(mismatch.status).toBe(409);
+    expect(mismatch.body.error.code).toBe('ChecksumMismatch');
+
+    const right = await checksumOf('CRC32', file.bytes);
+    const done = await api(completePath, {
+      method: 'POST',
+      token: user.jwt,
+      body: { parts, checksum: right },
+    });
+    expect(done.status).toBe(200);
+    expect(done.body.job.checksum).toEqual({ algorithm: 'CRC32', type: 'FULL_OBJECT', value: right });
+    expect(await headChecksum(key)).toEqual({ ChecksumCRC32: right, ChecksumType: 'FULL_OBJECT' });
+  });
 });
 
 /** The open multipart upload of a key (the tests see S3, not the job's record). */

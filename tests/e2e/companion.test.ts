@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { checksumOf, FullObjectCrc } from '../../common/checksums.ts';
 import { MiB } from '../../common/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { api, expectError } from '../support/http.ts';
@@ -254,5 +255,76 @@ describe('Companion S3 multipart routes', () => {
     });
     expectError(wrong, 409, 'PartsIncomplete');
     expect((await api(`/jobs/${up.uploadId}`, { token: user.jwt })).body.job.status).toBe('UPLOADING');
+  });
+
+  it('with metadata.checksumAlgorithm, each part URL wants its checksum and binds it; the whole-file CRC completes', async () => {
+    const user = await newUser();
+    const filename = name('crc');
+    const bytes = randomBytes(7 * MiB);
+    const parts = [bytes.subarray(0, 5 * MiB), bytes.subarray(5 * MiB)];
+    const crcs = await Promise.all(parts.map((part) => checksumOf('CRC32', part)));
+
+    expectError(
+      await api('/s3/multipart', {
+        method: 'POST',
+        token: user.jwt,
+        body: { filename, metadata: { checksumAlgorithm: 'MD5' } },
+      }),
+      400,
+      'ValidationError',
+    );
+    const up = await create(user, filename, { checksumAlgorithm: 'CRC32' });
+    expect((await api(`/jobs/${up.uploadId}`, { token: user.jwt })).body.job.checksumAlgorithm).toBe('CRC32');
+    const signPath = (partNumber: number, checksum?: string) =>
+      `/s3/multipart/${up.uploadId}/${partNumber}?${new URLSearchParams({ key: up.key, ...(checksum ? { checksum } : {}) })}`;
+    // Uppy's own AwsS3 sends no checksum: such an upload is not for it.
+    expectError(await api(signPath(1), { token: user.jwt }), 400, 'ChecksumRequired');
+    // Well-formed base64, but 8 bytes: a CRC64NVME's, not a CRC32's.
+    expectError(await api(signPath(1, 'rosUhgp5mIg='), { token: user.jwt }), 400, 'BadChecksum');
+    expectError(await api(signPath(1, 'not base64!'), { token: user.jwt }), 400, 'ValidationError');
+
+    const etags: string[] = [];
+    for (const [index, part] of parts.entries()) {
+      const signed = await api(signPath(index + 1, crcs[index]), { token: user.jwt });
+      expect(signed.status).toBe(200);
+      expect(signed.body.headers).toEqual({ 'x-amz-checksum-crc32': crcs[index] });
+      expect(new URL(signed.body.url).searchParams.get('X-Amz-SignedHeaders')).toBe(
+        'host;x-amz-checksum-crc32',
+      );
+      const put = await fetch(signed.body.url, { method: 'PUT', body: part, headers: signed.body.headers });
+      expect(put.status).toBe(200);
+      etags.push(put.headers.get('etag')!);
+    }
+    const whole = new FullObjectCrc('CRC32');
+    for (const [index, part] of parts.entries()) whole.append(crcs[index]!, part.length);
+    const done = await api(`/s3/multipart/${up.uploadId}/complete${q(up.key)}`, {
+      method: 'POST',
+      token: user.jwt,
+      body: {
+        parts: etags.map((ETag, index) => ({ PartNumber: index + 1, ETag })),
+        checksum: whole.digest(),
+      },
+    });
+    expect(done.status).toBe(200);
+    expect(done.body.job).toMatchObject({
+      status: 'COMPLETED',
+      size: bytes.length,
+      checksumAlgorithm: 'CRC32',
+    });
+    expect(whole.digest()).toBe(await checksumOf('CRC32', bytes));
+    expectSameBytes((await testBucket().getObjectBytes(up.key))!, bytes);
+  });
+
+  it('an upload created without a checksum algorithm refuses a part checksum, as POST /upload/{jobId}/parts does', async () => {
+    const user = await newUser();
+    const up = await create(user, name('plain'));
+    const signed = await api(
+      `/s3/multipart/${up.uploadId}/1?${new URLSearchParams({ key: up.key, checksum: 'y/Q5Jg==' })}`,
+      { token: user.jwt },
+    );
+    expect(expectError(signed, 400, 'ValidationError').message).toMatch(/without a checksumAlgorithm/);
+    const plain = await api(`/s3/multipart/${up.uploadId}/1${q(up.key)}`, { token: user.jwt });
+    expect(plain.status).toBe(200);
+    expect(plain.body.headers).toBeUndefined();
   });
 });

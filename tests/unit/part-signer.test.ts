@@ -145,7 +145,7 @@ describe('the direct part-URL signer', () => {
                 bucket,
                 key,
                 uploadId,
-                unsizedParts.map((part) => part.partNumber),
+                unsizedParts,
                 expiresIn,
               );
               const urls = [...sized, ...unsized];
@@ -171,7 +171,7 @@ describe('the direct part-URL signer', () => {
     expect(compared).toBe(CONFIGS.length * 2 * signingDates.length * BUCKETS.length * KEYS.length * 6);
   });
 
-  it('binds each part’s checksum as a signed header, as getSignedUrl does with the header unhoisted', async () => {
+  it('binds each part’s checksum as a signed header, sized or not, as getSignedUrl does with the header unhoisted', async () => {
     const mismatches: string[] = [];
     let compared = 0;
     const values = {
@@ -192,8 +192,16 @@ describe('the direct part-URL signer', () => {
             size: partNumber * MiB,
             checksum: { algorithm, value: values[algorithm] },
           }));
-          const urls = await signer.presignUploadParts('b', key, 'u', parts, 900);
-          for (const [i, part] of parts.entries()) {
+          // Sized, then unsized (the Companion routes' URLs) with the same checksums.
+          const urls = [
+            ...(await signer.presignUploadParts('b', key, 'u', parts, 900)),
+            ...(await signer.presignUnsizedParts('b', key, 'u', parts, 900)),
+          ];
+          for (const [i, part] of [
+            ...parts,
+            ...parts.map((part) => ({ ...part, size: undefined })),
+          ].entries()) {
+            const sized = part.size !== undefined;
             const sdk = await getSignedUrl(
               client,
               new UploadPartCommand({
@@ -201,17 +209,17 @@ describe('the direct part-URL signer', () => {
                 Key: key,
                 UploadId: 'u',
                 PartNumber: part.partNumber,
-                ContentLength: part.size,
+                ...(sized ? { ContentLength: part.size } : {}),
                 [`Checksum${algorithm}`]: part.checksum.value,
               }),
-              sdkSigningOptions(900, signingDate, true, algorithm),
+              sdkSigningOptions(900, signingDate, sized, algorithm),
             );
             // The SDK leaves an empty query parameter where the unhoisted header was ("&&"), which
             // is not part of what it signs: the same URL without it.
             const expected = sdk.replace('&&', '&');
             compared++;
             expect(new URL(urls[i]!).searchParams.get('X-Amz-SignedHeaders')).toBe(
-              `content-length;host;x-amz-checksum-${algorithm.toLowerCase()}`,
+              `${sized ? 'content-length;' : ''}host;x-amz-checksum-${algorithm.toLowerCase()}`,
             );
             if (urls[i] !== expected) mismatches.push(`${name} ${algorithm}:\n  ${urls[i]}\n  ${expected}`);
           }
@@ -219,7 +227,7 @@ describe('the direct part-URL signer', () => {
       }
     }
     expect(mismatches).toEqual([]);
-    expect(compared).toBe(CONFIGS.length * 2 * CHECKSUM_ALGORITHMS.length * 3);
+    expect(compared).toBe(CONFIGS.length * 2 * CHECKSUM_ALGORITHMS.length * 6);
   });
 
   it('matches getSignedUrl on random keys of any characters (seeded)', async () => {
