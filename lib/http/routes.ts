@@ -5,6 +5,7 @@ import {
   createMultipartBody,
   keyQuery,
   partPath,
+  signPartQuery,
   uploadPath,
 } from '../companion/schemas.ts';
 import { startExportBody } from '../exports/schemas.ts';
@@ -380,8 +381,9 @@ export const ROUTES = {
     handler: 'functions/s3-multipart-sign-part.ts',
     iam: [...TOKEN, 'jobsRead', 'uploadsWrite'],
     path: partPath,
-    query: keyQuery,
-    summary: 'Companion: a presigned URL for one part',
+    query: signPartQuery,
+    summary:
+      'Companion: a presigned URL for one part (binding its checksum, for an upload with a checksum algorithm)',
     ok: { 200: { description: 'the part URL', schema: companion.signPartResponse } },
     errors: [400, 401, 404, 409],
   },
