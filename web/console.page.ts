@@ -13,7 +13,8 @@ import Dashboard from '@uppy/dashboard';
 import GoldenRetriever from '@uppy/golden-retriever';
 import { IDEMPOTENCY_KEY_METADATA_FIELD } from '../common/idempotency.ts';
 import { type JobStatus, TERMINAL_STATUSES } from '../common/statuses.ts';
-import ParallelMultipart from './parallel-multipart.ts';
+import ParallelMultipart, { type MultipartState } from './parallel-multipart.ts';
+import { CONSOLE_CHECKSUM_ALGORITHM } from './part-checksums.ts';
 import { consoleChunkSize, type ListedPart, matchParts } from './part-match.ts';
 
 const API = window.location.origin;
@@ -27,6 +28,8 @@ interface Job {
   /** An upload's declared size (0 for one from Uppy that did not say it). */
   size: number;
   format?: string;
+  /** The checksum an upload's parts and completion carry, when it was created with one. */
+  checksumAlgorithm?: string;
   progress: { partsDone: number; partCount: number; bytesDone: number; bytesTotal: number };
   createdAt: string;
   downloadUrl?: string;
@@ -236,7 +239,13 @@ function startUppy(username: string) {
     // Companion's S3 routes on this origin, every file as a multipart upload job (small ones too),
     // several parts at once (web/parallel-multipart.ts), cut by the console's own plan, which
     // web/part-match.ts checks against.
-    .use(ParallelMultipart, { endpoint: API, chunkSize: consoleChunkSize })
+    // Each part checked by S3 against its CRC32 from the local file, and the whole file at completion
+    // (web/part-checksums.ts).
+    .use(ParallelMultipart, {
+      endpoint: API,
+      chunkSize: consoleChunkSize,
+      checksumAlgorithm: CONSOLE_CHECKSUM_ALGORITHM,
+    })
     // A page closed or crashed mid-upload: opened again, the Dashboard shows its files, and each
     // resumes its upload job from the parts S3 holds (Uppy keeps the job's key and id per file). Files
     // up to 10 MiB come back whole (IndexedDB); larger ones must be picked again, and then resume.
@@ -356,7 +365,11 @@ async function offerHeldUpload(file: ConsoleFile, { jobId, key }: CreateRefusal)
     false,
     [
       button('Resume it here', async () => {
-        uppy?.setFileState(file.id, { s3Multipart: { key, uploadId: jobId } });
+        const state: MultipartState = { key, uploadId: jobId };
+        // An upload created with checksums (by a page of this version) wants one with every part.
+        if (job.checksumAlgorithm === CONSOLE_CHECKSUM_ALGORITHM)
+          state.checksumAlgorithm = CONSOLE_CHECKSUM_ALGORITHM;
+        uppy?.setFileState(file.id, { s3Multipart: state });
         notify(`resuming upload job ${jobId}: sending what S3 lacks of ${name}`);
         send();
       }),

@@ -17,9 +17,16 @@
  * POST /s3/multipart/{uploadId}/complete?key= {parts}; a cancel or a removed file sends DELETE
  * /s3/multipart/{uploadId}?key=. At most `partsInFlight` PUTs run at once over all files: a browser
  * opens six connections to one origin.
+ *
+ * With `checksumAlgorithm` (the console's), the create asks for it in the metadata, each part's URL is
+ * asked for with the part's CRC (`&checksum=`) and its PUT carries the header the answer names, and the
+ * completion sends the whole file's CRC: the service's Companion routes take these, Companion does not.
  */
 import { BasePlugin, EventManager, type PluginOpts, type Uppy, type UppyFile } from '@uppy/core';
 import { fetcher, filterFilesToEmitUploadStarted, filterFilesToUpload } from '@uppy/core/utils';
+import type { CrcAlgorithm } from '../common/checksum-model.ts';
+import { FullObjectCrc } from '../common/crc-combine.ts';
+import { crc32Base64 } from './part-checksums.ts';
 
 type Meta = Record<string, unknown>;
 type Body = Record<string, never>;
@@ -32,6 +39,19 @@ export interface ParallelMultipartOptions extends PluginOpts {
   chunkSize: (size: number) => number;
   /** Part PUTs in flight at once, over all files (default 6). */
   partsInFlight?: number;
+  /**
+   * Creates uploads checked with this checksum (web/part-checksums.ts): each part URL binds its
+   * part's CRC, and the completion names the whole file's. Only CRC32 is computed here.
+   */
+  checksumAlgorithm?: Extract<CrcAlgorithm, 'CRC32'>;
+}
+
+/** A file's upload as its `s3Multipart` state keeps it (Golden Retriever stores it with the file). */
+export interface MultipartState {
+  key: string;
+  uploadId: string;
+  /** Set when the upload was created with one: its parts and its completion carry checksums. */
+  checksumAlgorithm?: 'CRC32';
 }
 
 /** A request to the Companion routes that did not succeed: says which, and what it answered. */
@@ -164,6 +184,8 @@ class FileUpload {
   private readonly etags: (string | undefined)[];
   /** Bytes of each part sent so far (its XHR's progress), by index. */
   private readonly sent: number[];
+  /** Each part's checksum (base64) once computed, by index: for its URL and the whole file's. */
+  private readonly checksums: (string | undefined)[];
   private readonly events: EventManager<Meta, Body>;
   private attempt: AbortController | undefined;
   private ended = false;
@@ -184,6 +206,7 @@ class FileUpload {
     this.count = Math.max(1, Math.ceil(size / this.chunk));
     this.etags = new Array(this.count).fill(undefined);
     this.sent = new Array(this.count).fill(0);
+    this.checksums = new Array(this.count).fill(undefined);
     this.events = new EventManager(plugin.uppy);
     const id = file.id;
     this.events.onFilePause(id, (paused) => (paused ? this.pause() : void this.start()));
@@ -196,7 +219,7 @@ class FileUpload {
   }
 
   private get state() {
-    return this.file.s3Multipart as { key: string; uploadId: string } | undefined;
+    return this.file.s3Multipart as MultipartState | undefined;
   }
 
   private query() {
@@ -217,11 +240,15 @@ class FileUpload {
       if (this.state?.uploadId) await this.syncParts(signal);
       else await this.create(signal);
       await this.sendParts(signal);
+      const checksum = await this.wholeFileChecksum();
       const { location } = await this.plugin.call<{ location: string }>(
         'completing the upload',
         'POST',
         `/multipart/${encodeURIComponent(this.state!.uploadId)}/complete${this.query()}`,
-        { parts: this.etags.map((etag, index) => ({ PartNumber: index + 1, ETag: etag })) },
+        {
+          parts: this.etags.map((etag, index) => ({ PartNumber: index + 1, ETag: etag })),
+          ...(checksum ? { checksum } : {}),
+        },
         signal,
       );
       this.finish(location);
@@ -260,6 +287,7 @@ class FileUpload {
   }
 
   private async create(signal: AbortSignal) {
+    const { checksumAlgorithm } = this.plugin.opts;
     const { key, uploadId } = await this.plugin.call<{ key: string; uploadId: string }>(
       'creating the upload',
       'POST',
@@ -267,11 +295,11 @@ class FileUpload {
       {
         filename: this.file.name,
         type: this.file.type || 'application/octet-stream',
-        metadata: this.file.meta,
+        metadata: { ...this.file.meta, ...(checksumAlgorithm ? { checksumAlgorithm } : {}) },
       },
       signal,
     );
-    this.setState({ key, uploadId });
+    this.setState({ key, uploadId, ...(checksumAlgorithm ? { checksumAlgorithm } : {}) });
   }
 
   /** Marks the parts S3 already holds as sent (a resume). */
@@ -316,6 +344,33 @@ class FileUpload {
     return { start: index * this.chunk, end: Math.min(size, (index + 1) * this.chunk) };
   }
 
+  private part(index: number): Blob {
+    const { start, end } = this.range(index);
+    return this.bytes()!.slice(start, end);
+  }
+
+  /** A part's checksum, for an upload created with one (computed once, from the local file). */
+  private async checksum(index: number): Promise<string | undefined> {
+    if (!this.state?.checksumAlgorithm) return undefined;
+    this.checksums[index] ??= await crc32Base64(this.part(index));
+    return this.checksums[index];
+  }
+
+  /**
+   * The whole file's CRC from its parts' (those S3 held before this page included: read again from
+   * the local file), for S3 to check the object against. A part S3 holds that is not this file's
+   * then fails the completion (409 ChecksumMismatch) instead of becoming part of the file.
+   */
+  private async wholeFileChecksum(): Promise<string | undefined> {
+    if (!this.state?.checksumAlgorithm) return undefined;
+    const whole = new FullObjectCrc(this.state.checksumAlgorithm);
+    for (let index = 0; index < this.count; index++) {
+      const { start, end } = this.range(index);
+      whole.append((await this.checksum(index))!, end - start);
+    }
+    return whole.digest();
+  }
+
   /** Sends every part S3 lacks, several at once; the first to fail stops the others. */
   private async sendParts(signal: AbortSignal) {
     const left = this.etags.flatMap((etag, index) => (etag === undefined ? [index] : []));
@@ -350,18 +405,22 @@ class FileUpload {
   }
 
   private async sendPart(index: number, signal: AbortSignal) {
-    const { uploadId } = this.state!;
-    const { url } = await this.plugin.call<{ url: string }>(
+    const { uploadId, key } = this.state!;
+    const checksum = await this.checksum(index);
+    signal.throwIfAborted();
+    const { url, headers } = await this.plugin.call<{ url: string; headers?: Record<string, string> }>(
       `signing part ${index + 1}`,
       'GET',
-      `/multipart/${encodeURIComponent(uploadId)}/${index + 1}${this.query()}`,
+      `/multipart/${encodeURIComponent(uploadId)}/${index + 1}?${new URLSearchParams({ key, ...(checksum ? { checksum } : {}) })}`,
       undefined,
       signal,
     );
     const { start, end } = this.range(index);
     const xhr = await fetcher(url, {
       method: 'PUT',
-      body: this.bytes()!.slice(start, end),
+      body: this.part(index),
+      // The part's checksum header, exactly as its URL was signed with it.
+      ...(headers ? { headers } : {}),
       signal,
       retries: 3,
       // S3's own faults and throttling are worth another try; a refusal (an expired URL) is not.
@@ -380,7 +439,7 @@ class FileUpload {
     this.progress();
   }
 
-  private setState(state: { key: string; uploadId: string } | undefined) {
+  private setState(state: MultipartState | undefined) {
     this.plugin.uppy.setFileState(this.file.id, { s3Multipart: state });
     this.file = (this.plugin.uppy.getFile(this.file.id) as File | undefined) ?? this.file;
   }

@@ -15,6 +15,7 @@
  */
 import { createMD5 } from 'hash-wasm';
 import { MAX_PARTS, MIN_PART_SIZE, MiB } from '../common/part-plan.ts';
+import { hexDigestOf } from './part-checksums.ts';
 
 /**
  * The console's part size for a file: about a sixteenth of it, from 5 MiB (S3's smallest part) to
@@ -39,15 +40,7 @@ export type PartMatch = { same: true; parts: number } | { same: false; partNumbe
 
 /** Hex MD5 of a blob, read a slice at a time: a part may be hundreds of MiB. */
 export async function md5Hex(blob: Blob): Promise<string> {
-  const hasher = await createMD5();
-  hasher.init();
-  const reader = blob.stream().getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    hasher.update(value);
-  }
-  return hasher.digest('hex');
+  return hexDigestOf(await createMD5(), blob);
 }
 
 /** Compares the parts S3 holds with the same ranges of `file`; the first that differs says why. */

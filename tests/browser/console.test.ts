@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Locator, Page, Route } from 'playwright-core';
+import { checksumOf } from '../../common/checksums.ts';
 import { MiB } from '../../common/part-plan.ts';
 import { artifactsDir, CHROMIUM_PATH, hasChromium, launchBrowser } from '../support/browser.ts';
 import { expectSameBytes } from '../support/bytes.ts';
-import { putPart, testBucket } from '../support/s3.ts';
+import { testBucket } from '../support/s3.ts';
 import { testStack } from '../support/stack-env.ts';
 import { createTestUser } from '../support/users.ts';
 
@@ -415,6 +416,86 @@ describeWithChromium(title, () => {
     await page.close();
   }, 60_000);
 
+  it('checks every part and the whole file: each PUT carries the CRC32 its URL binds, the completion the file’s', async () => {
+    const user = await createTestUser('crc');
+    const name = `crc-${randomUUID().slice(0, 8)}.txt`;
+    const file = text.subarray(0, 11 * MiB);
+    const page = await browser.context.newPage();
+    const puts: { partNumber: number; header?: string; signed: string }[] = [];
+    let completion: { checksum?: string } | undefined;
+    page.on('request', (request) => {
+      const url = new URL(request.url());
+      if (request.method() === 'PUT' && url.searchParams.has('uploadId')) {
+        puts.push({
+          partNumber: Number(url.searchParams.get('partNumber')),
+          header: request.headers()['x-amz-checksum-crc32'],
+          signed: url.searchParams.get('X-Amz-SignedHeaders') ?? '',
+        });
+      }
+      if (request.method() === 'POST' && url.pathname.endsWith('/complete'))
+        completion = request.postDataJSON();
+    });
+    await signIn(page, user);
+    await addFile(page, name, file);
+    const row = jobRow(page, name, /upload/).filter({ hasText: 'COMPLETED' });
+    await waitForText(row, 'COMPLETED', 30_000);
+
+    const parts = [file.subarray(0, 5 * MiB), file.subarray(5 * MiB, 10 * MiB), file.subarray(10 * MiB)];
+    expect(puts.sort((a, b) => a.partNumber - b.partNumber)).toEqual(
+      await Promise.all(
+        parts.map(async (part, index) => ({
+          partNumber: index + 1,
+          header: await checksumOf('CRC32', part),
+          signed: 'host;x-amz-checksum-crc32',
+        })),
+      ),
+    );
+    const whole = await checksumOf('CRC32', file);
+    expect(completion?.checksum).toBe(whole);
+    const jobId = await row.first().getAttribute('data-job-id');
+    const job = await fetch(`${testStack().apiUrl}/jobs/${jobId}`, {
+      headers: { authorization: `Bearer ${await user.token()}` },
+    });
+    expect(((await job.json()) as { job: { checksumAlgorithm: string } }).job.checksumAlgorithm).toBe(
+      'CRC32',
+    );
+    expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, file);
+    await page.close();
+  }, 60_000);
+
+  (testStack().emulator?.s3 === 'localstack' ? it : it.skip)(
+    'a part whose bytes change on the way is refused by S3 (BadDigest), and the retry sends it right (LocalStack: moto checks no checksum)',
+    async () => {
+      const user = await createTestUser('flip');
+      const name = `flip-${randomUUID().slice(0, 8)}.txt`;
+      const file = text.subarray(0, 11 * MiB);
+      const page = await browser.context.newPage();
+      await signIn(page, user);
+      // Part 2 leaves the page with one bit flipped, as a faulty proxy or NIC would pass it on.
+      const flipped = Buffer.from(file.subarray(5 * MiB, 10 * MiB));
+      flipped[1_234_567]! ^= 0x04;
+      const partTwo = (url: URL) =>
+        url.searchParams.get('partNumber') === '2' && url.searchParams.has('uploadId');
+      let corrupted = 0;
+      await page.route(partTwo, (route) => {
+        corrupted++;
+        return route.continue({ postData: flipped });
+      });
+      await addFile(page, name, file);
+      // S3 answers 400 BadDigest; LocalStack's answer carries no CORS headers, so the page sees a
+      // network error (and its retries are corrupted too).
+      expect(await waitForText(page.locator('#notice'), name, 30_000)).toMatch(new RegExp(`^${name}: `));
+      expect(corrupted).toBeGreaterThanOrEqual(1);
+      expect(await testBucket().head(`uploads/${user.username}/${name}`)).toBeUndefined();
+      await page.unroute(partTwo);
+      await page.locator('.uppy-StatusBar-actionBtn--retry').click();
+      await waitForText(jobRow(page, name, /upload/).filter({ hasText: 'COMPLETED' }), 'COMPLETED', 30_000);
+      expectSameBytes((await testBucket().getObjectBytes(`uploads/${user.username}/${name}`))!, file);
+      await page.close();
+    },
+    60_000,
+  );
+
   it('a file whose name is already in the files: refused with a notice, replaced on request', async () => {
     const user = await createTestUser('replace');
     const name = `same-${randomUUID().slice(0, 8)}.txt`;
@@ -572,12 +653,19 @@ describeWithChromium(title, () => {
     ).json()) as { jobs: { jobId: string; status: string }[] };
     const old = jobs.find((job) => job.status === 'UPLOADING')!;
     const key = `uploads/${user.username}/${name}`;
+    // The console's uploads check every part's CRC32: this part's URL binds its own.
+    const otherPart = randomBytes(6 * MiB);
+    const checksum = await checksumOf('CRC32', otherPart);
     const signed = (await (
-      await fetch(`${testStack().apiUrl}/s3/multipart/${old.jobId}/1?${new URLSearchParams({ key })}`, {
-        headers: auth,
-      })
-    ).json()) as { url: string };
-    await putPart(signed.url, randomBytes(6 * MiB));
+      await fetch(
+        `${testStack().apiUrl}/s3/multipart/${old.jobId}/1?${new URLSearchParams({ key, checksum })}`,
+        {
+          headers: auth,
+        },
+      )
+    ).json()) as { url: string; headers: Record<string, string> };
+    const put = await fetch(signed.url, { method: 'PUT', body: otherPart, headers: signed.headers });
+    expect(put.status).toBe(200);
 
     const second = await reopen(user);
     await second.page.locator('.uppy-StatusBar-actionBtn--upload').click();
