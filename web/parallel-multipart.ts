@@ -27,6 +27,7 @@ import { fetcher, filterFilesToEmitUploadStarted, filterFilesToUpload } from '@u
 import type { CrcAlgorithm } from '../common/checksum-model.ts';
 import { FullObjectCrc } from '../common/crc-combine.ts';
 import { crc32Base64 } from './part-checksums.ts';
+import { type ListedPart, md5Hex } from './part-match.ts';
 
 type Meta = Record<string, unknown>;
 type Body = Record<string, never>;
@@ -57,9 +58,13 @@ export interface MultipartState {
 /** A request to the Companion routes that did not succeed: says which, and what it answered. */
 class CompanionError extends Error {
   readonly status: number;
-  constructor(what: string, status: number, statusText: string) {
-    super(`${what} failed: ${status} ${statusText}`);
+  /** The service's error code (its JSON error shape), when it answered one. */
+  readonly code: string | undefined;
+  constructor(what: string, status: number, statusText: string, error?: { code?: string; message?: string }) {
+    // The service's own words (e.g. which part differs) over the bare status text.
+    super(`${what} failed: ${status} ${error?.message ?? statusText}`);
     this.status = status;
+    this.code = error?.code;
   }
 }
 
@@ -167,7 +172,12 @@ export default class ParallelMultipart extends BasePlugin<ParallelMultipartOptio
         : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
       ...(signal ? { signal } : {}),
     });
-    if (!response.ok) throw new CompanionError(what, response.status, response.statusText);
+    if (!response.ok) {
+      const answer = (await response.json().catch(() => undefined)) as
+        | { error?: { code?: string; message?: string } }
+        | undefined;
+      throw new CompanionError(what, response.status, response.statusText, answer?.error);
+    }
     return (await response.json()) as T;
   }
 
@@ -240,17 +250,19 @@ class FileUpload {
       if (this.state?.uploadId) await this.syncParts(signal);
       else await this.create(signal);
       await this.sendParts(signal);
-      const checksum = await this.wholeFileChecksum();
-      const { location } = await this.plugin.call<{ location: string }>(
-        'completing the upload',
-        'POST',
-        `/multipart/${encodeURIComponent(this.state!.uploadId)}/complete${this.query()}`,
-        {
-          parts: this.etags.map((etag, index) => ({ PartNumber: index + 1, ETag: etag })),
-          ...(checksum ? { checksum } : {}),
-        },
-        signal,
-      );
+      let location: string;
+      try {
+        location = await this.complete(signal);
+      } catch (error) {
+        // S3 holds a part that is not this file's: resumed parts are taken by their size, and an
+        // earlier page may have sent another file of this name and size. Those parts go again.
+        if (!(error instanceof CompanionError && error.code === 'ChecksumMismatch')) throw error;
+        const foreign = await this.partsNotOfThisFile(signal);
+        if (foreign.length === 0) throw error;
+        for (const index of foreign) this.etags[index] = undefined;
+        await this.sendParts(signal);
+        location = await this.complete(signal);
+      }
       this.finish(location);
     } catch (error) {
       // A pause, a newer attempt, a cancel: not a failure.
@@ -261,6 +273,48 @@ class FileUpload {
 
   pause() {
     this.attempt?.abort();
+  }
+
+  /** Completes from the parts sent, naming the whole file's checksum when the upload has one. */
+  private async complete(signal: AbortSignal): Promise<string> {
+    const checksum = await this.wholeFileChecksum();
+    const { location } = await this.plugin.call<{ location: string }>(
+      'completing the upload',
+      'POST',
+      `/multipart/${encodeURIComponent(this.state!.uploadId)}/complete${this.query()}`,
+      {
+        parts: this.etags.map((etag, index) => ({ PartNumber: index + 1, ETag: etag })),
+        ...(checksum ? { checksum } : {}),
+      },
+      signal,
+    );
+    return location;
+  }
+
+  /**
+   * The parts S3 holds whose ETag is not the MD5 of the same range of the local file (web/part-match.ts
+   * has the S3 model), by index: after S3 found the whole file's checksum wrong.
+   */
+  private async partsNotOfThisFile(signal: AbortSignal): Promise<number[]> {
+    const listed = await this.listParts(signal);
+    const foreign: number[] = [];
+    for (const part of listed) {
+      const index = part.PartNumber - 1;
+      if (index < 0 || index >= this.count) continue;
+      const etag = part.ETag.replace(/^"|"$/g, '').toLowerCase();
+      if (etag !== (await md5Hex(this.part(index)))) foreign.push(index);
+    }
+    return foreign;
+  }
+
+  private listParts(signal: AbortSignal) {
+    return this.plugin.call<ListedPart[]>(
+      'listing the parts',
+      'GET',
+      `/multipart/${encodeURIComponent(this.state!.uploadId)}${this.query()}`,
+      undefined,
+      signal,
+    );
   }
 
   /** The file was removed or every upload cancelled: stop, and end the upload job (its parts go too). */
@@ -305,13 +359,7 @@ class FileUpload {
   /** Marks the parts S3 already holds as sent (a resume). */
   private async syncParts(signal: AbortSignal) {
     const path = `/multipart/${encodeURIComponent(this.state!.uploadId)}${this.query()}`;
-    const parts = await this.plugin.call<{ PartNumber: number; ETag: string; Size: number }[]>(
-      'listing the parts',
-      'GET',
-      path,
-      undefined,
-      signal,
-    );
+    const parts = await this.listParts(signal);
     const length = (index: number) => this.range(index).end - this.range(index).start;
     const cutOtherwise = parts.some((part) => {
       const index = part.PartNumber - 1;

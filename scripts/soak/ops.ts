@@ -340,18 +340,26 @@ async function formUpload(ctx: OpContext): Promise<string> {
   return `${label}: ${response.status} ${body?.error?.code ?? ''}`.trim();
 }
 
+const POLL_MS = 250;
+const OUTAGE_POLL_MS = 5000;
+
 /** Polls GET /jobs/{id} until the job ends or `ms` pass; the last status seen. */
 async function waitForEnd(ctx: OpContext, jobId: string, ms: number): Promise<string> {
   const deadline = Date.now() + ms;
   let status = 'unknown';
+  // Every 250 ms while the API answers; while it does not (a crash), less and less often, up to 5 s
+  // apart: each poll is retried by the client, and thousands of them only add noise to the report.
+  let pause = POLL_MS;
   while (Date.now() < deadline) {
     try {
       status = (await ctx.user.client.getJob(jobId)).status;
+      pause = POLL_MS;
     } catch (error) {
       status = outcomeOf(error);
+      pause = Math.min(pause * 2, OUTAGE_POLL_MS);
     }
     if (TERMINAL_STATUSES.has(status as JobStatus)) return status;
-    await sleep(250);
+    await sleep(Math.min(pause, Math.max(0, deadline - Date.now())));
   }
   return `still ${status}`;
 }

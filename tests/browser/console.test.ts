@@ -679,6 +679,50 @@ describeWithChromium(title, () => {
     await second.page.close();
   }, 120_000);
 
+  (testStack().emulator?.s3 === 'localstack' ? it : it.skip)(
+    'a file from a closed page whose upload S3 holds a part of another file for: S3 refuses the completion, the page sends that part again (LocalStack)',
+    async () => {
+      const user = await createTestUser('foreign');
+      const name = `foreign-${randomUUID().slice(0, 8)}.txt`;
+      const file = text.subarray(0, 9 * MiB);
+      await closeMidUpload(user, { name, mimeType: 'text/plain', buffer: file }, true);
+      // Part 1 replaced by 5 MiB of another file, sent right (its own checksum): the sizes fit, so
+      // the reopened page takes it for its own until S3 checks the whole file.
+      const auth = { authorization: `Bearer ${await user.token()}` };
+      const { jobs } = (await (
+        await fetch(`${testStack().apiUrl}/jobs?type=upload`, { headers: auth })
+      ).json()) as {
+        jobs: { jobId: string; status: string }[];
+      };
+      const held = jobs.find((job) => job.status === 'UPLOADING')!;
+      const key = `uploads/${user.username}/${name}`;
+      const other = randomBytes(5 * MiB);
+      const checksum = await checksumOf('CRC32', other);
+      const signed = (await (
+        await fetch(
+          `${testStack().apiUrl}/s3/multipart/${held.jobId}/1?${new URLSearchParams({ key, checksum })}`,
+          {
+            headers: auth,
+          },
+        )
+      ).json()) as { url: string; headers: Record<string, string> };
+      expect((await fetch(signed.url, { method: 'PUT', body: other, headers: signed.headers })).status).toBe(
+        200,
+      );
+
+      const second = await reopen(user);
+      await second.page.locator('.uppy-StatusBar-actionBtn--upload').click();
+      const done = jobRow(second.page, name, /upload/).filter({ hasText: 'COMPLETED' });
+      await waitForText(done, 'COMPLETED', 30_000);
+      // Part 2, then part 1 again once the completion was refused; the same job throughout.
+      expect(second.sent).toEqual({ parts: [1, 2], creates: 0 });
+      expect(await done.first().getAttribute('data-job-id')).toBe(held.jobId);
+      expectSameBytes((await testBucket().getObjectBytes(key))!, file);
+      await second.page.close();
+    },
+    120_000,
+  );
+
   it('a file from a closed page whose upload job has ended since is sent again from the start', async () => {
     const user = await createTestUser('restart');
     const name = `restart-${randomUUID().slice(0, 8)}.txt`;
