@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
 import { S3Client } from '@aws-sdk/client-s3';
 import { checksumOf } from '../../common/checksums.ts';
 import { CLIENT_TIMEOUTS, clientTimeouts, guardResponseStreams } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
+import { gzipMembers } from '../../lib/exports/gzip-members.ts';
+import { REOPENS_PER_READ } from '../../lib/exports/sequential-reads.ts';
 import { FileStore } from '../../lib/storage/file-store.ts';
 import { type FaultProxy, startFaultProxy } from '../../scripts/fault-proxy.ts';
 import { testStack } from '../support/stack-env.ts';
@@ -65,4 +68,62 @@ it("the service's S3 clients: the reader gets the error, and nothing is left unc
   const result = await bodyCutBeforeItIsRead(storeThroughProxy());
   expect(result.error).toMatch(/aborted|ECONNRESET|premature/i);
   expect(result.read).toBeLessThan(result.total);
+});
+
+/**
+ * The gzip export reads its source with one GET (lib/exports/sequential-reads.ts). A connection that
+ * breaks mid-body is opened again where it broke, so the members come out whole and in order; one
+ * that keeps breaking fails the read after REOPENS_PER_READ more tries, instead of looping.
+ */
+describe('the gzip export’s source read, through connections that break mid-body', () => {
+  const source = Buffer.from(
+    Array.from({ length: 8 * 16_384 }, (_, i) => `${`line ${i} `.padEnd(63, '.')}\n`).join(''),
+  );
+  const range = { from: 0, size: source.length, stepSize: 2 * 2 ** 20, threads: 2, sliceTarget: 512 * 1024 };
+
+  async function membersThroughProxy(cut: { cutAfterBytes: number; match: RegExp }) {
+    const store = storeThroughProxy();
+    const key = `response-streams/${randomBytes(4).toString('hex')}.bin`;
+    await store.putObject(key, source, undefined, {
+      algorithm: 'CRC32',
+      value: await checksumOf('CRC32', source),
+    });
+    const opened: number[] = [];
+    await proxy.set('cut', { ...cut, killExisting: true });
+    const members: Buffer[] = [];
+    try {
+      for await (const member of gzipMembers((start, end) => {
+        opened.push(start);
+        return store.streamRange(key, start, end);
+      }, range))
+        members.push(member.bytes);
+      return { opened, output: Buffer.concat(members) };
+    } catch (error) {
+      return { opened, error: (error as Error).message };
+    } finally {
+      await proxy.set('pass', { killExisting: true });
+    }
+  }
+
+  it('a GET cut mid-body is opened again where it broke, and the members are whole', async () => {
+    // Only the first GET (its Range starts at 0) is cut; the one opened again passes.
+    const { opened, output, error } = await membersThroughProxy({
+      cutAfterBytes: 1.5 * 2 ** 20,
+      match: /range: bytes=0-/i,
+    });
+    expect(error).toBeUndefined();
+    expect(opened).toHaveLength(2);
+    expect(opened[0]).toBe(0);
+    // Where the client had read to when the reset came (it may lose what it had not read yet).
+    expect(opened[1]).toBeGreaterThan(0);
+    expect(opened[1]).toBeLessThanOrEqual(1.5 * 2 ** 20);
+    expect(gunzipSync(output!).equals(source)).toBe(true);
+  });
+
+  it(`a GET that breaks each time it is opened fails the read after ${REOPENS_PER_READ} more tries`, async () => {
+    const { opened, error } = await membersThroughProxy({ cutAfterBytes: 256 * 1024, match: /^GET /m });
+    expect(error).toMatch(/aborted|ECONNRESET|socket hang up|premature/i);
+    // The first step's read: its GET and REOPENS_PER_READ more, each cut before the step's 2 MiB.
+    expect(opened).toHaveLength(1 + REOPENS_PER_READ);
+  });
 });
