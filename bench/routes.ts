@@ -21,7 +21,9 @@
  * each middleware is bench/route-stack.ts.
  *
  * Options: --n <requests per target per round> (default 200), --rounds (3), --warmup (30),
- * --seconds <bound per target per round> (60), --verbose (serverless-offline's log).
+ * --seconds <bound per target per round> (60), --verbose (serverless-offline's log), --in-process
+ * (serverless-offline runs every handler in its own process, `--useInProcess`, instead of a worker
+ * thread per function: what its worker threads cost an I/O-waiting handler).
  */
 import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
@@ -47,6 +49,7 @@ const { values: flags } = parseArgs({
     warmup: { type: 'string', default: '30' },
     seconds: { type: 'string', default: '60' },
     verbose: { type: 'boolean', default: false },
+    'in-process': { type: 'boolean', default: false },
   },
 });
 const N = Number(flags.n);
@@ -210,7 +213,12 @@ await withCleanup(async (defer) => {
   defer(stack.stop);
   const servicePath = await serviceWithHello('bench', stack.handlerEnv);
   defer(() => rmSync(servicePath, { recursive: true, force: true }));
-  const api = await startOffline('bench', stack.handlerEnv, { servicePath }, remember);
+  const api = await startOffline(
+    'bench',
+    stack.handlerEnv,
+    { servicePath, inProcess: flags['in-process'] },
+    remember,
+  );
   defer(api.stop);
   const apiUrl = api.apiUrl;
   const token = await signIn(apiUrl);
@@ -312,7 +320,7 @@ await withCleanup(async (defer) => {
   const job = p50('GET /jobs/{id}');
   const item = p50('GetItem (DynamoDB Local)');
   console.log(
-    `\n${N} sequential requests per target per round, best p50 of ${ROUNDS} rounds (its round's p90):`,
+    `\n${N} sequential requests per target per round, best p50 of ${ROUNDS} rounds (its round's p90); handlers ${flags['in-process'] ? "in serverless-offline's process (--in-process)" : "in serverless-offline's worker threads"}:`,
   );
   for (const [name, result] of best) {
     console.log(
@@ -331,7 +339,7 @@ await withCleanup(async (defer) => {
   );
   const inWorker = getItemInWorker.sort((a, b) => a - b);
   console.log(
-    `  GetItem inside the worker thread p50 ${percentile(inWorker, 50).toFixed(2)} ms (all ${inWorker.length} calls of hello + GetItem); from here ${item.toFixed(2)} ms`,
+    `  GetItem inside the ${flags['in-process'] ? 'handler' : 'worker thread'} p50 ${percentile(inWorker, 50).toFixed(2)} ms (all ${inWorker.length} calls of hello + GetItem); from here ${item.toFixed(2)} ms`,
   );
   console.log(
     `  in-process GET /jobs/{id} - GetItem ${(p50('GET /jobs/{id} in-process') - item).toFixed(2)} ms  (the handler's own code: token check, view, middlewares)`,

@@ -319,6 +319,11 @@ export interface StackOptions {
    * caller breaks at will (`LocalStack.proxies`); `info` keeps the emulators' own endpoints.
    */
   faultProxies?: boolean;
+  /**
+   * Run handlers in serverless-offline's own process (`--useInProcess`) instead of its worker threads.
+   * Only for `bench/routes.ts --in-process`: every function then shares one process.env.
+   */
+  inProcess?: boolean;
 }
 
 export interface LocalStack {
@@ -424,6 +429,7 @@ export async function startOffline(
       String(httpPort),
       '--lambdaPort',
       String(lambdaPort),
+      ...(options.inProcess ? ['--useInProcess'] : []),
     ],
     {
       env: {
