@@ -168,7 +168,8 @@ export async function signPart(
   return {
     url: await fileStore().presignUnsizedUploadPart(job.key, job.uploadId!, partNumber, expires, bound),
     expires,
-    // Companion's answer may carry headers for the PUT; @uppy/aws-s3 sends them.
+    // The header the PUT must carry, as signed (the console's uploader sends it; @uppy/aws-s3 6 reads
+    // only `url`, which is why its uploads cannot have an algorithm).
     ...(bound ? { headers: { [checksumHeader(bound.algorithm)]: bound.value } } : {}),
   };
 }
