@@ -24,10 +24,9 @@
  */
 import { BasePlugin, EventManager, type PluginOpts, type Uppy, type UppyFile } from '@uppy/core';
 import { fetcher, filterFilesToEmitUploadStarted, filterFilesToUpload } from '@uppy/core/utils';
-import type { CrcAlgorithm } from '../common/checksum-model.ts';
 import { FullObjectCrc } from '../common/crc-combine.ts';
-import { crc32Base64 } from './part-checksums.ts';
-import { type ListedPart, md5Hex } from './part-match.ts';
+import { type ComputedChecksumAlgorithm, crc32Base64 } from './part-checksums.ts';
+import { etagIsMd5Of, type ListedPart } from './part-match.ts';
 
 type Meta = Record<string, unknown>;
 type Body = Record<string, never>;
@@ -44,7 +43,7 @@ export interface ParallelMultipartOptions extends PluginOpts {
    * Creates uploads checked with this checksum (web/part-checksums.ts): each part URL binds its
    * part's CRC, and the completion names the whole file's. Only CRC32 is computed here.
    */
-  checksumAlgorithm?: Extract<CrcAlgorithm, 'CRC32'>;
+  checksumAlgorithm?: ComputedChecksumAlgorithm;
 }
 
 /** A file's upload as its `s3Multipart` state keeps it (Golden Retriever stores it with the file). */
@@ -52,7 +51,7 @@ export interface MultipartState {
   key: string;
   uploadId: string;
   /** Set when the upload was created with one: its parts and its completion carry checksums. */
-  checksumAlgorithm?: 'CRC32';
+  checksumAlgorithm?: ComputedChecksumAlgorithm;
 }
 
 /** A request to the Companion routes that did not succeed: says which, and what it answered. */
@@ -301,8 +300,7 @@ class FileUpload {
     for (const part of listed) {
       const index = part.PartNumber - 1;
       if (index < 0 || index >= this.count) continue;
-      const etag = part.ETag.replace(/^"|"$/g, '').toLowerCase();
-      if (etag !== (await md5Hex(this.part(index)))) foreign.push(index);
+      if (!(await etagIsMd5Of(part.ETag, this.part(index)))) foreign.push(index);
     }
     return foreign;
   }

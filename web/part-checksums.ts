@@ -15,6 +15,8 @@ import { crcToBase64 } from '../common/crc-combine.ts';
 
 /** What the console asks every upload it creates to be checked with. */
 export const CONSOLE_CHECKSUM_ALGORITHM = 'CRC32' satisfies CrcAlgorithm;
+/** The one algorithm computed here (crc32Base64). */
+export type ComputedChecksumAlgorithm = typeof CONSOLE_CHECKSUM_ALGORITHM;
 
 /** Feeds a blob to a hash-wasm hasher a slice at a time (a part may be 64 MiB); gives its hex digest. */
 export async function hexDigestOf(hasher: IHasher, blob: Blob): Promise<string> {

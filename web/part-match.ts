@@ -43,6 +43,18 @@ export async function md5Hex(blob: Blob): Promise<string> {
   return hexDigestOf(await createMD5(), blob);
 }
 
+/** An ETag as S3 lists it (quoted or not), as the hex MD5 it is under SSE-S3; undefined when it is not one. */
+const md5OfEtag = (etag: string): string | undefined => {
+  const hex = etag.replace(/^"|"$/g, '').toLowerCase();
+  return /^[0-9a-f]{32}$/.test(hex) ? hex : undefined;
+};
+
+/** Whether the part S3 lists with this ETag holds exactly these bytes (see the top of this file). */
+export async function etagIsMd5Of(etag: string, bytes: Blob): Promise<boolean> {
+  const md5 = md5OfEtag(etag);
+  return md5 !== undefined && md5 === (await md5Hex(bytes));
+}
+
 /** Compares the parts S3 holds with the same ranges of `file`; the first that differs says why. */
 export async function matchParts(file: Blob, parts: ListedPart[]): Promise<PartMatch> {
   const chunk = consoleChunkSize(file.size);
@@ -60,11 +72,10 @@ export async function matchParts(file: Blob, parts: ListedPart[]): Promise<PartM
         why: `S3 holds ${part.Size} bytes, not ${end - start}`,
       };
     }
-    const etag = part.ETag.replace(/^"|"$/g, '').toLowerCase();
-    if (!/^[0-9a-f]{32}$/.test(etag)) {
+    if (md5OfEtag(part.ETag) === undefined) {
       return { same: false, partNumber: part.PartNumber, why: 'its ETag is not an MD5' };
     }
-    if ((await md5Hex(file.slice(start, end))) !== etag) {
+    if (!(await etagIsMd5Of(part.ETag, file.slice(start, end)))) {
       return { same: false, partNumber: part.PartNumber, why: 'its bytes differ' };
     }
   }

@@ -297,13 +297,23 @@ describe('Companion S3 multipart routes', () => {
     }
     const whole = new FullObjectCrc('CRC32');
     for (const [index, part] of parts.entries()) whole.append(crcs[index]!, part.length);
-    const done = await api(`/s3/multipart/${up.uploadId}/complete${q(up.key)}`, {
+    const completePath = `/s3/multipart/${up.uploadId}/complete${q(up.key)}`;
+    const listed = etags.map((ETag, index) => ({ PartNumber: index + 1, ETag }));
+    // A whole-file checksum that is not base64, or not a CRC32's length: 400, the upload stays open.
+    for (const [checksum, code] of [
+      ['not base64!', 'ValidationError'],
+      ['rosUhgp5mIg=', 'BadChecksum'],
+    ] as const) {
+      expectError(
+        await api(completePath, { method: 'POST', token: user.jwt, body: { parts: listed, checksum } }),
+        400,
+        code,
+      );
+    }
+    const done = await api(completePath, {
       method: 'POST',
       token: user.jwt,
-      body: {
-        parts: etags.map((ETag, index) => ({ PartNumber: index + 1, ETag })),
-        checksum: whole.digest(),
-      },
+      body: { parts: listed, checksum: whole.digest() },
     });
     expect(done.status).toBe(200);
     expect(done.body.job).toMatchObject({
@@ -326,5 +336,13 @@ describe('Companion S3 multipart routes', () => {
     const plain = await api(`/s3/multipart/${up.uploadId}/1${q(up.key)}`, { token: user.jwt });
     expect(plain.status).toBe(200);
     expect(plain.body.headers).toBeUndefined();
+    // Nor a whole-file checksum at completion.
+    const etag = await putPart(plain.body.url, randomBytes(1000));
+    const refused = await api(`/s3/multipart/${up.uploadId}/complete${q(up.key)}`, {
+      method: 'POST',
+      token: user.jwt,
+      body: { parts: [{ PartNumber: 1, ETag: etag }], checksum: 'y/Q5Jg==' },
+    });
+    expect(expectError(refused, 400, 'ValidationError').message).toMatch(/without a checksumAlgorithm/);
   });
 });
