@@ -214,6 +214,37 @@ async function reopen(user: { username: string }) {
   return { page, sent };
 }
 
+/**
+ * Puts `bytes` in S3 as part 1 of the user's upload in flight of `name`, as another client would: its
+ * URL asked for with the bytes' CRC32 (the console's uploads check every part). The job and its key.
+ */
+async function replacePartOne(
+  user: { username: string; token(): Promise<string> },
+  name: string,
+  bytes: Buffer,
+) {
+  const auth = { authorization: `Bearer ${await user.token()}` };
+  const { jobs } = (await (
+    await fetch(`${testStack().apiUrl}/jobs?type=upload`, { headers: auth })
+  ).json()) as {
+    jobs: { jobId: string; status: string }[];
+  };
+  const old = jobs.find((job) => job.status === 'UPLOADING')!;
+  const key = `uploads/${user.username}/${name}`;
+  const checksum = await checksumOf('CRC32', bytes);
+  const signed = (await (
+    await fetch(
+      `${testStack().apiUrl}/s3/multipart/${old.jobId}/1?${new URLSearchParams({ key, checksum })}`,
+      {
+        headers: auth,
+      },
+    )
+  ).json()) as { url: string; headers: Record<string, string> };
+  const put = await fetch(signed.url, { method: 'PUT', body: bytes, headers: signed.headers });
+  expect(put.status).toBe(200);
+  return { old, key, auth };
+}
+
 const jobRow = (page: Page, filename: string, kind: RegExp) =>
   page.locator('#jobs tbody tr').filter({ hasText: filename }).filter({ hasText: kind });
 
@@ -646,26 +677,7 @@ describeWithChromium(title, () => {
     const file = text.subarray(0, 9 * MiB);
     await closeMidUpload(user, { name, mimeType: 'text/plain', buffer: file }, true);
     // Part 1 again, 6 MiB instead of the console's 5: an upload cut another way (an earlier page).
-    const token = await user.token();
-    const auth = { authorization: `Bearer ${token}` };
-    const { jobs } = (await (
-      await fetch(`${testStack().apiUrl}/jobs?type=upload`, { headers: auth })
-    ).json()) as { jobs: { jobId: string; status: string }[] };
-    const old = jobs.find((job) => job.status === 'UPLOADING')!;
-    const key = `uploads/${user.username}/${name}`;
-    // The console's uploads check every part's CRC32: this part's URL binds its own.
-    const otherPart = randomBytes(6 * MiB);
-    const checksum = await checksumOf('CRC32', otherPart);
-    const signed = (await (
-      await fetch(
-        `${testStack().apiUrl}/s3/multipart/${old.jobId}/1?${new URLSearchParams({ key, checksum })}`,
-        {
-          headers: auth,
-        },
-      )
-    ).json()) as { url: string; headers: Record<string, string> };
-    const put = await fetch(signed.url, { method: 'PUT', body: otherPart, headers: signed.headers });
-    expect(put.status).toBe(200);
+    const { old, key, auth } = await replacePartOne(user, name, randomBytes(6 * MiB));
 
     const second = await reopen(user);
     await second.page.locator('.uppy-StatusBar-actionBtn--upload').click();
@@ -688,27 +700,7 @@ describeWithChromium(title, () => {
       await closeMidUpload(user, { name, mimeType: 'text/plain', buffer: file }, true);
       // Part 1 replaced by 5 MiB of another file, sent right (its own checksum): the sizes fit, so
       // the reopened page takes it for its own until S3 checks the whole file.
-      const auth = { authorization: `Bearer ${await user.token()}` };
-      const { jobs } = (await (
-        await fetch(`${testStack().apiUrl}/jobs?type=upload`, { headers: auth })
-      ).json()) as {
-        jobs: { jobId: string; status: string }[];
-      };
-      const held = jobs.find((job) => job.status === 'UPLOADING')!;
-      const key = `uploads/${user.username}/${name}`;
-      const other = randomBytes(5 * MiB);
-      const checksum = await checksumOf('CRC32', other);
-      const signed = (await (
-        await fetch(
-          `${testStack().apiUrl}/s3/multipart/${held.jobId}/1?${new URLSearchParams({ key, checksum })}`,
-          {
-            headers: auth,
-          },
-        )
-      ).json()) as { url: string; headers: Record<string, string> };
-      expect((await fetch(signed.url, { method: 'PUT', body: other, headers: signed.headers })).status).toBe(
-        200,
-      );
+      const { old: held, key } = await replacePartOne(user, name, randomBytes(5 * MiB));
 
       const second = await reopen(user);
       await second.page.locator('.uppy-StatusBar-actionBtn--upload').click();
