@@ -83,14 +83,20 @@ export interface StackInfo {
   emulator: Emulators['kinds'];
 }
 
-interface CfnResource {
+export interface CfnResource {
   Type: string;
   Properties: Record<string, unknown>;
 }
 
-interface ResolvedService {
-  provider: { environment: Record<string, string>; region: string };
+/** What `serverless print` gives: the parts of serverless.yml the local stack and its checks read. */
+export interface ResolvedService {
+  service: string;
+  provider: { environment: Record<string, string>; region: string; stage: string };
   resources: { Resources: Record<string, CfnResource> };
+  /** By function key; `iamRoleStatements` as serverless-iam-roles-per-function reads them. */
+  functions:
+    | Record<string, { iamRoleStatements?: unknown[] }>
+    | Record<string, { iamRoleStatements?: unknown[] }>[];
 }
 
 /**
@@ -328,6 +334,8 @@ export interface StackOptions {
 
 export interface LocalStack {
   info: StackInfo;
+  /** serverless.yml resolved for the stack's stage (`serverless print`). */
+  service: ResolvedService;
   /** The environment a handler sees: table and bucket names, endpoints, credentials. */
   handlerEnv: Record<string, string>;
   /** With `faultProxies`: the proxies in front of S3 and DynamoDB. */
@@ -398,7 +406,14 @@ export async function startLocalStack(options: StackOptions = {}): Promise<Local
         api = await startOffline(stage, handlerEnv, { ...options, lambdaPort, httpPort: api.httpPort }, log);
       };
     }
-    return { info, handlerEnv, ...(proxies ? { proxies } : {}), ...(crashApi ? { crashApi } : {}), stop };
+    return {
+      info,
+      service,
+      handlerEnv,
+      ...(proxies ? { proxies } : {}),
+      ...(crashApi ? { crashApi } : {}),
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;

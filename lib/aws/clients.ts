@@ -6,6 +6,7 @@ import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { InitializeMiddleware } from '@smithy/types';
 import { config } from '../config.ts';
+import { auditCalls } from './call-audit.ts';
 
 /**
  * The one place AWS SDK clients are made. Each is created on first use and then reused for the life
@@ -118,7 +119,7 @@ function s3Options(timeouts: Timeouts = CLIENT_TIMEOUTS.s3) {
 
 /** S3 for the API's control calls: bounded so that a route answers within its budget. */
 export function s3Client(): S3Client {
-  s3 ??= guardResponseStreams(new S3Client(s3Options()));
+  s3 ??= auditCalls(guardResponseStreams(new S3Client(s3Options())));
   return s3;
 }
 
@@ -127,7 +128,7 @@ export function s3Client(): S3Client {
  * part): a long request timeout that still throws. Not for API routes.
  */
 export function transferS3Client(): S3Client {
-  transferS3 ??= guardResponseStreams(new S3Client(s3Options(CLIENT_TIMEOUTS.s3Transfer)));
+  transferS3 ??= auditCalls(guardResponseStreams(new S3Client(s3Options(CLIENT_TIMEOUTS.s3Transfer))));
   return transferS3;
 }
 
@@ -141,7 +142,7 @@ export function transferS3Client(): S3Client {
  * the client's idempotent completion repeats.
  */
 export function completingS3Client(): S3Client {
-  completingS3 ??= guardResponseStreams(new S3Client(s3Options(CLIENT_TIMEOUTS.s3Complete)));
+  completingS3 ??= auditCalls(guardResponseStreams(new S3Client(s3Options(CLIENT_TIMEOUTS.s3Complete))));
   return completingS3;
 }
 
@@ -158,11 +159,13 @@ export function documentClient(): DynamoDBDocumentClient {
   if (!documents) {
     const { region, endpoints } = config();
     documents = DynamoDBDocumentClient.from(
-      new DynamoDBClient({
-        region,
-        endpoint: endpoints.dynamodb,
-        ...clientTimeouts(CLIENT_TIMEOUTS.dynamodb),
-      }),
+      auditCalls(
+        new DynamoDBClient({
+          region,
+          endpoint: endpoints.dynamodb,
+          ...clientTimeouts(CLIENT_TIMEOUTS.dynamodb),
+        }),
+      ),
       {
         marshallOptions: { removeUndefinedValues: true },
       },
@@ -175,7 +178,7 @@ let ssm: SSMClient | undefined;
 
 /** Reads a SecureString parameter, decrypted. */
 export async function readSecureParameter(name: string): Promise<string> {
-  ssm ??= new SSMClient({ region: config().region, ...clientTimeouts(CLIENT_TIMEOUTS.ssm) });
+  ssm ??= auditCalls(new SSMClient({ region: config().region, ...clientTimeouts(CLIENT_TIMEOUTS.ssm) }));
   const { Parameter } = await ssm.send(new GetParameterCommand({ Name: name, WithDecryption: true }));
   if (!Parameter?.Value) throw new Error(`SSM parameter ${name} is empty`);
   return Parameter.Value;
@@ -185,11 +188,13 @@ let lambda: LambdaClient | undefined;
 
 export function lambdaClient(): LambdaClient {
   const { region, endpoints } = config();
-  lambda ??= new LambdaClient({
-    region,
-    endpoint: endpoints.lambda,
-    ...clientTimeouts(CLIENT_TIMEOUTS.lambda),
-  });
+  lambda ??= auditCalls(
+    new LambdaClient({
+      region,
+      endpoint: endpoints.lambda,
+      ...clientTimeouts(CLIENT_TIMEOUTS.lambda),
+    }),
+  );
   return lambda;
 }
 

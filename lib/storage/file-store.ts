@@ -29,6 +29,7 @@ import {
   checksumHeader,
   checksumType,
 } from '../../common/checksums.ts';
+import { auditPresigned } from '../aws/call-audit.ts';
 import { type PartToSign, PartUrlSigner } from './part-signer.ts';
 
 /** SigV4 takes a payload hash already in the request as given (@smithy/signature-v4) and hashes nothing. */
@@ -312,6 +313,7 @@ export class FileStore {
     parts: readonly PartToSignWithChecksum[],
     expiresInSeconds: number,
   ): Promise<string[]> {
+    auditPresigned('UploadPart', this.bucket, key);
     return this.partSigner.presignUploadParts(this.bucket, key, uploadId, parts, expiresInSeconds);
   }
 
@@ -327,6 +329,7 @@ export class FileStore {
     expiresInSeconds: number,
     checksum?: PartToSignWithChecksum['checksum'],
   ): Promise<string> {
+    auditPresigned('UploadPart', this.bucket, key);
     const [url] = await this.partSigner.presignUnsizedParts(
       this.bucket,
       key,
@@ -338,6 +341,7 @@ export class FileStore {
   }
 
   presignGetObject(key: string, expiresInSeconds: number, downloadName?: string): Promise<string> {
+    auditPresigned('GetObject', this.bucket, key);
     return getSignedUrl(
       this.presigner,
       new GetObjectCommand({

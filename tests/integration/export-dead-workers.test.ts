@@ -12,6 +12,7 @@ import { jobStore, workerLeases } from '../../lib/jobs/index.ts';
 import { type JobRecord, TransitionRejected } from '../../lib/jobs/jobs-table.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
 import { transferFileStore } from '../../lib/storage/index.ts';
+import { asFunction } from '../support/as-function.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { lambdaContext } from '../support/events.ts';
 import { createExportJob, exportLeftovers, runToTheEnd, waitForStatus } from '../support/exports.ts';
@@ -93,7 +94,9 @@ it('a worker reported dead while it holds the job: the export resumes at once, i
   expect(held.leaseUntil).toBeGreaterThan(Date.now() / 1000 + 60);
 
   // Through the handler Lambda invokes; it starts the worker through serverless-offline's invoke API.
-  const answer = await handler(failureRecord('req-dying', { username, jobId }), lambdaContext());
+  const answer = await asFunction('exportWorkerFailed', () =>
+    handler(failureRecord('req-dying', { username, jobId }), lambdaContext()),
+  );
   expect(answer).toEqual({ result: 'restarted' });
 
   const done = await waitForStatus(username, jobId, 'SUCCEEDED');

@@ -6,6 +6,7 @@ import { type RunResult, runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { newJobId } from '../../lib/jobs/job-ids.ts';
 import { exportQuota } from '../../lib/jobs/limits.ts';
+import { asFunction } from './as-function.ts';
 import { testBucket } from './s3.ts';
 
 /**
@@ -63,12 +64,15 @@ export async function runToTheEnd(first: WorkerEvent, beforeEach?: (invocation: 
     invocations++;
     await beforeEach?.(invocations);
     let next: WorkerEvent | undefined;
-    result = await runExport(event, {
-      deadline: 0,
-      continueWith: async (continuation) => {
-        next = continuation;
-      },
-    });
+    const invocation = event;
+    result = await asFunction('exportWorker', () =>
+      runExport(invocation, {
+        deadline: 0,
+        continueWith: async (continuation) => {
+          next = continuation;
+        },
+      }),
+    );
     event = next;
   }
   return { result, invocations };

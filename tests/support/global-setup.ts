@@ -14,6 +14,9 @@ export default async function globalSetup() {
   // Everything the handlers log (serverless-offline's output) goes to one file, checked for secrets.
   const logFile = join(tmpdir(), `file-jobs-test-${process.pid}.log`);
   writeFileSync(logFile, '');
+  // Every AWS call the handlers make (lib/aws/call-audit.ts), checked against their roles at the end.
+  const auditFile = join(tmpdir(), `file-jobs-test-aws-calls-${process.pid}.jsonl`);
+  writeFileSync(auditFile, '');
   const stack = await startLocalStack({
     log: (line) => appendFileSync(logFile, `${line}\n`),
     stage: 'test',
@@ -27,6 +30,7 @@ export default async function globalSetup() {
       JWT_KEYS_MAX_AGE_SECONDS: '2',
       AUTH_USER_CACHE_SECONDS: '2',
       EXPORT_RESTART_DELAY_SECONDS: '1',
+      AWS_CALL_AUDIT_FILE: auditFile,
     },
   });
   process.once('exit', () => rmSync(keysFile, { force: true }));
@@ -34,6 +38,7 @@ export default async function globalSetup() {
   Object.assign(process.env, stack.handlerEnv, {
     TEST_STACK: JSON.stringify(stack.info),
     TEST_LOG_FILE: logFile,
+    TEST_AWS_CALL_AUDIT_FILE: auditFile,
     // The in-process tests call the domain directly; their metrics would only be noise on the console.
     POWERTOOLS_METRICS_DISABLED: 'true',
   });

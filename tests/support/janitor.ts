@@ -2,6 +2,7 @@ import { jest } from '@jest/globals';
 import type { WorkerEvent } from '../../lib/exports/exports.ts';
 import { type JanitorSettings, janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
+import { asFunction } from './as-function.ts';
 
 // Apart from ./exports.ts, which the benches import too (bench/export-worker.ts), outside Jest.
 
@@ -17,12 +18,10 @@ export async function janitorFor(username: string, overrides: Partial<JanitorSet
     .mockImplementation(async () => (await allActive()).filter((job) => job.username === username));
   const started: WorkerEvent[] = [];
   try {
-    const report = await runJanitor(
-      { ...janitorSettings(), prefixes: [], ...overrides },
-      Date.now(),
-      async (event) => {
+    const report = await asFunction('janitor', () =>
+      runJanitor({ ...janitorSettings(), prefixes: [], ...overrides }, Date.now(), async (event) => {
         started.push(event);
-      },
+      }),
     );
     return { report, started };
   } finally {
