@@ -19,10 +19,11 @@
  *   --verbose          show the stack's output
  */
 import { randomInt } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { checkAuditedCalls } from '../tests/support/iam-audit.ts';
 import { MissingPrerequisiteError } from './emulators.ts';
 import { type LocalStack, localCredentials, type StackInfo, startLocalStack } from './local-stack.ts';
 import { formatReport, runSoak, type SoakTarget } from './soak/soak.ts';
@@ -73,6 +74,8 @@ const FRESH_STACK_USER_CACHE_SECONDS = 10;
 
 let stack: LocalStack | undefined;
 let target: SoakTarget;
+/** With a fresh stack: where its functions' AWS calls are recorded for the IAM check. */
+let auditFile: string | undefined;
 const stackFile = values['stack-file'] as string | undefined;
 const faults = values.faults === true;
 const crashes = values.crashes === true;
@@ -97,6 +100,8 @@ if (stackFile) {
   });
 } else {
   log('starting a local stack (emulators and serverless-offline)…');
+  auditFile = join(tmpdir(), `file-jobs-soak-aws-calls-${process.pid}.jsonl`);
+  writeFileSync(auditFile, '');
   try {
     stack = await startLocalStack({
       stage: 'soak',
@@ -112,6 +117,8 @@ if (stackFile) {
         JWT_TTL_SECONDS: '90',
         AUTH_USER_CACHE_SECONDS: String(FRESH_STACK_USER_CACHE_SECONDS),
         ...(crashes ? { EXPORT_LEASE_SECONDS: '20' } : {}),
+        // Every AWS call of the functions, checked against their roles at the end (as `npm test` does).
+        AWS_CALL_AUDIT_FILE: auditFile,
       },
       faultProxies: faults,
       log: (line) => {
@@ -161,6 +168,15 @@ try {
   });
   console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
   exitCode = report.violations.length === 0 ? 0 : 1;
+  if (auditFile && stack) {
+    const { checked, refused } = checkAuditedCalls(auditFile, stack.service);
+    const calls = [...checked.values()].reduce((sum, n) => sum + n, 0);
+    console.error(
+      `IAM check: ${calls} distinct AWS calls of ${checked.size} functions against their roles: ${refused.length ? `${refused.length} refused (calls kept in ${auditFile}):\n${refused.join('\n')}` : 'all allowed'}`,
+    );
+    if (refused.length > 0) exitCode = 1;
+    else rmSync(auditFile, { force: true });
+  }
 } catch (error) {
   const cause = (error as Error).cause;
   console.error(
