@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { appendFileSync } from 'node:fs';
 import type { MetadataBearer, MiddlewareStack } from '@smithy/types';
 
@@ -8,8 +9,8 @@ import type { MetadataBearer, MiddlewareStack } from '@smithy/types';
  * too narrow grant shows only after a deploy, as AccessDenied.
  *
  * On only when AWS_CALL_AUDIT_FILE is set (the test stack sets it for its handlers) and the code
- * runs as a function (AWS_LAMBDA_FUNCTION_NAME); both are read per call, since serverless-offline
- * run in process shares one environment among functions. Deployed, neither client nor call pays
+ * runs as a function (AWS_LAMBDA_FUNCTION_NAME, or `auditedFunction` below); both are read per call,
+ * since serverless-offline run in process shares one environment among functions. Deployed, neither client nor call pays
  * anything but that check. Each distinct call is appended once per process, as a JSON line.
  */
 
@@ -27,6 +28,13 @@ export interface AuditedCall {
   input: unknown;
 }
 
+/**
+ * The function that in-process code stands for (tests run the janitor and the export worker in
+ * their own process: tests/support/as-function.ts). Per async context, so that two such runs at once
+ * are told apart; the environment's name, one per process, could not.
+ */
+export const auditedFunction = new AsyncLocalStorage<string>();
+
 const written = new Set<string>();
 /** Bounds the memory the de-duplication takes in a long test process. */
 const MAX_REMEMBERED = 50_000;
@@ -39,7 +47,7 @@ const withoutBytes = (key: string, value: unknown) =>
 
 function record(call: Omit<AuditedCall, 'function'>) {
   const file = auditFile();
-  const fn = process.env.AWS_LAMBDA_FUNCTION_NAME;
+  const fn = auditedFunction.getStore() ?? process.env.AWS_LAMBDA_FUNCTION_NAME;
   if (!file || !fn) return;
   const line = JSON.stringify({ function: fn, ...call }, withoutBytes);
   if (written.has(line)) return;

@@ -317,7 +317,7 @@ export const ROUTES = {
   killExports: {
     route: 'POST /export/kill',
     handler: 'functions/export-kill.ts',
-    iam: [...TOKEN, 'jobsWrite', 'exportsWrite', 'bucketList'],
+    iam: [...TOKEN, 'jobsWrite', 'exportsCleanUp', 'bucketList'],
     summary: 'Cancel every running export of the caller',
     ok: { 200: { description: 'the cancelled exports', schema: responses.killExportsResponse } },
     errors: [401, 404],
@@ -325,7 +325,7 @@ export const ROUTES = {
   cancelExport: {
     route: 'DELETE /export/{jobId}',
     handler: 'functions/export-cancel.ts',
-    iam: [...TOKEN, 'jobsWrite', 'exportsWrite', 'bucketList'],
+    iam: [...TOKEN, 'jobsWrite', 'exportsCleanUp', 'bucketList'],
     path: jobPath,
     summary: 'Cancel one export',
     ok: { 200: { description: 'the cancelled job', schema: responses.jobResponse } },

@@ -334,6 +334,15 @@ describe('least privilege per function', () => {
     expect(actionsOn('exportWorker', /:function:.*-exportWorker$/)).toEqual(['lambda:InvokeFunction']);
   });
 
+  it("lets those that only clean exports up (kill, cancel, the worker's failure handler, the janitor) never read or write an export's bytes", () => {
+    for (const name of ['exportKill', 'exportCancel', 'exportWorkerFailed', 'janitor']) {
+      expect({ name, onExports: actionsOn(name, /\/exports\/\*$/) }).toEqual({
+        name,
+        onExports: ['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:ListMultipartUploadParts'],
+      });
+    }
+  });
+
   it('gives read-only routes no write', () => {
     for (const name of ['jobsList', 'filesList', 'wellKnownJwks']) {
       const writes = grantsOf(name).filter((grant) =>

@@ -173,8 +173,15 @@ function statementApplies(statement: Statement, request: IamRequest): boolean {
 
 /** Whether the statements allow the request: one Allow applies and no Deny does. */
 export function isAllowed(statements: readonly Statement[], request: IamRequest): boolean {
+  return allowedBy(statements, request) !== undefined;
+}
+
+/** The Allow statements that grant the request, or undefined when it is refused. */
+function allowedBy(statements: readonly Statement[], request: IamRequest): Statement[] | undefined {
   const applying = statements.filter((statement) => statementApplies(statement, request));
-  return applying.some((s) => s.Effect === 'Allow') && !applying.some((s) => s.Effect === 'Deny');
+  if (applying.some((s) => s.Effect === 'Deny')) return undefined;
+  const allows = applying.filter((s) => s.Effect === 'Allow');
+  return allows.length > 0 ? allows : undefined;
 }
 
 // ---- What IAM sees of a call ----
@@ -486,6 +493,11 @@ export interface AuditResult {
   skipped: number;
   /** Functions with statements that made no call in the run: what the check could not see. */
   unexercised: string[];
+  /**
+   * Actions granted to a function that made calls, which none of its calls needed: either a path
+   * the run did not take, or a grant the function could do without (least privilege).
+   */
+  unusedGrants: string[];
   /** What the roles refuse, or what the check could not read: one line each. */
   refused: string[];
 }
@@ -515,7 +527,16 @@ export function checkAuditedCalls(auditFile: string, service: ResolvedService): 
   const region = service.provider.region;
   const roles = roleStatements(service);
   const keys = keySchemas(service);
-  const result: AuditResult = { checked: new Map(), skipped: 0, unexercised: [], refused: [] };
+  const result: AuditResult = {
+    checked: new Map(),
+    skipped: 0,
+    unexercised: [],
+    unusedGrants: [],
+    refused: [],
+  };
+  const used = new Set<string>();
+  const grant = (key: string, statement: Statement, action: string) =>
+    `${key}: ${action} on ${statement.Resource.join(', ')}${statement.Condition ? ' (with conditions)' : ''}`;
   const lines = readFileSync(auditFile, 'utf8').split('\n').filter(Boolean);
   for (const line of lines) {
     const found = asStage(line, JSON.parse(line) as AuditedCall, service, roles.keys());
@@ -529,10 +550,14 @@ export function checkAuditedCalls(auditFile: string, service: ResolvedService): 
     const what = `${key}: ${call.service} ${call.operation}${call.presigned ? ' (presigned URL)' : ''}`;
     try {
       for (const request of iamRequestsOf(call, keys, region)) {
-        if (!isAllowed(statements, request))
+        const allows = allowedBy(statements, request);
+        if (!allows)
           result.refused.push(
             `${what}: ${request.action} on ${request.resource} ${JSON.stringify(request.context)} is not allowed by its role`,
           );
+        for (const statement of allows ?? [])
+          for (const action of statement.Action)
+            if (globMatch(action, request.action, true)) used.add(grant(key, statement, action));
       }
     } catch (error) {
       result.refused.push(`${what}: ${(error as Error).message}`);
@@ -543,5 +568,14 @@ export function checkAuditedCalls(auditFile: string, service: ResolvedService): 
   result.unexercised = [...roles]
     .filter(([key, statements]) => statements.length > 0 && !result.checked.has(key))
     .map(([key]) => key);
+  for (const [key, statements] of roles) {
+    if (!result.checked.has(key)) continue;
+    for (const statement of statements.filter((s) => s.Effect === 'Allow'))
+      for (const action of statement.Action) {
+        const granted = grant(key, statement, action);
+        if (!used.has(granted)) result.unusedGrants.push(granted);
+      }
+  }
+  result.unusedGrants = [...new Set(result.unusedGrants)];
   return result;
 }

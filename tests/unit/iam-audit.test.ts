@@ -391,7 +391,14 @@ describe('the check of a recorded run', () => {
       expect.stringMatching(/^reader: S3 SelectObjectContent: no IAM mapping/),
     ]);
     expect(result.unexercised).toEqual([]);
+    // Every action of the reader's role was needed by one of its calls; `nothing` has none.
+    expect(result.unusedGrants).toEqual([]);
     writeFileSync(file, '');
     expect(checkAuditedCalls(file, service).unexercised).toEqual(['reader']);
+    // A run that only read objects leaves the reader's DynamoDB grant unused.
+    writeFileSync(file, `${JSON.stringify(calls[0])}\n`);
+    expect(checkAuditedCalls(file, service).unusedGrants).toEqual([
+      `reader: dynamodb:GetItem on ${TABLE_ARN} (with conditions)`,
+    ]);
   });
 });
