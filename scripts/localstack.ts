@@ -260,7 +260,7 @@ async function layOutRoot(root: string, log: Log) {
  */
 export function localStackEnv(port: number, root: string): Record<string, string> {
   return {
-    SERVICES: 's3,dynamodb,ssm',
+    SERVICES: 's3,dynamodb',
     // Check presigned URL signatures as S3 does (LocalStack accepts any by default).
     S3_SKIP_SIGNATURE_VALIDATION: '0',
     PERSISTENCE: '0',
