@@ -23,7 +23,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { checkAuditedCalls } from '../tests/support/iam-audit.ts';
+import { auditSummary, checkAuditedCalls } from '../tests/support/iam-audit.ts';
 import { MissingPrerequisiteError } from './emulators.ts';
 import { type LocalStack, localCredentials, type StackInfo, startLocalStack } from './local-stack.ts';
 import { formatReport, runSoak, type SoakTarget } from './soak/soak.ts';
@@ -169,11 +169,10 @@ try {
   console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
   exitCode = report.violations.length === 0 ? 0 : 1;
   if (auditFile && stack) {
-    const { checked, refused } = checkAuditedCalls(auditFile, stack.service);
-    const calls = [...checked.values()].reduce((sum, n) => sum + n, 0);
-    console.error(
-      `IAM check: ${calls} distinct AWS calls of ${checked.size} functions against their roles: ${refused.length ? `${refused.length} refused (calls kept in ${auditFile}):\n${refused.join('\n')}` : 'all allowed'}`,
-    );
+    const result = checkAuditedCalls(auditFile, stack.service);
+    const { refused } = result;
+    console.error(auditSummary(result, { unseen: false }));
+    if (refused.length > 0) console.error(`(calls kept in ${auditFile}):\n${refused.join('\n')}`);
     if (refused.length > 0) exitCode = 1;
     else rmSync(auditFile, { force: true });
   }

@@ -10,8 +10,8 @@ import type { MetadataBearer, MiddlewareStack } from '@smithy/types';
  *
  * On only when AWS_CALL_AUDIT_FILE is set (the test stack sets it for its handlers) and the code
  * runs as a function (AWS_LAMBDA_FUNCTION_NAME, or `auditedFunction` below); both are read per call,
- * since serverless-offline run in process shares one environment among functions. Deployed, neither client nor call pays
- * anything but that check. Each distinct call is appended once per process, as a JSON line.
+ * since serverless-offline run in process shares one environment among functions. Deployed, no client
+ * gets the middleware. Each distinct call is appended once per process, as a JSON line.
  */
 
 /** One AWS call as the IAM check reads it: who made it, and the command's input. */

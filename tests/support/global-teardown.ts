@@ -1,6 +1,6 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { LocalStack } from '../../scripts/local-stack.ts';
-import { checkAuditedCalls } from './iam-audit.ts';
+import { auditSummary, checkAuditedCalls } from './iam-audit.ts';
 import { secretsIn } from './logs.ts';
 
 /** At most this many refusals are listed; the file keeps them all. */
@@ -21,14 +21,9 @@ export default async function globalTeardown() {
   // Every AWS call a function made must be allowed by the role serverless.yml gives it.
   const auditFile = process.env.TEST_AWS_CALL_AUDIT_FILE;
   if (auditFile && stack) {
-    const { checked, skipped, unexercised, unusedGrants, refused } = checkAuditedCalls(
-      auditFile,
-      stack.service,
-    );
-    const calls = [...checked.values()].reduce((sum, n) => sum + n, 0);
-    process.stderr.write(
-      `IAM check: ${calls} distinct AWS calls of ${checked.size} functions against their roles: ${refused.length ? `${refused.length} refused` : 'all allowed'}${skipped ? `; ${skipped} calls of unknown functions not checked` : ''}${unexercised.length ? `; no call seen from ${unexercised.join(', ')}` : ''}\n`,
-    );
+    const result = checkAuditedCalls(auditFile, stack.service);
+    const { unusedGrants, refused } = result;
+    process.stderr.write(`${auditSummary(result)}\n`);
     // Not a failure: a grant a rare path needs may go unused in a run. Listed for review.
     if (process.env.IAM_CHECK_UNUSED_GRANTS)
       writeFileSync(process.env.IAM_CHECK_UNUSED_GRANTS, `${unusedGrants.join('\n')}\n`);
