@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+
 // Jest in native ESM mode (run with NODE_OPTIONS=--experimental-vm-modules), TypeScript through @swc/jest.
 // Type errors are caught by `npm run typecheck`, not here.
 const transform = {
@@ -10,6 +12,11 @@ const common = { testEnvironment: 'node', extensionsToTreatAsEsm: ['.ts'], trans
 
 export default {
   testTimeout: 60_000,
+  // Jest's own default (one worker per core but one) with a floor of two: the stack's files spend
+  // most of their time waiting (on leases, caches, retries, the emulators), so on a two-core machine
+  // two files at a time took the moto run from about 600 s to 350 s. Files that share the stack keep
+  // to their own users (tests/unit/test-isolation.test.ts).
+  maxWorkers: Math.max(2, availableParallelism() - 1),
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/tests/unit/**/*.test.ts'] },
     {

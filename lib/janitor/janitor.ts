@@ -61,10 +61,16 @@ export function janitorSettings(): JanitorSettings {
 
 const ageSeconds = (iso: string, now: number) => (now - Date.parse(iso)) / 1000;
 
+/**
+ * One sweep at `now`. `activeJobs` is what it sweeps: every active job, as the schedule runs it; the
+ * tests narrow it to their own users' jobs (tests/support/janitor.ts), as `settings.prefixes` narrows
+ * the folders.
+ */
 export async function runJanitor(
   settings: JanitorSettings = janitorSettings(),
   now = Date.now(),
   startExportWorker: StartExportWorker = invokeExportWorker,
+  activeJobs: () => Promise<JobRecord[]> = () => jobStore().allActive(),
 ): Promise<JanitorReport> {
   const report: JanitorReport = {
     activeJobs: 0,
@@ -77,7 +83,7 @@ export async function runJanitor(
     exportOutputsDeleted: 0,
     errors: 0,
   };
-  const active = await jobStore().allActive();
+  const active = await activeJobs();
   report.activeJobs = active.length;
   const nowSeconds = now / 1000;
 

@@ -5,7 +5,6 @@ import { UserStore } from '../../lib/auth/user-store.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { exportStepSize } from '../../lib/exports/exports.ts';
-import { runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { newJobId } from '../../lib/jobs/job-ids.ts';
 import { type JobRecord, TERMINAL_STATUSES } from '../../lib/jobs/jobs-table.ts';
@@ -24,6 +23,7 @@ import {
   resolveService,
   startOffline,
 } from '../../scripts/local-stack.ts';
+import { janitorOver } from '../support/janitor.ts';
 import { checkResponse } from '../support/openapi.ts';
 import { testStack } from '../support/stack-env.ts';
 
@@ -547,6 +547,11 @@ async function expectConverged(f: Fixture) {
     maxExportRestarts: 3,
     prefixes: people.flatMap((user) => [`uploads/${user.username}/`, `exports/${user.username}/`]),
   };
+  const janitor = (now: number) =>
+    janitorOver(
+      people.map((user) => user.username),
+      { settings, now },
+    );
   // Exports whose worker is alive finish on their own first (a janitor would only race them).
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
@@ -570,7 +575,7 @@ async function expectConverged(f: Fixture) {
   // just written counts as idle too.
   const ahead = (config().exports.leaseSeconds + 60) * 1000;
   for (let round = 1; ; round++) {
-    reports.push(await runJanitor(settings, Date.now() + ahead));
+    reports.push(await janitor(Date.now() + ahead));
     try {
       jobs = await waitUntilSettled(people, 15_000);
       break;
@@ -584,7 +589,7 @@ async function expectConverged(f: Fixture) {
     }
   }
   // One more pass for anything the last one left behind (an orphan from a restarted worker).
-  await runJanitor(settings, Date.now() + ahead);
+  await janitor(Date.now() + ahead);
 
   const store = fileStore();
   for (const job of jobs) {

@@ -12,9 +12,9 @@ import {
 } from '../../lib/companion/companion.ts';
 import { config } from '../../lib/config.ts';
 import { HttpError } from '../../lib/http/errors.ts';
-import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { abortUpload, createUpload } from '../../lib/uploads/uploads.ts';
+import { janitorOver } from '../support/janitor.ts';
 import { userPartition } from '../support/partition.ts';
 import { putPart, testBucket } from '../support/s3.ts';
 import { createTestUser } from '../support/users.ts';
@@ -135,7 +135,7 @@ describe('Companion uploads under the per-user limits', () => {
         ExpressionAttributeValues: { ':old': new Date(Date.now() - 48 * 3600_000).toISOString() },
       }),
     );
-    const report = await runJanitor({ ...janitorSettings(), prefixes: [`uploads/${username}/`] });
+    const report = await janitorOver(username, { settings: { prefixes: [`uploads/${username}/`] } });
     expect(report.uploadsExpired).toBeGreaterThanOrEqual(1);
     expect((await jobStore().get(username, up.uploadId))?.status).toBe('EXPIRED');
     expect(await testBucket().listOpenUploads(`uploads/${username}/`)).toEqual([]);

@@ -5,13 +5,12 @@ import { jest } from '@jest/globals';
 import { MiB } from '../../common/part-plan.ts';
 import { cleanUpOutput, finishCancel, killExports } from '../../lib/exports/exports.ts';
 import { runExport } from '../../lib/exports/worker.ts';
-import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import type { JobRecord } from '../../lib/jobs/jobs-table.ts';
 import { transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { createExportJob, expireLease, exportLeftovers, runToTheEnd } from '../support/exports.ts';
-import { janitorFor } from '../support/janitor.ts';
+import { janitorFor, janitorOver } from '../support/janitor.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**
@@ -211,16 +210,17 @@ describe('fencing of the final transitions', () => {
 
     // The janitor reads the job with its dead worker's token; then a restarted worker claims it.
     const store = jobStore();
-    const allActive = store.allActive.bind(store);
     const live = pauseAt('uploadPartCopy', 'C', 1, 'before');
     let c: Promise<Awaited<ReturnType<typeof runToTheEnd>>> | undefined;
-    jest.spyOn(store, 'allActive').mockImplementation(async () => {
-      const seen = (await allActive()).filter((active) => active.username === username);
-      c = worker.run('C', () => runToTheEnd({ username, jobId }));
-      await live.reached;
-      return seen;
+    const report = await janitorOver(username, {
+      settings: { prefixes: [], maxExportRestarts: 0 },
+      scan: async (theirs) => {
+        const seen = await theirs();
+        c = worker.run('C', () => runToTheEnd({ username, jobId }));
+        await live.reached;
+        return seen;
+      },
     });
-    const report = await runJanitor({ ...janitorSettings(), prefixes: [], maxExportRestarts: 0 });
     expect(report.exportsFailed).toBe(0);
     expect((await store.get(username, jobId))!.status).toBe('RUNNING');
 

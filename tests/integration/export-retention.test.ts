@@ -4,10 +4,10 @@ import { MiB } from '../../common/part-plan.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { runExport } from '../../lib/exports/worker.ts';
-import { type JanitorSettings, janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { getJob } from '../../lib/jobs/queries.ts';
 import { createExportJob } from '../support/exports.ts';
+import { janitorOver } from '../support/janitor.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**
@@ -18,10 +18,9 @@ import { testBucket } from '../support/s3.ts';
 
 const user = () => `ret-${randomUUID().slice(0, 8)}`;
 const DAY = 24 * 3600 * 1000;
-const settingsFor = (username: string): JanitorSettings => ({
-  ...janitorSettings(),
-  prefixes: [`exports/${username}/`],
-});
+/** The janitor at `now`, over the user's jobs and exports. */
+const janitorAt = (username: string, now: number) =>
+  janitorOver(username, { settings: { prefixes: [`exports/${username}/`] }, now });
 
 async function finishedExport(username: string) {
   await testBucket().putObject(`uploads/${username}/src.bin`, randomBytes(6 * MiB));
@@ -44,12 +43,12 @@ describe('export outputs and their jobs', () => {
     const job = await finishedExport(username);
 
     for (const now of [Date.now(), Date.now() + retentionMs - DAY]) {
-      const report = await runJanitor(settingsFor(username), now);
+      const report = await janitorAt(username, now);
       expect(report.exportOutputsDeleted).toBe(0);
       expect(await testBucket().head(job.key)).toBeDefined();
     }
 
-    const later = await runJanitor(settingsFor(username), Date.now() + retentionMs + DAY);
+    const later = await janitorAt(username, Date.now() + retentionMs + DAY);
     expect(later.exportOutputsDeleted).toBe(1);
     expect(await testBucket().list(`exports/${username}/`)).toEqual([]);
     expect(await testBucket().listOpenUploads(`exports/${username}/`)).toEqual([]);
@@ -65,7 +64,7 @@ describe('export outputs and their jobs', () => {
       }),
     );
     await expect(getJob(username, job.jobId)).rejects.toMatchObject({ status: 404 });
-    const report = await runJanitor(settingsFor(username), Date.now() + retentionMs + DAY);
+    const report = await janitorAt(username, Date.now() + retentionMs + DAY);
     expect(report.exportOutputsDeleted).toBe(1);
     expect(await testBucket().list(`exports/${username}/`)).toEqual([]);
   });

@@ -1,12 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { jest } from '@jest/globals';
 import { MiB } from '../../common/part-plan.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
-import { type JanitorSettings, janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
+import type { JobRecord } from '../../lib/jobs/jobs-table.ts';
 import { createUpload, recordProgress } from '../../lib/uploads/uploads.ts';
+import { janitorOver } from '../support/janitor.ts';
 import { putPart, testBucket } from '../support/s3.ts';
 
 /**
@@ -17,10 +17,6 @@ import { putPart, testBucket } from '../support/s3.ts';
 
 const user = () => `act-${randomUUID().slice(0, 8)}`;
 const twoDaysAgo = () => new Date(Date.now() - 48 * 3600 * 1000).toISOString();
-const settingsFor = (username: string): JanitorSettings => ({
-  ...janitorSettings(),
-  prefixes: [`uploads/${username}/`],
-});
 
 async function setUpdatedAt(username: string, jobId: string, updatedAt: string) {
   await documentClient().send(
@@ -33,26 +29,24 @@ async function setUpdatedAt(username: string, jobId: string, updatedAt: string) 
   );
 }
 
-/** The janitor's scan sees only `jobId`, as it was when read. */
-async function scanSeesOnly(username: string, jobId: string) {
-  const seen = (await jobStore().get(username, jobId))!;
-  jest.spyOn(jobStore(), 'allActive').mockResolvedValueOnce([seen]);
-  return seen;
-}
+/** The job as the janitor's scan will see it: as it is now, whatever happens before the janitor runs. */
+const scanned = async (username: string, jobId: string) => (await jobStore().get(username, jobId))!;
 
-afterEach(() => jest.restoreAllMocks());
+/** The janitor over the user's uploads, at `now`, its scan answering `seen`. */
+const janitorSeeing = (username: string, seen: JobRecord, now = Date.now()) =>
+  janitorOver(username, { settings: { prefixes: [`uploads/${username}/`] }, now, scan: async () => [seen] });
 
 describe('the janitor and upload activity', () => {
   it('does not expire an upload whose progress was recorded after the scan read it', async () => {
     const username = user();
     const upload = await createUpload(username, { filename: 'busy.bin', size: 6 * MiB, partSize: 5 * MiB });
     await setUpdatedAt(username, upload.job.jobId, twoDaysAgo());
-    await scanSeesOnly(username, upload.job.jobId);
+    const seen = await scanned(username, upload.job.jobId);
     // Progress lands between the scan and the janitor's write.
     const etag = await putPart(upload.parts[0]!.url, randomBytes(5 * MiB));
     await recordProgress(username, upload.job.jobId, [{ partNumber: 1, etag, size: 5 * MiB }]);
     // …but the part is older than the janitor thinks "now" is, so only the updatedAt check saves it.
-    const report = await runJanitor(settingsFor(username), Date.now() + 25 * 3600 * 1000);
+    const report = await janitorSeeing(username, seen, Date.now() + 25 * 3600 * 1000);
 
     expect(report.uploadsExpired).toBe(0);
     expect((await jobStore().get(username, upload.job.jobId))!.status).toBe('UPLOADING');
@@ -66,9 +60,9 @@ describe('the janitor and upload activity', () => {
     const upload = await createUpload(username, { filename: 'quiet.bin', size: 6 * MiB, partSize: 5 * MiB });
     await putPart(upload.parts[0]!.url, randomBytes(5 * MiB));
     await setUpdatedAt(username, upload.job.jobId, twoDaysAgo());
-    await scanSeesOnly(username, upload.job.jobId);
+    const seen = await scanned(username, upload.job.jobId);
 
-    const report = await runJanitor(settingsFor(username));
+    const report = await janitorSeeing(username, seen);
     expect(report.uploadsExpired).toBe(0);
     expect((await jobStore().get(username, upload.job.jobId))!.status).toBe('UPLOADING');
   });
@@ -78,9 +72,9 @@ describe('the janitor and upload activity', () => {
     const upload = await createUpload(username, { filename: 'gone.bin', size: 6 * MiB, partSize: 5 * MiB });
     await putPart(upload.parts[0]!.url, randomBytes(5 * MiB));
     await setUpdatedAt(username, upload.job.jobId, twoDaysAgo());
-    await scanSeesOnly(username, upload.job.jobId);
+    const seen = await scanned(username, upload.job.jobId);
 
-    const report = await runJanitor(settingsFor(username), Date.now() + 25 * 3600 * 1000);
+    const report = await janitorSeeing(username, seen, Date.now() + 25 * 3600 * 1000);
     expect(report.uploadsExpired).toBe(1);
     expect((await jobStore().get(username, upload.job.jobId))!.status).toBe('EXPIRED');
     expect(await testBucket().listParts(upload.key, upload.uploadId)).toBeUndefined();

@@ -5,16 +5,17 @@ import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { cancelExport, type WorkerEvent } from '../../lib/exports/exports.ts';
 import { runExport } from '../../lib/exports/worker.ts';
-import { type JanitorSettings, janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
+import type { JanitorSettings } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { createUpload } from '../../lib/uploads/uploads.ts';
 import { createExportJob, waitForStatus } from '../support/exports.ts';
+import { janitorOver } from '../support/janitor.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**
  * The janitor against the emulators. Jobs are aged by rewriting their timestamps (as if a day had
- * passed), never by sleeping; orphan uploads by a zero grace period, scoped to this test's prefix so
- * that other tests running at the same time are not swept.
+ * passed), never by sleeping; orphan uploads by a zero grace period. Each janitor sees only its
+ * test's user and folder, so that other tests running at the same time are not swept.
  */
 
 const user = () => `jan-${randomUUID().slice(0, 8)}`;
@@ -34,11 +35,15 @@ async function age(username: string, jobId: string, fields: { updatedAt?: string
 }
 
 const twoDaysAgo = () => new Date(Date.now() - 48 * 3600 * 1000).toISOString();
-const settingsFor = (prefix: string): JanitorSettings => ({
-  ...janitorSettings(),
-  orphanGraceSeconds: 0,
-  prefixes: [prefix],
-});
+/** The janitor over `username`'s jobs and one of their folders, orphans swept at once. */
+const janitorIn = (
+  username: string,
+  folder: 'uploads' | 'exports',
+  settings: Partial<JanitorSettings> = {},
+) =>
+  janitorOver(username, {
+    settings: { orphanGraceSeconds: 0, prefixes: [`${folder}/${username}/`], ...settings },
+  });
 
 describe('the janitor', () => {
   it('expires an idle upload and aborts an orphan multipart upload, then finds nothing more to do', async () => {
@@ -51,7 +56,7 @@ describe('the janitor', () => {
     // An upload that no job owns: a crash between CreateMultipartUpload and writing the job.
     const orphanId = await testBucket().createMultipartUpload(`${prefix}orphan.bin`);
 
-    const first = await runJanitor(settingsFor(prefix));
+    const first = await janitorIn(username, 'uploads');
     expect(first.uploadsExpired).toBe(1);
     expect(first.orphanUploadsAborted).toBe(1);
     expect((await jobStore().get(username, idle.job.jobId))!.status).toBe('EXPIRED');
@@ -63,7 +68,7 @@ describe('the janitor', () => {
       fresh.uploadId,
     ]);
 
-    const second = await runJanitor(settingsFor(prefix));
+    const second = await janitorIn(username, 'uploads');
     expect(second).toMatchObject({ uploadsExpired: 0, orphanUploadsAborted: 0 });
     expect((await testBucket().listOpenUploads(prefix)).map((upload) => upload.uploadId)).toEqual([
       fresh.uploadId,
@@ -76,7 +81,7 @@ describe('the janitor', () => {
     await age(username, idle.job.jobId, { updatedAt: twoDaysAgo() });
     const prefix = `uploads/${username}/`;
     const orphanId = await testBucket().createMultipartUpload(`${prefix}orphan.bin`);
-    const [a, b] = await Promise.all([runJanitor(settingsFor(prefix)), runJanitor(settingsFor(prefix))]);
+    const [a, b] = await Promise.all([janitorIn(username, 'uploads'), janitorIn(username, 'uploads')]);
     expect(a.uploadsExpired + b.uploadsExpired).toBe(1);
     expect(a.errors + b.errors).toBe(0);
     expect((await jobStore().get(username, idle.job.jobId))!.status).toBe('EXPIRED');
@@ -93,7 +98,7 @@ describe('the janitor', () => {
     expect(cancelled.job.status).toBe('CANCELLING'); // the lease says a worker is alive
     await age(username, jobId, { leaseUntil: Math.floor(Date.now() / 1000) - 60 });
 
-    const report = await runJanitor(settingsFor(`exports/${username}/`));
+    const report = await janitorIn(username, 'exports');
     expect(report.exportCancelsFinished).toBeGreaterThanOrEqual(1);
     expect((await jobStore().get(username, jobId))!.status).toBe('CANCELLED');
     expect(await testBucket().listOpenUploads(`exports/${username}/`)).toEqual([]);
@@ -118,7 +123,7 @@ describe('the janitor', () => {
     expect(handOff).toBeDefined(); // ...and lost: nobody runs it
     await age(username, jobId, { leaseUntil: Math.floor(Date.now() / 1000) - 60 });
 
-    const report = await runJanitor(settingsFor(`exports/${username}/`));
+    const report = await janitorIn(username, 'exports');
     expect(report.exportsRestarted).toBeGreaterThanOrEqual(1);
     // The restarted worker runs in serverless-offline, started through its Lambda invoke API.
     const job = await waitForStatus(username, jobId, 'SUCCEEDED');
@@ -133,7 +138,7 @@ describe('the janitor', () => {
     await runExport({ username, jobId }, { deadline: 0, continueWith: async () => {} });
     await age(username, jobId, { leaseUntil: Math.floor(Date.now() / 1000) - 60 });
 
-    const report = await runJanitor({ ...settingsFor(`exports/${username}/`), maxExportRestarts: 0 });
+    const report = await janitorIn(username, 'exports', { maxExportRestarts: 0 });
     expect(report.exportsFailed).toBeGreaterThanOrEqual(1);
     const job = (await jobStore().get(username, jobId))!;
     expect(job.status).toBe('FAILED');

@@ -10,11 +10,11 @@ import { handler as killHandler } from '../../functions/upload-kill.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { killExports } from '../../lib/exports/exports.ts';
-import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { createFormUpload } from '../../lib/uploads/uploads.ts';
 import { slowToGzip } from '../support/bytes.ts';
 import { invoke } from '../support/events.ts';
+import { janitorOver } from '../support/janitor.ts';
 import { userPartition } from '../support/partition.ts';
 import { putPart, testBucket } from '../support/s3.ts';
 import { createTestUser } from '../support/users.ts';
@@ -264,7 +264,9 @@ describe('per-user limits on new jobs', () => {
         ExpressionAttributeValues: { ':old': new Date(Date.now() - 48 * 3600_000).toISOString() },
       }),
     );
-    const report = await runJanitor({ ...janitorSettings(), prefixes: [`uploads/${user.username}/`] });
+    const report = await janitorOver(user.username, {
+      settings: { prefixes: [`uploads/${user.username}/`] },
+    });
     expect(report.uploadsExpired).toBeGreaterThanOrEqual(1);
     expect(await partition(user.username)).toMatchObject({ slots: 0, uploads: { running: 0, bytes: 0 } });
     expect(await openUploads(user.username)).toEqual([]);

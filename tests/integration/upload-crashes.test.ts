@@ -5,13 +5,13 @@ import { MiB } from '../../common/part-plan.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { HttpError } from '../../lib/http/errors.ts';
-import { janitorSettings, runJanitor } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import type { JobStore, TransitionOptions } from '../../lib/jobs/job-store.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
 import { fileStore } from '../../lib/storage/index.ts';
 import { completeUpload, createFormUpload, createUpload } from '../../lib/uploads/uploads.ts';
 import { expectSameBytes } from '../support/bytes.ts';
+import { janitorOver } from '../support/janitor.ts';
 import { putPart, testBucket } from '../support/s3.ts';
 
 /**
@@ -78,21 +78,12 @@ const outcome = async <T>(promise: Promise<T>) => {
 
 /** The janitor as the schedule runs it, a day later, over this user's jobs and folder only. */
 async function janitorLater(username: string) {
-  const store = jobStore() as JobStore;
-  const real = store.allActive.bind(store);
-  const scan = jest
-    .spyOn(store, 'allActive')
-    .mockImplementation(async () => (await real()).filter((job) => job.username === username));
-  try {
-    const report = await runJanitor(
-      { ...janitorSettings(), prefixes: [`uploads/${username}/`] },
-      Date.now() + 25 * 3600 * 1000,
-    );
-    expect(report.errors).toBe(0);
-    return report;
-  } finally {
-    scan.mockRestore();
-  }
+  const report = await janitorOver(username, {
+    settings: { prefixes: [`uploads/${username}/`] },
+    now: Date.now() + 25 * 3600 * 1000,
+  });
+  expect(report.errors).toBe(0);
+  return report;
 }
 
 /**
