@@ -7,7 +7,6 @@ import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { decodeProtectedHeader } from 'jose';
 import type { Keyset } from '../../lib/auth/keys.ts';
 import { localCredentials, projectRoot } from '../../scripts/local-stack.ts';
-import { asFunction } from '../support/as-function.ts';
 import { testStack } from '../support/stack-env.ts';
 import { createTestUser } from '../support/users.ts';
 
@@ -97,20 +96,17 @@ itWithSsm(
     }
 
     const user = await createTestUser('ssm');
-    const signedIn = await asFunction('authSignin', () =>
-      invoke(signInHandler, {
-        method: 'POST',
-        path: '/auth/signin',
-        body: { username: user.username, password: user.password },
-      }),
-    );
+    // invoke() runs each handler as its function, so the IAM check holds its reads to its role.
+    const signedIn = await invoke(signInHandler, {
+      method: 'POST',
+      path: '/auth/signin',
+      body: { username: user.username, password: user.password },
+    });
     expect(signedIn.status).toBe(200);
     // Signed with the parameter's current key, not the test stack's key file.
     expect(decodeProtectedHeader(signedIn.body.token).kid).toBe(keyset.current);
 
-    const published = await asFunction('wellKnownJwks', () =>
-      invoke(jwksHandler, { path: '/.well-known/jwks.json' }),
-    );
+    const published = await invoke(jwksHandler, { path: '/.well-known/jwks.json' });
     expect(published.status).toBe(200);
     expect(published.body.keys.map((key: { kid: string }) => key.kid)).toEqual(
       keyset.keys.map((key) => key.kid),
@@ -123,12 +119,10 @@ itWithSsm(
     await new Promise((resolve) =>
       setTimeout(resolve, (Number(process.env.JWT_KEYS_MAX_AGE_SECONDS) + 0.5) * 1000),
     );
-    const listed = await asFunction('jobsList', () =>
-      invoke(jobsListHandler, {
-        path: '/jobs',
-        headers: { authorization: `Bearer ${signedIn.body.token}` },
-      }),
-    );
+    const listed = await invoke(jobsListHandler, {
+      path: '/jobs',
+      headers: { authorization: `Bearer ${signedIn.body.token}` },
+    });
     expect(listed.status).toBe(200);
 
     // Each read was made, and recorded for the IAM check as its function's.

@@ -1,5 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { functionName, ROUTES } from '../../lib/http/routes.ts';
+import { asFunction } from './as-function.ts';
 
 export interface EventOptions {
   method?: string;
@@ -80,12 +84,42 @@ export interface ParsedResponse<T = unknown> {
   body: T;
 }
 
-/** Invokes a handler with an event and parses its JSON answer. */
+type Handler = (
+  event: APIGatewayProxyEventV2,
+  context: Context,
+) => Promise<APIGatewayProxyStructuredResultV2>;
+
+const projectRoot = join(import.meta.dirname, '..', '..');
+let functionKeys: Promise<Map<unknown, string>> | undefined;
+
+/**
+ * The function a route's handler is deployed as, found by the handler itself, so that a handler
+ * invoked here is held to its function's role like one serverless-offline runs (the IAM check,
+ * tests/support/iam-audit.ts). In-process tests reach paths HTTP does not (a failed invoke, a lost
+ * transaction race), and a rare path is where a role is likeliest to lack an action. Looked up only
+ * while calls are being recorded (not in the benches, which borrow this file).
+ */
+async function functionKeyOf(handler: Handler): Promise<string | undefined> {
+  if (!process.env.AWS_CALL_AUDIT_FILE) return undefined;
+  functionKeys ??= Promise.all(
+    Object.values(ROUTES)
+      .filter((route) => route.iam.length > 0)
+      .map(async (route) => {
+        const module = await import(pathToFileURL(join(projectRoot, route.handler)).href);
+        return [module.handler, functionName(route)] as const;
+      }),
+  ).then((entries) => new Map(entries));
+  return (await functionKeys).get(handler);
+}
+
+/** Invokes a handler with an event, as its function when it is a route's, and parses its JSON answer. */
 export async function invoke<T = any>(
-  handler: (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyStructuredResultV2>,
+  handler: Handler,
   options: EventOptions = {},
 ): Promise<ParsedResponse<T>> {
-  const result = await handler(httpEvent(options), lambdaContext());
+  const key = await functionKeyOf(handler);
+  const run = () => handler(httpEvent(options), lambdaContext());
+  const result = await (key ? asFunction(key, run) : run());
   return {
     status: result.statusCode ?? 200,
     headers: result.headers ?? {},
