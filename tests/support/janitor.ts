@@ -10,8 +10,6 @@ import { jobStore } from '../../lib/jobs/index.ts';
 import type { JobRecord } from '../../lib/jobs/jobs-table.ts';
 import { asFunction } from './as-function.ts';
 
-// Apart from ./exports.ts, which the benches import too (bench/export-worker.ts), outside Jest.
-
 export interface JanitorRun {
   /** Over janitorSettings(); `prefixes` defaults to the users' uploads/ and exports/ folders. */
   settings?: Partial<JanitorSettings>;
