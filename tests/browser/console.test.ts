@@ -766,6 +766,10 @@ describeWithChromium(title, () => {
 
   it('works on a phone-sized screen with the keyboard alone', async () => {
     const user = await createTestUser('phone');
+    // Signed out: the test before this one leaves its session's cookie, and the page would take the
+    // answer to its session check as that user's sign-in whenever it came before the Enter below
+    // (what made this test fail now and then on a loaded machine).
+    await browser.context.clearCookies();
     const page = await browser.context.newPage();
     await page.setViewportSize({ width: 390, height: 844 });
     // The page's "who is signed in?" check is held until the person has typed: on a slow network
@@ -794,7 +798,8 @@ describeWithChromium(title, () => {
     await page.keyboard.type(user.password);
     releaseSessionCheck();
     // Its answer (not signed in) leaves the form as typed and the focus where it is.
-    await page.waitForResponse((response) => response.url().endsWith('/auth/session'));
+    const sessionCheck = await page.waitForResponse((response) => response.url().endsWith('/auth/session'));
+    expect(sessionCheck.status()).toBe(401);
     await page.keyboard.press('Enter');
     // Sign-in runs scrypt with 128 MiB, slow on a loaded machine (30 s was seen to fall short twice,
     // each time with a CI run beside the tests).
