@@ -993,9 +993,9 @@ export async function reconcileUpload(username: string, jobId: string) {
       const checksum = part.checksum ?? recordedChecksums.get(part.partNumber);
       return { partNumber: part.partNumber, size: part.size, ...(checksum ? { checksum } : {}) };
     }),
-    /** Parts to (re-)send: never received, or received with the wrong size. */
-    missingParts: missing.concat(
-      complete.filter((part) => !usable.includes(part)).map((part) => part.partNumber),
-    ),
+    /** Parts to (re-)send, in order: never received, or received with the wrong size. */
+    missingParts: missing
+      .concat(complete.filter((part) => !usable.includes(part)).map((part) => part.partNumber))
+      .sort((a, b) => a - b),
   };
 }

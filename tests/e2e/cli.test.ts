@@ -283,7 +283,7 @@ describe('file-jobs CLI', () => {
       events
         .filter((event) => event.event === 'part')
         .map((event) => event.partNumber)
-        .sort(),
+        .sort((a, b) => a - b),
     ).toEqual(missing);
     expect(events.at(-1)).toMatchObject({
       event: 'completed',

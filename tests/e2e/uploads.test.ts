@@ -104,6 +104,26 @@ describe('an upload through presigned part URLs', () => {
     ).toBe('COMPLETED');
   });
 
+  // moto keeps a part cut short (it holds no URL to its length): the case to show. LocalStack refuses
+  // it, as S3 does, and the next test's PUT then hung there once (cause not found).
+  const onMoto = testStack().emulator?.s3 === 'localstack' ? it.skip : it;
+  onMoto(
+    'names the parts to send again in order, one that S3 holds with the wrong size among them',
+    async () => {
+      const user = await newUser();
+      const bytes = randomBytes(12 * MiB);
+      const created = await startUpload(user, {
+        filename: name('short'),
+        size: bytes.length,
+        partSize: 5 * MiB,
+      });
+      // Part 1 cut short.
+      await fetch(created.parts[0].url, { method: 'PUT', body: partOf(bytes, 5 * MiB, 1).subarray(0, MiB) });
+      const reconciled = await api(`/jobs/${created.job.jobId}?reconcile=true`, { token: user.jwt });
+      expect(reconciled.body.missingParts).toEqual([1, 2, 3]);
+    },
+  );
+
   it('refuses to complete while parts are missing, naming them, and resumes from S3 after a client crash', async () => {
     const user = await newUser();
     const bytes = randomBytes(12 * MiB);
