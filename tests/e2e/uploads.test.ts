@@ -117,8 +117,12 @@ describe('an upload through presigned part URLs', () => {
         size: bytes.length,
         partSize: 5 * MiB,
       });
-      // Part 1 cut short.
-      await fetch(created.parts[0].url, { method: 'PUT', body: partOf(bytes, 5 * MiB, 1).subarray(0, MiB) });
+      // Part 1 cut short. Its answer is read to the end, so that its connection goes back to the pool.
+      const put = await fetch(created.parts[0].url, {
+        method: 'PUT',
+        body: partOf(bytes, 5 * MiB, 1).subarray(0, MiB),
+      });
+      await put.arrayBuffer();
       const reconciled = await api(`/jobs/${created.job.jobId}?reconcile=true`, { token: user.jwt });
       expect(reconciled.body.missingParts).toEqual([1, 2, 3]);
     },
