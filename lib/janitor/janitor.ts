@@ -123,7 +123,9 @@ export async function runJanitor(
       } else if (job.status === 'COMPLETING' && ageSeconds(job.updatedAt, now) > settings.stuckSeconds) {
         await attempt(job, 'retry a completion', async () => {
           try {
-            await completeUpload(job.username, job.jobId);
+            await completeUpload(job.username, job.jobId, {
+              judgedAt: { now, stuckSeconds: settings.stuckSeconds },
+            });
           } catch (error) {
             // A 409 is a settled job: FAILED (nothing in S3 to complete) or UPLOADING again (its
             // parts no longer fit), which is what S3 holds; not a janitor failure.

@@ -367,7 +367,7 @@ export async function createFormUpload(
  * How long after a form upload started writing its file nobody else may declare it unwritten: longer
  * than the API's Lambda timeout (29 s, serverless.yml), after which the writing request has ended.
  */
-const FORM_WRITER_GRACE_SECONDS = 60;
+export const FORM_WRITER_GRACE_SECONDS = 60;
 
 /** What a form upload's job keeps to recognise its own file in S3. */
 interface FormDetails {
@@ -388,7 +388,10 @@ function holdsFormFile(job: JobRecord, object: { size: number; etag: string } | 
  * would have died), FAILED with its slot freed. An UPLOADING one never got to write. Returns the
  * job when COMPLETED, throws UploadGone when FAILED.
  */
-async function settleFormUpload(seen: JobRecord, options: { writerEnded: boolean }): Promise<JobView> {
+async function settleFormUpload(
+  seen: JobRecord,
+  options: { writerEnded: true } | { writerEnded: false; judgedAt: JudgedAt },
+): Promise<JobView> {
   const job = (await jobStore().get(seen.username, seen.jobId))!;
   if (job.status === 'COMPLETED') return jobView(job);
   if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
@@ -398,8 +401,11 @@ async function settleFormUpload(seen: JobRecord, options: { writerEnded: boolean
   }
   // No file yet, but the request writing it may still be running: it is not "not stored" until that
   // request has surely ended.
-  const sinceWriteStarted = (Date.now() - Date.parse(job.updatedAt)) / 1000;
-  if (job.status === 'COMPLETING' && !options.writerEnded && sinceWriteStarted < FORM_WRITER_GRACE_SECONDS) {
+  if (
+    job.status === 'COMPLETING' &&
+    !options.writerEnded &&
+    secondsSince(job.updatedAt, options.judgedAt) < FORM_WRITER_GRACE_SECONDS
+  ) {
     throw conflict(
       ErrorCode.CompletionInProgress,
       `the file of job ${job.jobId} is being stored; ask again in a moment`,
@@ -576,7 +582,23 @@ export interface CompleteUploadOptions {
    * Uppy does not retry a failed completion, so a 409 there is a failed file although it completes.
    */
   awaitInFlightMs?: number;
+  /**
+   * The janitor's clock and stuck time, by which a completion in flight is judged over (default: the
+   * real clock and JANITOR_STUCK_MINUTES). Tests and the soak run the janitor with its clock ahead
+   * and its limits short; judged by the real clock, such a job would stay COMPLETING.
+   */
+  judgedAt?: JudgedAt;
 }
+
+/** When a completion in flight is judged, and after how long in COMPLETING it is over. */
+interface JudgedAt {
+  now: number;
+  stuckSeconds: number;
+}
+
+const secondsSince = (isoTime: string, judgedAt: JudgedAt) => (judgedAt.now - Date.parse(isoTime)) / 1000;
+
+const realClock = (): JudgedAt => ({ now: Date.now(), stuckSeconds: config().janitor.stuckSeconds });
 
 /** The first pause, and the longest, between looks at a completion in flight. */
 const IN_FLIGHT_POLL_MS = { first: 200, longest: 2000 };
@@ -594,7 +616,7 @@ export async function completeUpload(
   const deadline = Date.now() + (options.awaitInFlightMs ?? 0);
   for (let pause = IN_FLIGHT_POLL_MS.first; ; pause = Math.min(pause * 2, IN_FLIGHT_POLL_MS.longest)) {
     try {
-      return await completeUploadOnce(username, jobId, options.checksum);
+      return await completeUploadOnce(username, jobId, options.checksum, options.judgedAt ?? realClock());
     } catch (error) {
       const inFlight = error instanceof HttpError && error.code === ErrorCode.CompletionInProgress;
       if (!inFlight || Date.now() + pause > deadline) throw error;
@@ -607,17 +629,18 @@ async function completeUploadOnce(
   username: string,
   jobId: string,
   checksum: string | undefined,
+  judgedAt: JudgedAt,
 ): Promise<JobView> {
   let job = await findUpload(username, jobId);
   checkWholeFileChecksum(job, checksum);
   if (job.status === 'COMPLETED') return jobView(job);
   if (job.status !== 'UPLOADING' && job.status !== 'COMPLETING') throw notActive(job, 'be completed');
   // Form uploads have no multipart upload to complete; their one object is there or not.
-  if (!job.uploadId) return settleFormUpload(job, { writerEnded: false });
+  if (!job.uploadId) return settleFormUpload(job, { writerEnded: false, judgedAt });
 
   const store = fileStore();
   const stored = await store.listParts(job.key, job.uploadId);
-  if (!stored) return settleVanishedUpload(job);
+  if (!stored) return settleVanishedUpload(job, judgedAt);
   const learned = planFromParts(job) ? await learnPlan(job, stored) : undefined;
   if (learned) job = { ...job, ...learned };
   const { missing, wrongSize, complete } = checkStoredParts(job, stored);
@@ -665,7 +688,7 @@ async function completeUploadOnce(
       checksum,
     });
   } catch (error) {
-    if (error instanceof NoSuchUpload) return settleVanishedUpload(job);
+    if (error instanceof NoSuchUpload) return settleVanishedUpload(job, judgedAt);
     const refusal = (error as Error).name;
     if (refusal === 'BadDigest') {
       // S3 computed the object's CRC from the parts it holds, and it is not the client's: some part
@@ -860,7 +883,7 @@ async function recordCompleted(job: JobRecord, stored?: StoredObject): Promise<J
  * attempt that crashed before recording it, or a concurrent one), and the object is there with the
  * upload's size and a multipart ETag of as many parts; or it was removed under a live job.
  */
-async function settleVanishedUpload(seen: JobRecord): Promise<JobView> {
+async function settleVanishedUpload(seen: JobRecord, judgedAt: JudgedAt): Promise<JobView> {
   const job = (await jobStore().get(seen.username, seen.jobId))!;
   if (job.status === 'COMPLETED') return jobView(job);
   if (job.status === 'COMPLETING') {
@@ -871,8 +894,7 @@ async function settleVanishedUpload(seen: JobRecord): Promise<JobView> {
     // Not there yet: S3 may still be storing it (moto drops the multipart upload before it writes
     // the object, seconds for a large one). Failing the job now would leave a FAILED job beside a
     // stored file; until the job has been COMPLETING for the janitor's stuck time, say "again later".
-    const completingSeconds = (Date.now() - Date.parse(job.updatedAt)) / 1000;
-    if (!object && completingSeconds < config().janitor.stuckSeconds) {
+    if (!object && secondsSince(job.updatedAt, judgedAt) < judgedAt.stuckSeconds) {
       throw conflict(
         ErrorCode.CompletionInProgress,
         `S3 is still completing upload ${job.jobId}; ask again in a moment`,

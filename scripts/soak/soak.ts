@@ -353,11 +353,16 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       const stale = options.janitorStaleSeconds ?? 0;
       const { config } = await import('../../lib/config.ts');
       const { leaseSeconds } = config().exports;
+      const { FORM_WRITER_GRACE_SECONDS } = await import('../../lib/uploads/uploads.ts');
       // A job must have been idle for longer than the limit: wait out the limit from the last op.
       // After crashes, the dead workers' leases too (the restarted worker's claim reads the real
       // clock, so the janitor's clock cannot be set ahead for them as for faults).
       const idle = Math.max(stale, options.crashApi ? leaseSeconds : 0);
-      const wait = opsEnded + idle * 1000 + 1000 - Date.now();
+      // After faults the janitor's clock runs ahead (below); on it, too, a form upload whose request
+      // died with the API must be past the time that request could still be writing its file.
+      const ahead = options.faults ? (leaseSeconds + 60) * 1000 : 0;
+      const formWriterEnded = options.crashApi ? FORM_WRITER_GRACE_SECONDS * 1000 - ahead : 0;
+      const wait = opsEnded + Math.max(idle * 1000, formWriterEnded) + 1000 - Date.now();
       if (wait > 0) await sleep(wait);
       // Multipart uploads no unfinished job owns, other than the planted ones: left by a request
       // that failed halfway. The janitor should abort them; the report names them.
@@ -388,8 +393,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           : users.flatMap((user) => [`uploads/${user.username}/`, `exports/${user.username}/`]),
       };
       // After faults, a worker may hold a lease it could not give up (DynamoDB was gone): the janitor
-      // runs as if every lease had run out, as it would once they had.
-      const ahead = options.faults ? (leaseSeconds + 60) * 1000 : 0;
+      // runs as if every lease had run out, as it would once they had (`ahead`, above).
       // As the janitor function, so that the IAM check holds its calls to the janitor's role.
       janitor = await asFunction('janitor', () => runJanitor(settings, Date.now() + ahead));
       log(`janitor: ${JSON.stringify(janitor)}`);

@@ -241,7 +241,8 @@ describe('a form upload that crashes', () => {
         const { jobs } = await jobStore().list(username, { type: 'upload', limit: 10 });
         expect(jobs).toHaveLength(1);
         const jobId = jobs[0]!.jobId;
-        await formWriterEnded(username, jobId);
+        // The janitor, a day later by its clock, must see for itself that the writer has ended.
+        if (mode === 'complete') await formWriterEnded(username, jobId);
         await rerun(mode, username, jobId);
         expect(await expectConverged(username, jobId, bytes)).toBe(expected[mode]);
         await rerun(mode, username, jobId);
@@ -292,6 +293,29 @@ describe('a form upload that crashes', () => {
     await testBucket().putObject(`uploads/${username}/form.bin`, bytes);
     expect(await outcome(completeUpload(username, jobId))).toMatchObject({ ok: true });
     expect(await expectConverged(username, jobId, bytes)).toBe('COMPLETED');
+  });
+});
+
+describe('the janitor judges a completion in flight by its own clock', () => {
+  it('COMPLETING, its multipart upload gone and no file in S3: the janitor a day later fails it', async () => {
+    const username = user();
+    const upload = await readyUpload(username);
+    crashAfter(jobStore() as JobStore, 'transition', to('COMPLETING'));
+    await outcome(completeUpload(username, upload.job.jobId));
+    jest.restoreAllMocks();
+    const job = (await jobStore().get(username, upload.job.jobId))!;
+    expect(job.status).toBe('COMPLETING');
+    // Gone from S3 without a file: aborted by hand, or by the bucket's lifecycle rule.
+    await fileStore().abortMultipartUpload(job.key, job.uploadId!);
+    // Asked now, S3 may still be assembling the file: not yet the time to fail it.
+    expect(await outcome(completeUpload(username, job.jobId))).toEqual({
+      ok: false,
+      status: 409,
+      code: 'CompletionInProgress',
+    });
+    const report = await janitorLater(username);
+    expect(report.completionsRetried).toBe(1);
+    expect(await expectConverged(username, job.jobId, upload.bytes)).toBe('FAILED');
   });
 });
 
