@@ -5,12 +5,12 @@ import { jest } from '@jest/globals';
 import { checksumOf } from '../../common/checksums.ts';
 import { MiB } from '../../common/part-plan.ts';
 import { exportView } from '../../lib/exports/exports.ts';
-import { type RunResult, runExport } from '../../lib/exports/worker.ts';
+import type { RunResult } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
 import { transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
-import { createExportJob, exportLeftovers, runToTheEnd } from '../support/exports.ts';
+import { createExportJob, exportLeftovers, runExportAsWorker, runToTheEnd } from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
 import { testStack } from '../support/stack-env.ts';
 
@@ -117,7 +117,7 @@ describeOnCheckingS3(title, () => {
     async ({ format, source }) => {
       const bytes = sources[source]();
       const { username, jobId } = await exportOf(format, bytes);
-      const result = await runExport(
+      const result = await runExportAsWorker(
         { username, jobId },
         {
           deadline: Number.POSITIVE_INFINITY,

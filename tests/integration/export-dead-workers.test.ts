@@ -7,7 +7,6 @@ import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { recoverFailedWorker } from '../../lib/exports/dead-workers.ts';
 import { cancelExport, type WorkerEvent } from '../../lib/exports/exports.ts';
-import { runExport } from '../../lib/exports/worker.ts';
 import { jobStore, workerLeases } from '../../lib/jobs/index.ts';
 import { type JobRecord, TransitionRejected } from '../../lib/jobs/jobs-table.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
@@ -15,7 +14,13 @@ import { transferFileStore } from '../../lib/storage/index.ts';
 import { asFunction } from '../support/as-function.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { lambdaContext } from '../support/events.ts';
-import { createExportJob, exportLeftovers, runToTheEnd, waitForStatus } from '../support/exports.ts';
+import {
+  createExportJob,
+  exportLeftovers,
+  runExportAsWorker,
+  runToTheEnd,
+  waitForStatus,
+} from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**
@@ -75,7 +80,7 @@ async function workerDyingAtPartTwo(event: WorkerEvent, requestId: string) {
     if (Number(args[2]) >= 2) return new Promise(() => {});
     return real(...args);
   });
-  void runExport(event, { deadline: Infinity, continueWith: async () => {}, requestId });
+  void runExportAsWorker(event, { deadline: Infinity, continueWith: async () => {}, requestId });
   let job: JobRecord | undefined;
   for (let tries = 0; !(job && job.partsDone >= 1 && job.workerRequestId === requestId); tries++) {
     if (tries > 300) throw new Error('the worker never recorded part 1');
@@ -133,7 +138,7 @@ it('a report for an invocation that no longer holds the job changes nothing', as
   const { username, jobId } = await newExport();
   // Invocation A hands the job off after part 1; invocation B takes it with A's token, and runs.
   let next: WorkerEvent | undefined;
-  await runExport(
+  await runExportAsWorker(
     { username, jobId },
     {
       deadline: 0,
@@ -180,7 +185,7 @@ it('a worker reported dead in the middle of a kill: the cancel is finished, noth
 
 it('a report of an invocation that failed after the export finished changes nothing', async () => {
   const { username, jobId } = await newExport();
-  const result = await runExport(
+  const result = await runExportAsWorker(
     { username, jobId },
     { deadline: Infinity, continueWith: async () => {}, requestId: 'req-finished' },
   );
@@ -294,7 +299,7 @@ describe('a worker invocation whose claim fails', () => {
       await claim(...args);
       throw reset();
     });
-    const result = await runExport(
+    const result = await runExportAsWorker(
       { username, jobId },
       { deadline: Number.POSITIVE_INFINITY, continueWith: async () => {} },
     );
@@ -317,7 +322,10 @@ it('ignores a record that is not a failed worker invocation', async () => {
 
 it('the worker records the invocation that claims the job, and a claim without one clears it', async () => {
   const { username, jobId } = await newExport();
-  await runExport({ username, jobId }, { deadline: 0, continueWith: async () => {}, requestId: 'req-first' });
+  await runExportAsWorker(
+    { username, jobId },
+    { deadline: 0, continueWith: async () => {}, requestId: 'req-first' },
+  );
   expect((await jobStore().get(username, jobId))!.workerRequestId).toBe('req-first');
   const { result } = await runToTheEnd({
     username,

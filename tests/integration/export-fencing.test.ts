@@ -4,12 +4,17 @@ import { gunzipSync } from 'node:zlib';
 import { jest } from '@jest/globals';
 import { MiB } from '../../common/part-plan.ts';
 import { cleanUpOutput, finishCancel, killExports } from '../../lib/exports/exports.ts';
-import { runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import type { JobRecord } from '../../lib/jobs/jobs-table.ts';
 import { transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
-import { createExportJob, expireLease, exportLeftovers, runToTheEnd } from '../support/exports.ts';
+import {
+  createExportJob,
+  expireLease,
+  exportLeftovers,
+  runExportAsWorker,
+  runToTheEnd,
+} from '../support/exports.ts';
 import { janitorFor, janitorOver } from '../support/janitor.ts';
 import { testBucket } from '../support/s3.ts';
 
@@ -172,7 +177,7 @@ describe('fencing of the final transitions', () => {
   it("a hand-off whose self-invoke fails (and its restart's too) leaves the job RUNNING, its lease given up, for the janitor", async () => {
     const job = await newExport('raw');
     const { username, jobId } = job;
-    const result = await runExport(
+    const result = await runExportAsWorker(
       { username, jobId },
       {
         deadline: 0,
@@ -205,7 +210,7 @@ describe('fencing of the final transitions', () => {
   it("the janitor does not fail an export that a new worker claimed since the janitor's scan", async () => {
     const job = await newExport('raw');
     const { username, jobId } = job;
-    await runExport({ username, jobId }, { deadline: 0, continueWith: async () => {} }); // hand-off lost
+    await runExportAsWorker({ username, jobId }, { deadline: 0, continueWith: async () => {} }); // hand-off lost
     await expireLease(username, jobId);
 
     // The janitor reads the job with its dead worker's token; then a restarted worker claims it.

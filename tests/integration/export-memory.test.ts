@@ -9,9 +9,8 @@ import { jest } from '@jest/globals';
 import { MiB } from '../../common/part-plan.ts';
 import { config, EXPORT_WINDOW_LIMITS } from '../../lib/config.ts';
 import { GZIP_SLICE_TARGET, STEPS_AHEAD } from '../../lib/exports/gzip-members.ts';
-import { runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
-import { createExportJob } from '../support/exports.ts';
+import { createExportJob, runExportAsWorker } from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
 import { testStack } from '../support/stack-env.ts';
 
@@ -111,7 +110,7 @@ onMoto(
       }
     }, 5);
     try {
-      const result = await runExport(
+      const result = await runExportAsWorker(
         { username, jobId },
         { deadline: Infinity, continueWith: async () => {} },
       );

@@ -3,13 +3,12 @@ import { gunzipSync } from 'node:zlib';
 import { jest } from '@jest/globals';
 import { config } from '../../lib/config.ts';
 import { cancelExport, type WorkerEvent } from '../../lib/exports/exports.ts';
-import { runExport } from '../../lib/exports/worker.ts';
 import { jobStore, workerLeases } from '../../lib/jobs/index.ts';
 import { metrics } from '../../lib/metrics.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
 import { fileStore, transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
-import { createExportJob, exportLeftovers, runToTheEnd } from '../support/exports.ts';
+import { createExportJob, exportLeftovers, runExportAsWorker, runToTheEnd } from '../support/exports.ts';
 import { janitorFor } from '../support/janitor.ts';
 import { testBucket } from '../support/s3.ts';
 
@@ -87,7 +86,7 @@ describe.each(['raw', 'gzip'] as const)('a %s export worker', (format) => {
     while (event) {
       let next: WorkerEvent | undefined;
       results.push(
-        await runExport(event, {
+        await runExportAsWorker(event, {
           deadline: Infinity,
           continueWith: async (continuation) => {
             next = continuation;
@@ -193,7 +192,7 @@ it('a janitor run during the pause leaves the job alone: the lease covers the pa
   partFaults('raw', (partNumber, tries) => partNumber === 2 && tries === 0);
 
   let next: WorkerEvent | undefined;
-  const first = runExport(
+  const first = runExportAsWorker(
     { username, jobId },
     {
       deadline: Infinity,
@@ -222,7 +221,7 @@ it('with too little time left for the pause, the worker gives up its lease to th
   const { username, jobId } = job;
   partFaults('raw', (partNumber, tries) => partNumber === 2 && tries === 0);
 
-  const result = await runExport(
+  const result = await runExportAsWorker(
     { username, jobId },
     {
       deadline: Infinity,

@@ -3,10 +3,9 @@ import { DeleteCommand } from '@aws-sdk/lib-dynamodb';
 import { MiB } from '../../common/part-plan.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
-import { runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { getJob } from '../../lib/jobs/queries.ts';
-import { createExportJob } from '../support/exports.ts';
+import { createExportJob, runExportAsWorker } from '../support/exports.ts';
 import { janitorOver } from '../support/janitor.ts';
 import { testBucket } from '../support/s3.ts';
 
@@ -25,7 +24,7 @@ const janitorAt = (username: string, now: number) =>
 async function finishedExport(username: string) {
   await testBucket().putObject(`uploads/${username}/src.bin`, randomBytes(6 * MiB));
   const jobId = await createExportJob(username, 'src.bin', 'raw');
-  const result = await runExport(
+  const result = await runExportAsWorker(
     { username, jobId },
     { deadline: Date.now() + 60_000, continueWith: async () => {} },
   );

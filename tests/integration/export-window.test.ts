@@ -4,12 +4,17 @@ import { jest } from '@jest/globals';
 import { MiB } from '../../common/part-plan.ts';
 import { config } from '../../lib/config.ts';
 import type { WorkerEvent } from '../../lib/exports/exports.ts';
-import { runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
 import { transferFileStore } from '../../lib/storage/index.ts';
 import { expectSameBytes } from '../support/bytes.ts';
-import { createExportJob, expireLease, exportLeftovers, runToTheEnd } from '../support/exports.ts';
+import {
+  createExportJob,
+  expireLease,
+  exportLeftovers,
+  runExportAsWorker,
+  runToTheEnd,
+} from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**
@@ -92,7 +97,10 @@ describe('a raw export with a copy window of 4', () => {
     });
 
     // Its restart (continueWith) is dropped: the next invocation comes after the lease runs out.
-    const first = await runExport({ username, jobId }, { deadline: Infinity, continueWith: async () => {} });
+    const first = await runExportAsWorker(
+      { username, jobId },
+      { deadline: Infinity, continueWith: async () => {} },
+    );
     expect(first).toBe('restarted');
     // Its neighbours finished before it failed; nothing new started once it had.
     expect(finished).toEqual(expect.arrayContaining([1, 3, 4]));
@@ -118,7 +126,7 @@ describe('a raw export with a copy window of 4', () => {
       return new Promise(() => {}); // the Lambda died mid-call: nothing of it runs again
     });
 
-    void runExport({ username, jobId }, { deadline: Infinity, continueWith: async () => {} });
+    void runExportAsWorker({ username, jobId }, { deadline: Infinity, continueWith: async () => {} });
     await hung.opened;
     // Let the rest of the window finish and record itself (the hung call holds only its own place).
     const partsButOne = Math.ceil(bytes.length / partSize()) - 1;
@@ -164,7 +172,7 @@ describe('a raw export with a copy window of 4', () => {
         next = event;
       },
     };
-    expect(await runExport({ username, jobId }, options)).toBe('continued');
+    expect(await runExportAsWorker({ username, jobId }, options)).toBe('continued');
     expect(started).toEqual([1, 2, 3, 4]);
     expect(finished[3]).toBe(1);
     const handedOff = (await jobStore().get(username, jobId))!;
@@ -179,9 +187,9 @@ describe('a raw export with a copy window of 4', () => {
 describe('a gzip export', () => {
   it('compresses several slices at once and still writes them in order', async () => {
     const { username, jobId, bytes } = await exportOf('gzip', 5);
-    expect(await runExport({ username, jobId }, { deadline: Infinity, continueWith: async () => {} })).toBe(
-      'succeeded',
-    );
+    expect(
+      await runExportAsWorker({ username, jobId }, { deadline: Infinity, continueWith: async () => {} }),
+    ).toBe('succeeded');
     await expectExported(username, jobId, bytes);
   });
 
@@ -196,7 +204,9 @@ describe('a gzip export', () => {
 
     it('handed off after every part writes the very bytes of a run that never stopped', async () => {
       const whole = await exportOf('gzip', 2);
-      expect(await runExport(whole, { deadline: Infinity, continueWith: async () => {} })).toBe('succeeded');
+      expect(await runExportAsWorker(whole, { deadline: Infinity, continueWith: async () => {} })).toBe(
+        'succeeded',
+      );
       await expectExported(whole.username, whole.jobId, whole.bytes);
       const wholeJob = (await jobStore().get(whole.username, whole.jobId))!;
       const wholeOutput = Buffer.from((await testBucket().getObjectBytes(wholeJob.key))!);

@@ -3,12 +3,11 @@ import { gunzipSync } from 'node:zlib';
 import { MiB } from '../../common/part-plan.ts';
 import { config } from '../../lib/config.ts';
 import { cancelExport, killExports, startExport, type WorkerEvent } from '../../lib/exports/exports.ts';
-import { runExport } from '../../lib/exports/worker.ts';
 import { HttpError } from '../../lib/http/errors.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { LimitReached } from '../../lib/jobs/jobs-table.ts';
 import { expectSameBytes } from '../support/bytes.ts';
-import { createExportJob as createJob, runToTheEnd } from '../support/exports.ts';
+import { createExportJob as createJob, runExportAsWorker, runToTheEnd } from '../support/exports.ts';
 import { testBucket } from '../support/s3.ts';
 
 /**
@@ -101,7 +100,10 @@ describe('the export worker', () => {
     expect(cancelled.job.status).toBe('CANCELLED');
     // A worker that starts late finds nothing to do.
     expect(
-      await runExport({ username, jobId }, { deadline: Date.now() + 60_000, continueWith: async () => {} }),
+      await runExportAsWorker(
+        { username, jobId },
+        { deadline: Date.now() + 60_000, continueWith: async () => {} },
+      ),
     ).toBe('skipped');
   });
 
@@ -135,7 +137,7 @@ describe('the export worker', () => {
     const username = user();
     const jobId = await createJob(username, await sourceFile(username, randomBytes(12 * MiB)), 'raw');
     let handedTo: WorkerEvent | undefined;
-    await runExport(
+    await runExportAsWorker(
       { username, jobId },
       {
         deadline: 0,
@@ -145,7 +147,7 @@ describe('the export worker', () => {
       },
     );
     // The original event again (Lambda may deliver an asynchronous event twice): not claimable.
-    expect(await runExport({ username, jobId }, { deadline: 0, continueWith: async () => {} })).toBe(
+    expect(await runExportAsWorker({ username, jobId }, { deadline: 0, continueWith: async () => {} })).toBe(
       'skipped',
     );
     const { result } = await runToTheEnd(handedTo!);

@@ -4,11 +4,10 @@ import { MiB } from '../../common/part-plan.ts';
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { cancelExport, type WorkerEvent } from '../../lib/exports/exports.ts';
-import { runExport } from '../../lib/exports/worker.ts';
 import type { JanitorSettings } from '../../lib/janitor/janitor.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { createUpload } from '../../lib/uploads/uploads.ts';
-import { createExportJob, waitForStatus } from '../support/exports.ts';
+import { createExportJob, runExportAsWorker, waitForStatus } from '../support/exports.ts';
 import { janitorOver } from '../support/janitor.ts';
 import { testBucket } from '../support/s3.ts';
 
@@ -93,7 +92,7 @@ describe('the janitor', () => {
     await testBucket().putObject(`uploads/${username}/src.bin`, randomBytes(12 * MiB));
     const jobId = await createExportJob(username, 'src.bin', 'raw');
     // The worker does one part and hands off; the hand-off never runs (the worker "died").
-    await runExport({ username, jobId }, { deadline: 0, continueWith: async () => {} });
+    await runExportAsWorker({ username, jobId }, { deadline: 0, continueWith: async () => {} });
     const cancelled = await cancelExport(username, jobId);
     expect(cancelled.job.status).toBe('CANCELLING'); // the lease says a worker is alive
     await age(username, jobId, { leaseUntil: Math.floor(Date.now() / 1000) - 60 });
@@ -111,7 +110,7 @@ describe('the janitor', () => {
     await testBucket().putObject(`uploads/${username}/src.bin`, bytes);
     const jobId = await createExportJob(username, 'src.bin', 'raw');
     let handOff: WorkerEvent | undefined;
-    await runExport(
+    await runExportAsWorker(
       { username, jobId },
       {
         deadline: 0,
@@ -135,7 +134,7 @@ describe('the janitor', () => {
     const username = user();
     await testBucket().putObject(`uploads/${username}/src.bin`, randomBytes(12 * MiB));
     const jobId = await createExportJob(username, 'src.bin', 'raw');
-    await runExport({ username, jobId }, { deadline: 0, continueWith: async () => {} });
+    await runExportAsWorker({ username, jobId }, { deadline: 0, continueWith: async () => {} });
     await age(username, jobId, { leaseUntil: Math.floor(Date.now() / 1000) - 60 });
 
     const report = await janitorIn(username, 'exports', { maxExportRestarts: 0 });

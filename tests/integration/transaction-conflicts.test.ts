@@ -8,12 +8,11 @@ import { handler as startUploadHandler } from '../../functions/upload-create.ts'
 import { documentClient } from '../../lib/aws/clients.ts';
 import { config } from '../../lib/config.ts';
 import { killExports } from '../../lib/exports/exports.ts';
-import { runExport } from '../../lib/exports/worker.ts';
 import { jobStore } from '../../lib/jobs/index.ts';
 import { completeUpload, createUpload, signParts } from '../../lib/uploads/uploads.ts';
 import { slowToGzip } from '../support/bytes.ts';
 import { invoke, type ParsedResponse } from '../support/events.ts';
-import { runningExports } from '../support/exports.ts';
+import { runExportAsWorker, runningExports } from '../support/exports.ts';
 import { putPart, testBucket } from '../support/s3.ts';
 import { createTestUser } from '../support/users.ts';
 
@@ -158,7 +157,7 @@ describe('transaction conflicts', () => {
       // worker POST /export started through Lambda races these; whichever claims a job runs it).
       for (const response of responses.filter((r) => r.status === 202)) {
         finishing.push(
-          runExport(
+          runExportAsWorker(
             { username: user.username, jobId: response.body.job.jobId },
             { deadline: Number.POSITIVE_INFINITY, continueWith: async () => {} },
           ),

@@ -55,6 +55,13 @@ export async function createExportJob(
   return jobId;
 }
 
+/**
+ * One invocation of the export worker, in-process, as the exportWorker function: the IAM check
+ * holds its AWS calls to that function's role. Tests call the worker only through this.
+ */
+export const runExportAsWorker: typeof runExport = (event, options) =>
+  asFunction('exportWorker', () => runExport(event, options));
+
 /** Runs the worker as Lambda would, each invocation with no time left: one part, then a hand-off. */
 export async function runToTheEnd(first: WorkerEvent, beforeEach?: (invocation: number) => Promise<void>) {
   let event: WorkerEvent | undefined = first;
@@ -65,14 +72,12 @@ export async function runToTheEnd(first: WorkerEvent, beforeEach?: (invocation: 
     await beforeEach?.(invocations);
     let next: WorkerEvent | undefined;
     const invocation = event;
-    result = await asFunction('exportWorker', () =>
-      runExport(invocation, {
-        deadline: 0,
-        continueWith: async (continuation) => {
-          next = continuation;
-        },
-      }),
-    );
+    result = await runExportAsWorker(invocation, {
+      deadline: 0,
+      continueWith: async (continuation) => {
+        next = continuation;
+      },
+    });
     event = next;
   }
   return { result, invocations };

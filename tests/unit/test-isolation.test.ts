@@ -7,11 +7,13 @@ import { janitorOver } from '../support/janitor.ts';
  * stale on purpose, so a janitor that swept every active job would expire, restart or fail another
  * file's jobs mid-test: a failure that shows only now and then, and never in the file that caused it.
  * So the tests run the janitor only through tests/support/janitor.ts, which narrows it to the
- * test's own users.
+ * test's own users. And the export worker, which tests drive in-process, only through
+ * tests/support/exports.ts, which runs it as its function, so the IAM check covers its calls.
  */
 
 const root = join(import.meta.dirname, '..', '..');
 const HELPER = 'tests/support/janitor.ts';
+const EXPORT_HELPER = 'tests/support/exports.ts';
 
 function testSources(dir = join(root, 'tests')): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -32,6 +34,19 @@ describe('tests that share the stack', () => {
         /\brunJanitor\b/.test(readFileSync(join(root, file), 'utf8')),
     );
     expect(offenders).toEqual([]);
+  });
+
+  it('run the export worker only as the exportWorker function, for the IAM check', () => {
+    const offenders = testSources().filter(
+      (file) =>
+        file !== EXPORT_HELPER &&
+        file !== 'tests/unit/test-isolation.test.ts' &&
+        /\brunExport\b/.test(readFileSync(join(root, file), 'utf8')),
+    );
+    expect(offenders).toEqual([]);
+    expect(readFileSync(join(root, EXPORT_HELPER), 'utf8')).toMatch(
+      /asFunction\('exportWorker', \(\) => runExport\(/,
+    );
   });
 
   it('refuse a janitor over folders other than their users', async () => {
