@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { MiB } from '../../common/part-plan.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { api, expectError } from '../support/http.ts';
-import { putPart, testBucket } from '../support/s3.ts';
+import { putOnNewConnection, putPart, testBucket } from '../support/s3.ts';
 import { testStack } from '../support/stack-env.ts';
 import { createTestUser } from '../support/users.ts';
 
@@ -104,29 +104,23 @@ describe('an upload through presigned part URLs', () => {
     ).toBe('COMPLETED');
   });
 
-  // moto keeps a part cut short (it holds no URL to its length): the case to show. LocalStack refuses
-  // it, as S3 does, and the next test's PUT then hung there once (cause not found).
-  const onMoto = testStack().emulator?.s3 === 'localstack' ? it.skip : it;
-  onMoto(
-    'names the parts to send again in order, one that S3 holds with the wrong size among them',
-    async () => {
-      const user = await newUser();
-      const bytes = randomBytes(12 * MiB);
-      const created = await startUpload(user, {
-        filename: name('short'),
-        size: bytes.length,
-        partSize: 5 * MiB,
-      });
-      // Part 1 cut short. Its answer is read to the end, so that its connection goes back to the pool.
-      const put = await fetch(created.parts[0].url, {
-        method: 'PUT',
-        body: partOf(bytes, 5 * MiB, 1).subarray(0, MiB),
-      });
-      await put.arrayBuffer();
-      const reconciled = await api(`/jobs/${created.job.jobId}?reconcile=true`, { token: user.jwt });
-      expect(reconciled.body.missingParts).toEqual([1, 2, 3]);
-    },
-  );
+  // moto keeps a part cut short (it checks no signature, so not the signed length): the case to show.
+  // LocalStack refuses it (403, as S3 does) before reading its body; the PUT goes on a connection of
+  // its own, since LocalStack keeps the connection open with the unread bytes and the next request on
+  // it hangs (seen with fetch's pool: the next test's part PUT, every time).
+  it('names the parts to send again in order, one that S3 holds with the wrong size among them', async () => {
+    const user = await newUser();
+    const bytes = randomBytes(12 * MiB);
+    const created = await startUpload(user, {
+      filename: name('short'),
+      size: bytes.length,
+      partSize: 5 * MiB,
+    });
+    const put = await putOnNewConnection(created.parts[0].url, partOf(bytes, 5 * MiB, 1).subarray(0, MiB));
+    expect(put.status).toBe(testStack().emulator?.s3 === 'localstack' ? 403 : 200);
+    const reconciled = await api(`/jobs/${created.job.jobId}?reconcile=true`, { token: user.jwt });
+    expect(reconciled.body.missingParts).toEqual([1, 2, 3]);
+  });
 
   it('refuses to complete while parts are missing, naming them, and resumes from S3 after a client crash', async () => {
     const user = await newUser();
