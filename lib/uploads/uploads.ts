@@ -331,7 +331,11 @@ export async function createFormUpload(
   );
   job.details = { contentMd5: createHash('md5').update(file.content).digest('hex') } satisfies FormDetails;
   if (!overwrite) await refuseExistingFile(job.key, job.filename);
-  await claimSlot(job, uploadQuota());
+  await claimSlot(job, uploadQuota()).catch(async (error: unknown) => {
+    if (!(await settledDeadFormHolder(username, error))) throw error;
+    if (!overwrite) await refuseExistingFile(job.key, job.filename);
+    await claimSlot(job, uploadQuota());
+  });
   logger.appendKeys({ jobId: job.jobId });
   recordJobMetric('UploadsStarted');
   // Claim the file before writing it, so that a kill that wins first means nothing gets written.
@@ -368,6 +372,28 @@ export async function createFormUpload(
  * than the API's Lambda timeout (29 s, serverless.yml), after which the writing request has ended.
  */
 export const FORM_WRITER_GRACE_SECONDS = 60;
+
+/**
+ * A form upload sent again after its first request died (a 503, a lost answer) meets its name held
+ * by that first job, left COMPLETING. Nobody would end it before the janitor's stuck time (minutes),
+ * so once its writer has surely ended, S3 settles it here: COMPLETED or FAILED, either way it gives up
+ * the name. Whether it did; a holder that may still be writing, or is no form upload, keeps it.
+ */
+async function settledDeadFormHolder(username: string, refusal: unknown): Promise<boolean> {
+  if (!(refusal instanceof HttpError) || refusal.code !== ErrorCode.UploadInProgress) return false;
+  const holderId = (refusal.details as { jobId?: string } | undefined)?.jobId;
+  const holder = holderId ? await jobStore().get(username, holderId) : undefined;
+  if (holder?.type !== 'upload' || holder.uploadId || holder.status !== 'COMPLETING') return false;
+  try {
+    await settleFormUpload(holder, { writerEnded: false, judgedAt: realClock() });
+    return true;
+  } catch (error) {
+    // 409s: failed here (UploadGone), still in its writer's time, or ended meanwhile by another.
+    if (!(error instanceof HttpError && error.status === 409)) throw error;
+    const now = await jobStore().get(username, holder.jobId);
+    return now?.status !== 'UPLOADING' && now?.status !== 'COMPLETING';
+  }
+}
 
 /** What a form upload's job keeps to recognise its own file in S3. */
 interface FormDetails {

@@ -275,6 +275,56 @@ describe('a form upload that crashes', () => {
     expect(await expectConverged(username, jobs[0]!.jobId, bytes, earlier)).toBe('FAILED');
   });
 
+  describe('sent again after its first request died', () => {
+    /** The first request dies once its job is COMPLETING: before (or after) it wrote its file. */
+    async function firstDies(username: string, bytes: Buffer, wroteFile: boolean) {
+      if (wroteFile) crashBefore(jobStore() as JobStore, 'transition', to('COMPLETED'));
+      else crashAfter(jobStore() as JobStore, 'transition', to('COMPLETING'));
+      expect(
+        await outcome(createFormUpload(username, { filename: 'form.bin', content: bytes }, false)),
+      ).toMatchObject({ ok: false, crash: expect.any(String) });
+      jest.restoreAllMocks();
+      const { jobs } = await jobStore().list(username, { type: 'upload', limit: 10 });
+      expect(jobs.map((job) => job.status)).toEqual(['COMPLETING']);
+      return jobs[0]!.jobId;
+    }
+
+    it('while the first may still be writing: 409 UploadInProgress naming it; once it cannot, the name is taken over', async () => {
+      const username = user();
+      const first = await firstDies(username, randomBytes(2048), false);
+      const bytes = randomBytes(4096);
+      const again = () => createFormUpload(username, { filename: 'form.bin', content: bytes }, false);
+      expect(await outcome(again())).toEqual({ ok: false, status: 409, code: 'UploadInProgress' });
+      expect((await jobStore().get(username, first))!.status).toBe('COMPLETING');
+      await formWriterEnded(username, first);
+      const second = await again();
+      expect(second.job.status).toBe('COMPLETED');
+      expect((await jobStore().get(username, first))!.status).toBe('FAILED');
+      expect(await expectConverged(username, second.job.jobId, bytes)).toBe('COMPLETED');
+    });
+
+    it("the first's file did land: COMPLETED, and the second answers FileExists (or replaces it with overwrite)", async () => {
+      const username = user();
+      const firstBytes = randomBytes(2048);
+      const first = await firstDies(username, firstBytes, true);
+      await formWriterEnded(username, first);
+      const bytes = randomBytes(4096);
+      // The file is already there: refused before the name is even looked at.
+      expect(
+        await outcome(createFormUpload(username, { filename: 'form.bin', content: bytes }, false)),
+      ).toEqual({ ok: false, status: 409, code: 'FileExists' });
+      expect((await jobStore().get(username, first))!.status).toBe('COMPLETING');
+      const second = await createFormUpload(username, { filename: 'form.bin', content: bytes }, true);
+      expect(second.job.status).toBe('COMPLETED');
+      // The first was settled by S3 on the way: its file had landed, and then the second replaced it.
+      expect((await jobStore().get(username, first))!).toMatchObject({
+        status: 'COMPLETED',
+        bytesDone: firstBytes.length,
+      });
+      expect(await expectConverged(username, second.job.jobId, bytes)).toBe('COMPLETED');
+    });
+  });
+
   it('a /complete while the form request may still be writing its file waits for it instead of failing it', async () => {
     const username = user();
     const bytes = randomBytes(2048);
