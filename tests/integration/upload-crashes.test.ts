@@ -10,6 +10,7 @@ import type { JobStore, TransitionOptions } from '../../lib/jobs/job-store.ts';
 import type { FileStore } from '../../lib/storage/file-store.ts';
 import { fileStore } from '../../lib/storage/index.ts';
 import { completeUpload, createFormUpload, createUpload } from '../../lib/uploads/uploads.ts';
+import { asFunction } from '../support/as-function.ts';
 import { expectSameBytes } from '../support/bytes.ts';
 import { janitorOver } from '../support/janitor.ts';
 import { putPart, testBucket } from '../support/s3.ts';
@@ -293,7 +294,11 @@ describe('a form upload that crashes', () => {
       const username = user();
       const first = await firstDies(username, randomBytes(2048), false);
       const bytes = randomBytes(4096);
-      const again = () => createFormUpload(username, { filename: 'form.bin', content: bytes }, false);
+      // As POST /upload's function, so the IAM check holds the settle it may now do to that role.
+      const again = () =>
+        asFunction('uploadCreate', () =>
+          createFormUpload(username, { filename: 'form.bin', content: bytes }, false),
+        );
       expect(await outcome(again())).toEqual({ ok: false, status: 409, code: 'UploadInProgress' });
       expect((await jobStore().get(username, first))!.status).toBe('COMPLETING');
       await formWriterEnded(username, first);
@@ -314,7 +319,9 @@ describe('a form upload that crashes', () => {
         await outcome(createFormUpload(username, { filename: 'form.bin', content: bytes }, false)),
       ).toEqual({ ok: false, status: 409, code: 'FileExists' });
       expect((await jobStore().get(username, first))!.status).toBe('COMPLETING');
-      const second = await createFormUpload(username, { filename: 'form.bin', content: bytes }, true);
+      const second = await asFunction('uploadCreate', () =>
+        createFormUpload(username, { filename: 'form.bin', content: bytes }, true),
+      );
       expect(second.job.status).toBe('COMPLETED');
       // The first was settled by S3 on the way: its file had landed, and then the second replaced it.
       expect((await jobStore().get(username, first))!).toMatchObject({
