@@ -377,7 +377,8 @@ export const FORM_WRITER_GRACE_SECONDS = 60;
  * A form upload sent again after its first request died (a 503, a lost answer) meets its name held
  * by that first job, left COMPLETING. Nobody would end it before the janitor's stuck time (minutes),
  * so once its writer has surely ended, S3 settles it here: COMPLETED or FAILED, either way it gives up
- * the name. Whether it did; a holder that may still be writing, or is no form upload, keeps it.
+ * the name. Returns whether the name was given up; a holder that may still be writing, or is not a
+ * form upload, keeps it.
  */
 async function settledDeadFormHolder(username: string, refusal: unknown): Promise<boolean> {
   if (!(refusal instanceof HttpError) || refusal.code !== ErrorCode.UploadInProgress) return false;
