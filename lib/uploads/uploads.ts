@@ -377,19 +377,33 @@ export const FORM_WRITER_GRACE_SECONDS = 60;
  * A form upload sent again after its first request died (a 503, a lost answer) meets its name held
  * by that first job, left COMPLETING. Nobody would end it before the janitor's stuck time (minutes),
  * so once its writer has surely ended, S3 settles it here: COMPLETED or FAILED, either way it gives up
- * the name. Returns whether the name was given up; a holder that may still be writing, or is not a
- * form upload, keeps it.
+ * the name. Returns whether the name was given up; a holder that is not a form upload keeps it, and
+ * one that may still be writing keeps it with a Retry-After for when it may no longer.
  */
 async function settledDeadFormHolder(username: string, refusal: unknown): Promise<boolean> {
   if (!(refusal instanceof HttpError) || refusal.code !== ErrorCode.UploadInProgress) return false;
   const holderId = (refusal.details as { jobId?: string } | undefined)?.jobId;
   const holder = holderId ? await jobStore().get(username, holderId) : undefined;
   if (holder?.type !== 'upload' || holder.uploadId || holder.status !== 'COMPLETING') return false;
+  const judgedAt = realClock();
   try {
-    await settleFormUpload(holder, { writerEnded: false, judgedAt: realClock() });
+    await settleFormUpload(holder, { writerEnded: false, judgedAt });
     return true;
   } catch (error) {
-    // 409s: failed here (UploadGone), still in its writer's time, or ended meanwhile by another.
+    if (error instanceof HttpError && error.code === ErrorCode.CompletionInProgress) {
+      // Its request may still be writing: the same refusal, saying when that time is over.
+      const wait = Math.max(
+        1,
+        Math.ceil(FORM_WRITER_GRACE_SECONDS - secondsSince(holder.updatedAt, judgedAt)),
+      );
+      throw new HttpError(
+        409,
+        ErrorCode.UploadInProgress,
+        `${refusal.message}, whose request may still be storing its file; send it again in ${wait} s`,
+        { details: refusal.details, headers: { 'retry-after': String(wait) } },
+      );
+    }
+    // Other 409s: failed here (UploadGone), or ended meanwhile by another request.
     if (!(error instanceof HttpError && error.status === 409)) throw error;
     const now = await jobStore().get(username, holder.jobId);
     return now?.status !== 'UPLOADING' && now?.status !== 'COMPLETING';

@@ -299,7 +299,13 @@ describe('a form upload that crashes', () => {
         asFunction('uploadCreate', () =>
           createFormUpload(username, { filename: 'form.bin', content: bytes }, false),
         );
-      expect(await outcome(again())).toEqual({ ok: false, status: 409, code: 'UploadInProgress' });
+      const refused = await again().catch((error: HttpError) => error);
+      expect(refused).toMatchObject({ status: 409, code: 'UploadInProgress', details: { jobId: first } });
+      // It says when the first request can no longer be writing (60 s after it began).
+      const wait = Number((refused as HttpError).headers['retry-after']);
+      expect(wait).toBeGreaterThanOrEqual(30);
+      expect(wait).toBeLessThanOrEqual(60);
+      expect((refused as HttpError).message).toContain(`send it again in ${wait} s`);
       expect((await jobStore().get(username, first))!.status).toBe('COMPLETING');
       await formWriterEnded(username, first);
       const second = await again();
