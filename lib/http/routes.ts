@@ -290,7 +290,9 @@ export const ROUTES = {
   startExport: {
     route: 'POST /export',
     handler: 'functions/export-create.ts',
-    iam: [...TOKEN, 'jobsWrite', 'uploadsRead', 'invokeWorker'],
+    // exportsRead: a repeat (same Idempotency-Key) of an export that has finished gets the job as
+    // GET /jobs/{id} does, with a download URL, which this role signs.
+    iam: [...TOKEN, 'jobsWrite', 'uploadsRead', 'invokeWorker', 'exportsRead'],
     body: startExportBody,
     idempotencyKey: true,
     summary: 'Start an export of a file in the caller’s uploads folder',

@@ -191,6 +191,21 @@ describe('POST /export with an Idempotency-Key', () => {
     expect((await jobStore().list(username, { type: 'export', limit: 10 })).jobs).toHaveLength(1);
   });
 
+  it('a repeat after the export has finished gets it as GET /jobs/{id} does, with a download URL that works', async () => {
+    const { username, token, bytes } = await withSource();
+    const key = randomUUID();
+    const first = await startExport(token, key, { filename: 'src.bin' });
+    expect(first.status).toBe(202);
+    await waitForStatus(username, first.body.job.jobId, 'SUCCEEDED');
+    // As POST /export's function (invoke): the IAM check holds the URL's signer to that role.
+    const again = await startExport(token, key, { filename: 'src.bin' });
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body.job).toMatchObject({ jobId: first.body.job.jobId, status: 'SUCCEEDED' });
+    const download = await fetch(again.body.job.downloadUrl);
+    expect(download.status).toBe(200);
+    expectSameBytes(Buffer.from(await download.arrayBuffer()), bytes);
+  });
+
   it('refuses the key sent before with POST /upload', async () => {
     const { token } = await withSource();
     const key = randomUUID();
