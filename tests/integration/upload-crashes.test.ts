@@ -148,6 +148,13 @@ async function readyUpload(username: string) {
   return { ...created, bytes };
 }
 
+/** A completion that dies right after its COMPLETING write: the job is left COMPLETING. */
+async function leftCompleting(username: string, jobId: string) {
+  crashAfter(jobStore() as JobStore, 'transition', to('COMPLETING'));
+  await outcome(completeUpload(username, jobId));
+  jest.restoreAllMocks();
+}
+
 type Mode = 'complete' | 'janitor';
 const modes: Mode[] = ['complete', 'janitor'];
 
@@ -363,9 +370,7 @@ describe('the janitor judges a completion in flight by its own clock', () => {
   it('COMPLETING, its multipart upload gone and no file in S3: the janitor a day later fails it', async () => {
     const username = user();
     const upload = await readyUpload(username);
-    crashAfter(jobStore() as JobStore, 'transition', to('COMPLETING'));
-    await outcome(completeUpload(username, upload.job.jobId));
-    jest.restoreAllMocks();
+    await leftCompleting(username, upload.job.jobId);
     const job = (await jobStore().get(username, upload.job.jobId))!;
     expect(job.status).toBe('COMPLETING');
     // Gone from S3 without a file: aborted by hand, or by the bucket's lifecycle rule.
@@ -386,9 +391,7 @@ describe('a retried completion checks the parts again', () => {
   it('a part sent again with another size while COMPLETING: 409 PartsIncomplete, back to UPLOADING, then completes', async () => {
     const username = user();
     const upload = await readyUpload(username);
-    crashAfter(jobStore() as JobStore, 'transition', to('COMPLETING'));
-    await outcome(completeUpload(username, upload.job.jobId));
-    jest.restoreAllMocks();
+    await leftCompleting(username, upload.job.jobId);
     // Part 2 again, wrong bytes and too few of them. Its part URL binds the planned length (a
     // signature-checking S3 refuses this body: signatures.test.ts), so it goes straight to S3, as
     // through a URL that binds no length (the Companion routes'): the service must not rely on it.
@@ -412,9 +415,7 @@ describe('a retried completion checks the parts again', () => {
     const bytes = randomBytes(64);
     const created = await createUpload(username, { filename: 'small.bin', size: bytes.length });
     await putPart(created.parts[0]!.url, bytes);
-    crashAfter(jobStore() as JobStore, 'transition', to('COMPLETING'));
-    await outcome(completeUpload(username, created.job.jobId));
-    jest.restoreAllMocks();
+    await leftCompleting(username, created.job.jobId);
     // Straight to S3, for the reason above.
     await testBucket().uploadPart(created.key, created.uploadId, 1, bytes.subarray(0, 32));
 
